@@ -1,0 +1,33 @@
+"""Build the Cython arithmetic coder in ext/ as ``labkit._arith``.
+
+Compiler directives live here in one place.  Set ``LABKIT_CYTHON_DEBUG=1`` before
+``pip install -e .`` to turn bounds checking and wraparound back on for debugging.
+"""
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("LABKIT_CYTHON_DEBUG", "0") not in ("", "0")
+
+directives = {
+    "language_level": "3",
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": not DEBUG,
+    "nonecheck": DEBUG,
+}
+
+extensions = [
+    Extension(
+        "labkit._arith",
+        ["ext/arith.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    )
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
