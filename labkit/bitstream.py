@@ -57,8 +57,8 @@ class Header:
     downsample: int
     ymax: float
     context: str = "none"
-    increment: int = 32
-    limit: int = 1 << 13
+    increment: int = 8
+    limit: int = 1024
     version: int = FORMAT_VERSION
 
     @property

@@ -1,0 +1,129 @@
+"""Run codecs (ours and the classic baselines) over a set of images and return tidy records.
+
+A record is a flat dict, one per (codec, setting, image): ``codec``, ``b`` or ``quality``,
+``image``, ``bytes``, ``bpp`` (whole file), ``psnr``, ``ssim`` and, for learned codecs,
+``ideal_bits`` (the adaptive model's ideal code length of the payload) so real and
+estimated rates can be reported side by side.  Reconstructions are kept only when
+asked (``keep_recon``), for figures.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import baselines, coder, metrics
+from .bitstream import HEADER_SIZE
+from .codec import Codec
+
+Record = dict[str, Any]
+
+
+def evaluate_learned(models: Mapping[str, torch.nn.Module], images: Sequence[np.ndarray], bits: Iterable[int],
+                     context: str, keep_recon: bool = False, progress: bool = True) -> list[Record]:
+    """Encode and decode every image with every model at every b, from the real ``.lkc`` bytes."""
+    bits = list(bits)
+    out: list[Record] = []
+    jobs = [(name, b) for name in models for b in bits]
+    for name, b in tqdm(jobs, desc="learned codecs", disable=not progress):
+        codec = Codec(models[name], b, context, model_name=name)
+        for i, img in enumerate(images):
+            r = codec.compress(img)
+            rec: Record = dict(codec=name, b=b, image=i, bytes=len(r.data), bpp=r.bpp,
+                               psnr=metrics.psnr(img, r.recon), ssim=metrics.ssim(img, r.recon),
+                               ideal_bits=coder.ideal_code_length_bits(r.symbols, 1 << b, context,
+                                                                       increment=codec.increment, limit=codec.limit),
+                               header_bytes=HEADER_SIZE, context=context)
+            if keep_recon:
+                rec["recon"] = r.recon
+            out.append(rec)
+    return out
+
+
+def evaluate_matched_jpeg(images: Sequence[np.ndarray], targets: Sequence[Record], codec: str = "jpeg",
+                          keep_recon: bool = False) -> list[Record]:
+    """The course's JPEG comparison: per image, the JPEG quality whose real bpp is nearest each target's bpp."""
+    out: list[Record] = []
+    for t in targets:
+        img = images[t["image"]]
+        m = baselines.match_bpp(img, t["bpp"], codec=codec)
+        rec: Record = dict(codec=f"{codec}-matched", b=t["b"], matched_to=t["codec"], image=t["image"],
+                           quality=m["quality"], bytes=len(m["bytes"]), bpp=m["bpp"], target_bpp=t["bpp"],
+                           psnr=metrics.psnr(img, m["recon"]), ssim=metrics.ssim(img, m["recon"]))
+        if keep_recon:
+            rec["recon"] = m["recon"]
+        out.append(rec)
+    return out
+
+
+def evaluate_sweeps(images: Sequence[np.ndarray], qualities: Mapping[str, Sequence[int]],
+                    progress: bool = True) -> list[Record]:
+    """RD sweep of each classic codec over its quality list, on every image."""
+    out: list[Record] = []
+    jobs = [(c, q) for c, qs in qualities.items() for q in qs]
+    for codec, q in tqdm(jobs, desc="classic codecs", disable=not progress):
+        for i, img in enumerate(images):
+            r = baselines.compress(img, codec, q)
+            out.append(dict(codec=codec, quality=q, image=i, bytes=len(r["bytes"]), bpp=r["bpp"],
+                            psnr=metrics.psnr(img, r["recon"]), ssim=metrics.ssim(img, r["recon"])))
+    return out
+
+
+def mean_curve(records: Iterable[Record], codec: str, by: str = "b",
+               keys: Sequence[str] = ("bpp", "psnr", "ssim")) -> dict[str, list[float]]:
+    """Average each key over images for every setting ``by`` (b or quality) of one codec.
+
+    PSNR of an exact reconstruction is infinite; it is capped at 100 dB for the mean.
+    """
+    groups: dict[Any, list[Record]] = defaultdict(list)
+    for r in records:
+        if r["codec"] == codec:
+            groups[r[by]].append(r)
+    settings = sorted(groups)
+    curve: dict[str, list[float]] = {by: list(settings)}
+    for k in keys:
+        vals = []
+        for s in settings:
+            v = np.array([g[k] for g in groups[s]], dtype=np.float64)
+            if k == "psnr":
+                v = np.minimum(v, 100.0)
+            vals.append(float(v.mean()))
+        curve[k] = vals
+    return curve
+
+
+def select(records: Iterable[Record], **match: Any) -> list[Record]:
+    """Records whose fields equal every ``match`` item."""
+    return [r for r in records if all(r.get(k) == v for k, v in match.items())]
+
+
+def without_recon(records: Iterable[Record]) -> list[Record]:
+    """Drop the image arrays so records can be written as JSON."""
+    return [{k: v for k, v in r.items() if k != "recon"} for r in records]
+
+
+@torch.inference_mode()
+def latent_symbols(model: torch.nn.Module, images: Sequence[np.ndarray], b: int) -> np.ndarray:
+    """Quantized latents [N, C, h, w] of 128x128-multiple images, exactly as the codec sees them."""
+    codec = Codec(model, b, "none")
+    return np.stack([codec.analyse(img)[0] for img in images])
+
+
+def coding_table(symbols: np.ndarray, b: int, contexts: Sequence[str] = coder.CONTEXT_MODES) -> dict[str, float]:
+    """Bits per symbol of one set of latents: zero-order entropy, then real coded size per context mode.
+
+    ``entropy`` is the empirical entropy of all symbols pooled (a static model that knows the
+    statistics in advance, no side cost); ``ideal <mode>`` the adaptive model's ideal code length;
+    ``coded <mode>`` the real payload bytes.  Every number is averaged per symbol over images.
+    """
+    n_sym = symbols[0].size * len(symbols)
+    counts = np.bincount(symbols.ravel(), minlength=1 << b).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    table = {"entropy (static, pooled)": float(-(p * np.log2(p)).sum())}
+    for ctx in contexts:
+        table[f"coded {ctx}"] = sum(len(coder.encode(s, 1 << b, ctx)) * 8 for s in symbols) / n_sym
+    return table

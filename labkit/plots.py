@@ -1,0 +1,225 @@
+"""Report figures: comparison grids, RD curves, difference maps, training curves,
+architecture diagram, latent statistics.  Every figure is saved by :func:`save_figure`
+with fixed metadata and DPI, so the same numbers give the same PNG bytes.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .atomic import atomic_path  # noqa: E402
+
+DPI = 110
+#: Learned codecs solid, conventional codecs dashed (RD-plot convention).
+STYLE: dict[str, dict[str, Any]] = {
+    "resae": dict(color="C3", marker="o", ls="-", label="ResAE (ours)"),
+    "ae2": dict(color="C0", marker="s", ls="-", label="AE2 (course, noise)"),
+    "ae1": dict(color="C9", marker="^", ls="-", label="AE1 (course, plain)"),
+    "jpeg-matched": dict(color="C1", marker="x", ls="none", label="JPEG @ matched bpp (course)"),
+    "jpeg": dict(color="C1", marker=".", ls="--", label="JPEG (Pillow default)"),
+    "jpeg-opt": dict(color="C5", marker=".", ls="--", label="JPEG optimize=True"),
+    "webp": dict(color="C2", marker=".", ls="--", label="WebP"),
+    "avif": dict(color="C4", marker=".", ls="--", label="AVIF"),
+    "jpeg2000": dict(color="C7", marker=".", ls="--", label="JPEG 2000"),
+}
+LABELS = {"raw": "RAW", "resae": "ResAE", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG"}
+
+
+def style_for(name: str) -> dict[str, Any]:
+    return dict(STYLE.get(name, dict(marker="o", ls="-", label=name)))
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
+    """Save ``fig`` as PNG atomically with fixed DPI and no timestamp/software metadata; close it."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.05)
+    plt.close(fig)
+    return path
+
+
+def setup_style() -> None:
+    """Deterministic, readable defaults (fixed font, no date stamps)."""
+    plt.rcParams.update({
+        "font.family": "DejaVu Sans", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
+        "figure.dpi": DPI, "savefig.dpi": DPI, "svg.hashsalt": "labkit", "image.interpolation": "nearest",
+    })
+
+
+setup_style()
+
+
+def comparison_grid(originals: Sequence[np.ndarray], columns: Mapping[str, Sequence[Mapping[str, Any]]],
+                    title: str = "", row_labels: Sequence[str] | None = None) -> plt.Figure:
+    """Rows = images; first column RAW, then one column per codec.
+
+    ``columns[name][i]`` holds ``recon`` (uint8 HxWx3), ``ssim`` and ``bpp`` for image i;
+    "Q=<SSIM> bpp=<bpp>" is printed under each picture.
+    """
+    names = list(columns)
+    n, m = len(originals), 1 + len(names)
+    fig, axes = plt.subplots(n, m, figsize=(1.9 * m, 2.05 * n), squeeze=False)
+    for i, orig in enumerate(originals):
+        h, w = orig.shape[:2]
+        axes[i, 0].imshow(orig)
+        axes[i, 0].set_xlabel(f"{w}x{h}, 24 bpp", fontsize=8)
+        if row_labels:
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=10)
+        for j, name in enumerate(names, start=1):
+            rec = columns[name][i]
+            axes[i, j].imshow(rec["recon"])
+            axes[i, j].set_xlabel(f"Q={rec['ssim']:.3f} bpp={rec['bpp']:.3f}", fontsize=8)
+        for j, label in enumerate(["RAW"] + [LABELS.get(k, k) for k in names]):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+            if i == 0:
+                ax.set_title(label, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str = "ssim",
+              title: str = "", xlim: tuple[float, float] | None = None,
+              annotate: Mapping[str, Sequence[str]] | None = None) -> plt.Figure:
+    """One line per codec: mean ``metric`` (``ssim`` or ``psnr``) against mean real bpp."""
+    fig, ax = plt.subplots(figsize=(6.2, 4.3))
+    for name, c in curves.items():
+        order = np.argsort(c["bpp"])
+        x, y = np.asarray(c["bpp"])[order], np.asarray(c[metric])[order]
+        ax.plot(x, y, ms=5, lw=1.4, **style_for(name))
+        if annotate and name in annotate:
+            for xi, yi, t in zip(np.asarray(c["bpp"]), np.asarray(c[metric]), annotate[name]):
+                ax.annotate(t, (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7, color=style_for(name).get("color"))
+    ax.set_xlabel("bits per pixel (real file size)")
+    ax.set_ylabel("SSIM (mean over RGB)" if metric == "ssim" else "PSNR (dB, RGB)")
+    if xlim:
+        ax.set_xlim(*xlim)
+    ax.set_title(title or f"Mean {metric.upper()} vs bpp")
+    ax.legend(fontsize=7.5, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def difference_view(original: np.ndarray, recons: Mapping[str, Mapping[str, Any]], title: str = "") -> plt.Figure:
+    """|error| heatmaps (mean over RGB, 8-bit units) side by side on one colour scale."""
+    names = list(recons)
+    errs = {k: np.abs(original.astype(np.float32) - v["recon"].astype(np.float32)).mean(axis=2) for k, v in recons.items()}
+    vmax = float(np.percentile(np.concatenate([e.ravel() for e in errs.values()]), 99.5)) or 1.0
+    fig, axes = plt.subplots(2, 1 + len(names), figsize=(2.3 * (1 + len(names)), 4.6), squeeze=False)
+    axes[0, 0].imshow(original)
+    axes[0, 0].set_title("RAW")
+    axes[1, 0].axis("off")
+    im = None
+    for j, k in enumerate(names, start=1):
+        axes[0, j].imshow(recons[k]["recon"])
+        axes[0, j].set_title(LABELS.get(k, k))
+        axes[0, j].set_xlabel(f"Q={recons[k]['ssim']:.3f} bpp={recons[k]['bpp']:.3f}", fontsize=8)
+        im = axes[1, j].imshow(errs[k], cmap="magma", vmin=0, vmax=vmax)
+        axes[1, j].set_xlabel(f"mean |err| = {errs[k].mean():.2f}", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+    if im is not None:
+        fig.colorbar(im, ax=axes[1, 1:].tolist(), shrink=0.85, label="|error| (8-bit levels)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def training_curves(histories: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
+    """Training loss and validation PSNR per epoch, one line per model."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for name, h in histories.items():
+        epochs = h.get("epoch") or list(range(1, len(h["train_loss"]) + 1))
+        st = style_for(name)
+        st.pop("ls", None)
+        a.plot(epochs, h["train_loss"], ms=2, **st)
+        b.plot(epochs, h["val_psnr"], ms=2, **st)
+    a.set_yscale("log")
+    a.set_xlabel("epoch"), a.set_ylabel("training loss (MSE, with noise)")
+    b.set_xlabel("epoch"), b.set_ylabel("validation PSNR (dB, hard quantizer)")
+    a.legend(fontsize=8), b.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def architecture_diagram(layers_by_model: Mapping[str, Sequence[Mapping[str, Any]]]) -> plt.Figure:
+    """Boxes for each layer, drawn from ``labkit.models.describe`` (not by hand)."""
+    n = len(layers_by_model)
+    height = max(len(v) for v in layers_by_model.values())
+    fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 0.33 * height + 1.0), squeeze=False)
+    palette = {"Conv2d": "#9ecae1", "ConvTranspose2d": "#fdae6b", "AvgPool2d": "#c7e9c0", "ReLU": "#eeeeee",
+               "BatchNorm2d": "#dadaeb", "ResBlock": "#fcbba1", "PixelShuffle": "#fdd0a2", "Upsample": "#fdd0a2",
+               "Sigmoid": "#eeeeee"}
+    for ax, (name, layers) in zip(axes[0], layers_by_model.items()):
+        ax.set_xlim(0, 1), ax.set_ylim(height + 0.5, -1.2)
+        ax.axis("off")
+        ax.set_title(LABELS.get(name, name), fontsize=11)
+        for i, layer in enumerate(layers):
+            kind = str(layer.get("type", "?"))
+            ax.add_patch(plt.Rectangle((0.02, i - 0.4), 0.96, 0.8, fc=palette.get(kind, "#ffffff"), ec="#555555", lw=0.6))
+            shape = layer.get("output_shape")
+            shape_s = "x".join(str(s) for s in shape) if shape else ""
+            desc = layer.get("summary") or kind
+            ax.text(0.04, i, str(desc), va="center", fontsize=7)
+            ax.text(0.96, i, shape_s, va="center", ha="right", fontsize=7, color="#333333")
+    fig.tight_layout()
+    return fig
+
+
+def latent_histograms(symbols_by_b: Mapping[int, np.ndarray], title: str = "") -> plt.Figure:
+    """Histogram of quantized symbols for each b (log counts)."""
+    bs = sorted(symbols_by_b)
+    fig, axes = plt.subplots(1, len(bs), figsize=(2.6 * len(bs), 2.6), squeeze=False)
+    for ax, b in zip(axes[0], bs):
+        counts = np.bincount(np.asarray(symbols_by_b[b]).ravel(), minlength=1 << b)
+        p = counts / max(1, counts.sum())
+        ax.bar(np.arange(1 << b), p, width=0.9, color="C3")
+        ax.set_yscale("log")
+        ax.set_title(f"b={b}")
+        ax.set_xlabel("symbol q")
+    axes[0, 0].set_ylabel("frequency")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def bits_per_symbol_bars(table: Mapping[int, Mapping[str, float]], title: str = "") -> plt.Figure:
+    """Grouped bars: for each b, bits/symbol of each measure (entropy, coded per context mode)."""
+    bs = sorted(table)
+    keys = list(next(iter(table.values())).keys())
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))
+    width = 0.8 / len(keys)
+    for k, key in enumerate(keys):
+        ax.bar(np.arange(len(bs)) + (k - (len(keys) - 1) / 2) * width, [table[b][key] for b in bs], width, label=key)
+    ax.set_xticks(np.arange(len(bs)), [f"b={b}" for b in bs])
+    ax.set_ylabel("bits per latent symbol")
+    ax.legend(fontsize=7.5, ncols=2)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def table_figure(rows: Sequence[Sequence[str]], header: Sequence[str], title: str = "") -> plt.Figure:
+    """A plain table rendered as a figure (used for the course-criteria table)."""
+    fig, ax = plt.subplots(figsize=(1.45 * len(header), 0.32 * (len(rows) + 2)))
+    ax.axis("off")
+    t = ax.table(cellText=[list(r) for r in rows], colLabels=list(header), loc="center", cellLoc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(8)
+    t.scale(1, 1.25)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,186 @@
+"""Rate-distortion comparisons: Bjontegaard deltas and the course criteria.
+
+A *curve* is a sequence of ``(bpp, quality)`` points (quality = SSIM or PSNR), in any
+order; it is cleaned before use: non-finite or bpp <= 0 points dropped, sorted by
+bpp, and reduced to its monotone envelope (a point is kept only if its quality beats
+every cheaper point -- the others are dominated), so that quality is strictly
+increasing in bpp and both "quality at a rate" and "rate at a quality" are defined.
+
+Course criteria interpolate quality over log(bpp) with a monotone cubic
+(``scipy.interpolate.PchipInterpolator``); the rate at a quality inverts that same
+interpolant. Nothing is extrapolated: outside a curve's range the answer is nan.
+BD values use the ``bjontegaard`` package (Akima by default, or PCHIP) over the
+overlapping range only; when they cannot be computed they return nan and emit an
+``RDWarning`` saying why.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.interpolate import PchipInterpolator
+
+__all__ = ["RDWarning", "clean_curve", "bd_rate", "bd_quality", "bd_psnr",
+           "quality_at_rate", "rate_at_quality", "delta_quality_at_rate",
+           "delta_rate_at_quality", "course_criteria"]
+
+Curve = Sequence[Sequence[float]] | np.ndarray
+
+
+class RDWarning(UserWarning):
+    """A BD value or criterion could not be computed (too few points, no overlap)."""
+
+
+def clean_curve(curve: Curve) -> np.ndarray:
+    """``[K, 2]`` float array of (bpp, quality): finite, bpp > 0, sorted, monotone envelope."""
+    a = np.asarray(curve, dtype=np.float64)
+    if a.size == 0:
+        return np.empty((0, 2))
+    if a.ndim != 2 or a.shape[1] != 2:
+        raise ValueError(f"a curve is a list of (bpp, quality) pairs, got shape {a.shape}")
+    a = a[np.isfinite(a).all(axis=1) & (a[:, 0] > 0)]
+    a = a[np.lexsort((-a[:, 1], a[:, 0]))]   # by bpp, best quality first among ties
+    keep, best = [], -math.inf
+    for i, (_, q) in enumerate(a):
+        if q > best:
+            keep.append(i)
+            best = q
+    return a[keep]
+
+
+def _pairs(rate: Sequence[float], dist: Sequence[float], who: str) -> np.ndarray:
+    r, d = np.asarray(rate, dtype=np.float64), np.asarray(dist, dtype=np.float64)
+    if r.shape != d.shape or r.ndim != 1:
+        raise ValueError(f"{who}: rate and quality must be 1-D of equal length, "
+                         f"got {r.shape} and {d.shape}")
+    return clean_curve(np.stack([r, d], axis=1))
+
+
+def _bd(kind: str, rate_anchor, dist_anchor, rate_test, dist_test, method: str,
+        min_points: int) -> float:
+    import bjontegaard as bd
+
+    if method not in ("akima", "pchip", "cubic"):
+        raise ValueError(f"method must be 'akima', 'pchip' or 'cubic', got {method!r}")
+    a = _pairs(rate_anchor, dist_anchor, "anchor")
+    t = _pairs(rate_test, dist_test, "test")
+    if len(a) < min_points or len(t) < min_points:
+        warnings.warn(f"BD-{kind}: need >= {min_points} usable RD points per curve (after "
+                      f"dropping dominated ones), got anchor {len(a)}, test {len(t)}; "
+                      "returning nan", RDWarning, stacklevel=3)
+        return math.nan
+    col = 1 if kind == "rate" else 0          # axis the average runs over
+    lo = max(a[:, col].min(), t[:, col].min())
+    hi = min(a[:, col].max(), t[:, col].max())
+    if not hi > lo:
+        axis = "quality" if col == 1 else "rate"
+        warnings.warn(f"BD-{kind}: the curves' {axis} ranges do not overlap; returning nan",
+                      RDWarning, stacklevel=3)
+        return math.nan
+    fn = bd.bd_rate if kind == "rate" else bd.bd_psnr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(fn(a[:, 0], a[:, 1], t[:, 0], t[:, 1], method,
+                        require_matching_points=False, min_overlap=0))
+
+
+def bd_rate(rate_anchor: Sequence[float], dist_anchor: Sequence[float],
+            rate_test: Sequence[float], dist_test: Sequence[float],
+            method: str = "akima", min_points: int = 4) -> float:
+    """BD-rate in percent: average bit-rate change of test vs anchor at equal quality,
+    over the overlapping quality range (negative = test saves bits). nan + RDWarning
+    when a curve has < ``min_points`` usable points or the ranges do not overlap."""
+    return _bd("rate", rate_anchor, dist_anchor, rate_test, dist_test, method, min_points)
+
+
+def bd_quality(rate_anchor: Sequence[float], dist_anchor: Sequence[float],
+               rate_test: Sequence[float], dist_test: Sequence[float],
+               method: str = "akima", min_points: int = 4) -> float:
+    """BD-quality: average quality gain (dB for PSNR, SSIM units for SSIM) of test vs
+    anchor over the overlapping log-rate range; nan + RDWarning as for ``bd_rate``."""
+    return _bd("quality", rate_anchor, dist_anchor, rate_test, dist_test, method, min_points)
+
+
+bd_psnr = bd_quality
+"""Alias of ``bd_quality`` for PSNR curves."""
+
+
+def _interp(c: np.ndarray) -> PchipInterpolator | None:
+    return PchipInterpolator(np.log(c[:, 0]), c[:, 1], extrapolate=False) if len(c) >= 2 \
+        else None
+
+
+def quality_at_rate(curve: Curve, rate: float) -> float:
+    """Quality of ``curve`` at ``rate`` bpp (PCHIP in log-bpp); nan outside its range."""
+    c = clean_curve(curve)
+    if len(c) == 1:
+        return float(c[0, 1]) if rate == c[0, 0] else math.nan
+    f = _interp(c)
+    if f is None or not rate > 0:
+        return math.nan
+    return float(f(math.log(rate)))
+
+
+def rate_at_quality(curve: Curve, quality: float) -> float:
+    """bpp at which ``curve`` reaches ``quality``, inverting the PCHIP of
+    ``quality_at_rate`` (monotone, so unique); nan outside its quality range."""
+    c = clean_curve(curve)
+    if len(c) == 0 or not c[0, 1] <= quality <= c[-1, 1]:
+        return math.nan
+    if len(c) == 1:
+        return float(c[0, 0])
+    hit = np.flatnonzero(c[:, 1] == quality)
+    if hit.size:
+        return float(c[hit[0], 0])
+    roots = _interp(c).solve(quality, extrapolate=False)
+    roots = roots[np.isfinite(roots)]
+    return float(math.exp(roots[0])) if roots.size else math.nan
+
+
+def delta_quality_at_rate(curve_a: Curve, curve_b: Curve, rate: float) -> float:
+    """Quality of a minus quality of b at equal ``rate`` (e.g. ΔSSIM at equal bpp)."""
+    return quality_at_rate(curve_a, rate) - quality_at_rate(curve_b, rate)
+
+
+def delta_rate_at_quality(curve_a: Curve, curve_b: Curve, quality: float) -> float:
+    """Bits of a relative to b at equal ``quality``, in percent (negative = a saves)."""
+    ra, rb = rate_at_quality(curve_a, quality), rate_at_quality(curve_b, quality)
+    return 100.0 * (ra / rb - 1.0) if ra > 0 and rb > 0 else math.nan
+
+
+def course_criteria(test_curve: Curve, anchor_curve: Curve, ssim_gain: float = 0.05,
+                    bits_saving_pct: float = 3.0) -> dict[str, list[Any]]:
+    """The course's two criteria at each test point, vs the anchor (e.g. JPEG) curve.
+
+    Per test point (all given points, finite, sorted by bpp -- not only the envelope):
+    ``dssim_at_equal_bpp`` = q_test - anchor quality at the test bpp;
+    ``dbits_pct_at_equal_ssim`` = 100 * (bpp_test / anchor bpp at q_test - 1);
+    ``ssim_gain_ok`` (Δ >= ``ssim_gain``), ``bits_saving_ok`` (Δbits <= -``bits_saving_pct``),
+    ``holds`` (either); ``in_anchor_rate_range`` / ``in_anchor_quality_range`` flag where
+    the deltas are defined (nan and False outside). Column-oriented: ``pandas.DataFrame``
+    of the result gives one row per point.
+    """
+    t = np.asarray(test_curve, dtype=np.float64)
+    if t.size and (t.ndim != 2 or t.shape[1] != 2):
+        raise ValueError(f"test_curve must be (bpp, quality) pairs, got shape {t.shape}")
+    t = t[np.isfinite(t).all(axis=1) & (t[:, 0] > 0)] if t.size else np.empty((0, 2))
+    t = t[np.lexsort((t[:, 1], t[:, 0]))]
+    anchor = clean_curve(anchor_curve)
+    out: dict[str, list[Any]] = {k: [] for k in (
+        "bpp", "quality", "dssim_at_equal_bpp", "dbits_pct_at_equal_ssim", "ssim_gain_ok",
+        "bits_saving_ok", "holds", "in_anchor_rate_range", "in_anchor_quality_range")}
+    for r, q in t:
+        dq = float(q - quality_at_rate(anchor, r))
+        rb = rate_at_quality(anchor, q)
+        db = float(100.0 * (r / rb - 1.0)) if rb > 0 else math.nan
+        gain_ok = bool(dq >= ssim_gain - 1e-12)
+        save_ok = bool(db <= -bits_saving_pct + 1e-12)
+        for k, v in (("bpp", float(r)), ("quality", float(q)), ("dssim_at_equal_bpp", dq),
+                     ("dbits_pct_at_equal_ssim", db), ("ssim_gain_ok", gain_ok),
+                     ("bits_saving_ok", save_ok), ("holds", gain_ok or save_ok),
+                     ("in_anchor_rate_range", not math.isnan(dq)),
+                     ("in_anchor_quality_range", not math.isnan(db))):
+            out[k].append(v)
+    return out

@@ -1,0 +1,173 @@
+"""Turn evaluation records into the report's curves, tables, figures and prose.
+
+Kept apart from :mod:`labkit.evaluate` (which only measures) and :mod:`labkit.plots`
+(which only draws), so every notebook builds its numbers the same way.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import plots, rd
+from .evaluate import Record, mean_curve, select
+
+Curves = dict[str, dict[str, list[float]]]
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """A GitHub-flavoured markdown table of ``rows`` (floats to 4 significant digits)."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool) or v is None:
+            return {True: "yes", False: "no", None: "–"}[v]
+        if isinstance(v, float):
+            return "–" if not math.isfinite(v) else f"{v:.4g}"
+        return str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def curves(learned: Sequence[Record], matched: Sequence[Record], sweeps: Sequence[Record],
+           learned_names: Sequence[str], sweep_names: Sequence[str]) -> Curves:
+    """Mean (bpp, PSNR, SSIM) per setting for every codec: learned by b, classic by quality."""
+    out: Curves = {name: mean_curve(learned, name, by="b") for name in learned_names}
+    if matched:
+        out["jpeg-matched"] = mean_curve(matched, "jpeg-matched", by="b")
+    for name in sweep_names:
+        out[name] = mean_curve(sweeps, name, by="quality")
+    return out
+
+
+def b_labels(curves_: Curves, names: Sequence[str]) -> dict[str, list[str]]:
+    """"b=…" annotations for the learned codecs' RD points."""
+    return {n: [f"b={b}" for b in curves_[n]["b"]] for n in names if n in curves_}
+
+
+def _points(curve: Mapping[str, Sequence[float]], metric: str) -> list[tuple[float, float]]:
+    return list(zip(curve["bpp"], curve[metric]))
+
+
+def comparison_figure(images: Sequence[np.ndarray], learned: Sequence[Record], matched: Sequence[Record],
+                      b: int, n: int, codecs: Sequence[str] = ("resae", "ae2")):
+    """RAW / ResAE / AE2 / JPEG (matched to ResAE's bpp) for the first ``n`` test images at bit depth b."""
+    idx = list(range(min(n, len(images))))
+    columns: dict[str, list[Record]] = {}
+    for c in codecs:
+        by_image = {r["image"]: r for r in select(learned, codec=c, b=b)}
+        if by_image:
+            columns[c] = [by_image[i] for i in idx]
+    jp = {r["image"]: r for r in select(matched, b=b)}
+    if jp:
+        columns["jpeg"] = [jp[i] for i in idx]
+    return plots.comparison_grid([images[i] for i in idx], columns,
+                                 title=f"b = {b}: JPEG quality chosen per image to match ResAE's bpp")
+
+
+def difference_figure(images: Sequence[np.ndarray], learned: Sequence[Record], b: int, index: int = 0,
+                      codecs: Sequence[str] = ("resae", "ae2", "ae1")):
+    """|error| maps of ResAE against the course baselines for one image at bit depth b."""
+    recons = {}
+    for c in codecs:
+        hit = select(learned, codec=c, b=b, image=index)
+        if hit:
+            recons[c] = hit[0]
+    return plots.difference_view(images[index], recons, title=f"Absolute error at b = {b} (same colour scale)")
+
+
+def criteria(curves_: Curves, anchors: Sequence[str], bits: Sequence[int], test: str = "resae") -> list[dict[str, Any]]:
+    """The course criteria for ``test`` at each b against each anchor's mean SSIM curve."""
+    rows = []
+    t = curves_[test]
+    for anchor in anchors:
+        if anchor not in curves_:
+            continue
+        res = rd.course_criteria(_points(t, "ssim"), _points(curves_[anchor], "ssim"))
+        by_bpp = {round(bpp, 12): k for k, bpp in enumerate(res["bpp"])}
+        for b, bpp, ssim_v in zip(t["b"], t["bpp"], t["ssim"]):
+            if b not in bits:
+                continue
+            k = by_bpp.get(round(bpp, 12))
+            if k is None:
+                continue
+            rows.append(dict(test=test, anchor=anchor, b=int(b), bpp=bpp, ssim=ssim_v,
+                             dssim_at_equal_bpp=res["dssim_at_equal_bpp"][k],
+                             dbits_pct_at_equal_ssim=res["dbits_pct_at_equal_ssim"][k],
+                             ssim_gain_ok=res["ssim_gain_ok"][k], bits_saving_ok=res["bits_saving_ok"][k],
+                             holds=res["holds"][k]))
+    return rows
+
+
+def criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    cols = ["anchor", "b", "bpp", "ssim", "dssim_at_equal_bpp", "dbits_pct_at_equal_ssim", "holds"]
+    return markdown_table(rows, cols)
+
+
+def bd_rates(curves_: Curves, test: str = "resae") -> list[dict[str, Any]]:
+    """BD-rate (%) of ``test`` against every other curve, on SSIM and on PSNR (negative = test saves bits)."""
+    import warnings
+
+    rows = []
+    t = curves_[test]
+    for anchor, c in curves_.items():
+        if anchor == test:
+            continue
+        row: dict[str, Any] = {"anchor": anchor}
+        for metric in ("ssim", "psnr"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rd.RDWarning)
+                row[f"bd_rate_{metric}_pct"] = rd.bd_rate(c["bpp"], c[metric], t["bpp"], t[metric])
+        rows.append(row)
+    return rows
+
+
+def bd_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    return markdown_table(rows, ["anchor", "bd_rate_ssim_pct", "bd_rate_psnr_pct"])
+
+
+def criteria_figure(rows: Sequence[Mapping[str, Any]]):
+    """The criteria table as a figure."""
+    def f(v: float, fmt: str) -> str:
+        return "–" if v is None or not math.isfinite(v) else format(v, fmt)
+    body = [[r["anchor"], str(r["b"]), f(r["bpp"], ".3f"), f(r["ssim"], ".3f"), f(r["dssim_at_equal_bpp"], "+.3f"),
+             f(r["dbits_pct_at_equal_ssim"], "+.1f"), "yes" if r["holds"] else "no"] for r in rows]
+    return plots.table_figure(body, ["anchor", "b", "ResAE bpp", "ResAE SSIM", "ΔSSIM @ bpp", "Δbits % @ SSIM", "holds"],
+                              title="Course criteria for ResAE (+0.05 SSIM at equal bpp, or ≥3% fewer bits at equal SSIM)")
+
+
+def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record], crit: Sequence[Mapping[str, Any]],
+            bd: Sequence[Mapping[str, Any]], n_images: int) -> dict[str, Any]:
+    """Headline numbers and an honest paragraph generated from them (quoted in the README)."""
+    head: dict[str, Any] = {"n_images": n_images}
+    for b in (1, 2, 3):
+        r = select(learned, codec="resae", b=b)
+        j = select(matched, b=b)
+        a = select(learned, codec="ae2", b=b)
+        if r and j and a:
+            head[f"b{b}"] = dict(resae_bpp=float(np.mean([x["bpp"] for x in r])), resae_ssim=float(np.mean([x["ssim"] for x in r])),
+                                 ae2_bpp=float(np.mean([x["bpp"] for x in a])), ae2_ssim=float(np.mean([x["ssim"] for x in a])),
+                                 jpeg_bpp=float(np.mean([x["bpp"] for x in j])), jpeg_ssim=float(np.mean([x["ssim"] for x in j])))
+    vs_ae2 = [r for r in crit if r["anchor"] == "ae2"]
+    head["criterion_vs_ae2_holds_at"] = [r["b"] for r in vs_ae2 if r["holds"]]
+    head["criterion_vs_ae2_fails_at"] = [r["b"] for r in vs_ae2 if not r["holds"]]
+    head["bd_rate_ssim_pct"] = {r["anchor"]: r["bd_rate_ssim_pct"] for r in bd}
+    head["bd_rate_psnr_pct"] = {r["anchor"]: r["bd_rate_psnr_pct"] for r in bd}
+    lines = [f"On {n_images} test images:"]
+    for b in (1, 2, 3):
+        h = head.get(f"b{b}")
+        if h:
+            lines.append(f"- b={b}: ResAE {h['resae_bpp']:.3f} bpp, SSIM {h['resae_ssim']:.3f}; AE2 {h['ae2_bpp']:.3f} bpp, "
+                         f"SSIM {h['ae2_ssim']:.3f}; JPEG at matched bpp {h['jpeg_bpp']:.3f} bpp, SSIM {h['jpeg_ssim']:.3f}.")
+    if vs_ae2:
+        held, failed = head["criterion_vs_ae2_holds_at"], head["criterion_vs_ae2_fails_at"]
+        lines.append(f"- Course criterion vs AE2 holds at b = {held or 'none'}" + (f", fails at b = {failed}." if failed else "."))
+    for r in bd:
+        v = r["bd_rate_ssim_pct"]
+        if v is not None and math.isfinite(v):
+            word = "fewer" if v < 0 else "more"
+            lines.append(f"- BD-rate (SSIM) vs {r['anchor']}: {v:+.1f}% ({abs(v):.1f}% {word} bits at equal SSIM).")
+        else:
+            lines.append(f"- BD-rate (SSIM) vs {r['anchor']}: not defined (curves do not overlap in SSIM).")
+    return {"headline": head, "text": "\n".join(lines)}

@@ -1,0 +1,49 @@
+"""Wall-clock speed of the whole codec (network + quantizer + coder + container), one CPU thread."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_codec_speed(model: str = "resae", b: int = 2, context: str = "neighbor", repeats: int = 10,
+                      sizes: tuple[tuple[int, int], ...] = ((128, 128), (512, 768)),
+                      threads: int = 1) -> list[dict[str, Any]]:
+    """Best-of-``repeats`` encode and decode times for real images of each (H, W), on ``threads`` threads.
+
+    Images are cut from the embedded test photos (resized crops, so content is natural).
+    """
+    from PIL import Image
+
+    from .codec import Codec
+    from .data import default_dataset
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        codec = Codec.from_pretrained(model, b=b, context=context)
+        tiles = default_dataset("test")
+        mosaic = np.concatenate([np.concatenate(list(tiles[i * 6:(i + 1) * 6]), axis=1) for i in range(4)], axis=0)
+        rows = []
+        for h, w in sizes:
+            img = np.asarray(Image.fromarray(mosaic).resize((w, h), Image.Resampling.LANCZOS))
+            data = codec.encode(img)
+            enc = _timed(lambda: codec.encode(img), repeats)
+            dec = _timed(lambda: codec.decode(data), repeats)
+            rows.append(dict(size=f"{w}x{h}", encode_ms=enc * 1e3, decode_ms=dec * 1e3, total_ms=(enc + dec) * 1e3,
+                             bpp=len(data) * 8 / (h * w), threads=threads))
+        return rows
+    finally:
+        torch.set_num_threads(old)

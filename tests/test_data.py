@@ -1,0 +1,233 @@
+"""labkit.data: user-folder loading, conversions, default dataset, tensors, TileDataset."""
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from labkit import data as D
+
+COURSE128 = Path("/work/shared/datasets/course128")
+RNG = np.random.default_rng(0)
+
+
+def _rgb(h=16, w=16):
+    return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _write_png16_rgb(path: Path, a: np.ndarray) -> None:
+    """A 16-bit RGB PNG written by hand (Pillow cannot write one)."""
+    h, w, _ = a.shape
+    raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+# ---------------------------------------------------------------- load_image conversions
+
+def test_rgb_png_loads_without_warning(tmp_path, recwarn):
+    a = _rgb()
+    Image.fromarray(a).save(tmp_path / "0.png")
+    out = D.load_image(tmp_path / "0.png")
+    assert out.dtype == np.uint8 and np.array_equal(out, a)
+    assert not [w for w in recwarn if issubclass(w.category, D.LabkitDataWarning)]
+
+
+def test_grey_becomes_rgb_with_warning(tmp_path):
+    g = _rgb()[..., 0]
+    Image.fromarray(g, "L").save(tmp_path / "g.png")
+    with pytest.warns(D.LabkitDataWarning, match=r"g\.png.*mode L"):
+        out = D.load_image(tmp_path / "g.png")
+    assert out.shape == (16, 16, 3) and np.array_equal(out[..., 1], g)
+
+
+def test_rgba_composited_on_white(tmp_path):
+    a = np.zeros((4, 4, 4), np.uint8)
+    a[..., 0] = 200
+    a[0, 0, 3] = 255                      # one opaque red pixel, the rest transparent
+    Image.fromarray(a, "RGBA").save(tmp_path / "a.png")
+    with pytest.warns(D.LabkitDataWarning, match="RGBA"):
+        out = D.load_image(tmp_path / "a.png")
+    assert out[0, 0].tolist() == [200, 0, 0] and out[1, 1].tolist() == [255, 255, 255]
+
+
+def test_grey_alpha_and_palette(tmp_path):
+    Image.fromarray(np.dstack([np.full((4, 4), 100, np.uint8)] + [np.full((4, 4), 255, np.uint8)]), "LA").save(tmp_path / "la.png")
+    Image.fromarray(_rgb()).convert("P").save(tmp_path / "p.png")
+    with pytest.warns(D.LabkitDataWarning, match="LA"):
+        assert D.load_image(tmp_path / "la.png")[0, 0].tolist() == [100] * 3
+    with pytest.warns(D.LabkitDataWarning, match="mode P"):
+        assert D.load_image(tmp_path / "p.png").shape == (16, 16, 3)
+
+
+def test_16bit_grey_and_rgb_scaled_not_clipped(tmp_path):
+    g = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)   # 0..65535
+    Image.fromarray(g).save(tmp_path / "g16.png")
+    with pytest.warns(D.LabkitDataWarning, match="I;16"):
+        out = D.load_image(tmp_path / "g16.png")
+    assert np.array_equal(out[..., 2], (g >> 8).astype(np.uint8))
+    c = RNG.integers(0, 65536, (8, 8, 3)).astype(np.uint16)
+    _write_png16_rgb(tmp_path / "c16.png", c)
+    with pytest.warns(D.LabkitDataWarning, match="16-bit RGB"):
+        out = D.load_image(tmp_path / "c16.png")
+    assert np.array_equal(out, (c >> 8).astype(np.uint8))
+
+
+def test_cmyk_jpeg_to_rgb(tmp_path):
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "k.jpg", quality=95)
+    with pytest.warns(D.LabkitDataWarning, match="CMYK"):
+        out = D.load_image(tmp_path / "k.jpg")
+    assert out.shape == (8, 8, 3) and out[4, 4, 0] > 200 and out[4, 4, 1] < 60
+
+
+def test_unreadable_file_is_data_error_naming_it(tmp_path):
+    (tmp_path / "0.png").write_bytes(b"not an image")
+    with pytest.raises(D.DataError, match=r"0\.png.*not a readable image") as e:
+        D.load_image(tmp_path / "0.png")
+    assert isinstance(e.value, ValueError)
+
+
+# ---------------------------------------------------------------- folders
+
+def test_folder_numeric_sort_and_hidden_skipped(tmp_path):
+    for i in (10, 2, 1):
+        Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / ".DS_Store").write_bytes(b"junk")
+    assert [im[0, 0, 0] for im in D.load_folder(tmp_path)] == [1, 2, 10]
+
+
+def test_non_image_in_folder_is_named(tmp_path):
+    Image.fromarray(_rgb()).save(tmp_path / "1.png")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(D.DataError, match="notes.txt"):
+        D.load_folder(tmp_path)
+
+
+def test_missing_and_empty_folder_errors(tmp_path):
+    with pytest.raises(D.DataError, match="not found.*train/"):
+        D.load_folder(tmp_path / "nope")
+    (tmp_path / "train").mkdir()
+    with pytest.raises(D.DataError, match="no images.*expected layout"):
+        D.load_dataset(tmp_path, "train")
+
+
+def test_load_dataset_size_check_and_tiles(tmp_path):
+    (tmp_path / "train").mkdir()
+    Image.fromarray(_rgb(128, 128)).save(tmp_path / "train" / "0.png")
+    Image.fromarray(_rgb(300, 260)).save(tmp_path / "train" / "1.png")
+    with pytest.raises(D.DataError, match="tile=True"):
+        D.load_dataset(tmp_path, "train")
+    assert D.load_dataset(tmp_path, "train", tile=True).shape == (1 + 4, 128, 128, 3)
+    big = _rgb(300, 260)
+    assert np.array_equal(D.to_tiles([big], mode="center")[0], big[86:214, 66:194])
+    with pytest.raises(D.DataError, match="smaller than"):
+        D.to_tiles([_rgb(100, 200)])
+
+
+def test_user_splits_without_test_folder_warns(tmp_path):
+    (tmp_path / "train").mkdir()
+    for i in range(20):
+        Image.fromarray(_rgb(128, 128)).save(tmp_path / "train" / f"{i}.png")
+    with pytest.warns(D.LabkitDataWarning, match="no test/"):
+        s = D.get_splits(tmp_path)
+    assert {k: len(v) for k, v in s.items()} == {"train": 14, "val": 3, "test": 3}
+    flat = {v.tobytes() for v in np.concatenate(list(s.values()))}
+    assert len(flat) == 20                            # a partition, no overlap
+
+
+def test_split_train_val_deterministic():
+    x = np.arange(50)
+    a, b = D.split_train_val(x, 0.1, seed=3)
+    assert np.array_equal(a, D.split_train_val(x, 0.1, seed=3)[0]) and len(b) == 5
+    assert sorted(np.concatenate([a, b]).tolist()) == x.tolist()
+
+
+@pytest.mark.skipif(not (COURSE128 / "train").is_dir(),
+                    reason="real course data /work/shared/datasets/course128 not present")
+def test_course128_train_folder():
+    x = D.load_dataset(COURSE128, "train")
+    assert x.shape == (204, 128, 128, 3) and x.dtype == np.uint8
+
+
+# ---------------------------------------------------------------- default dataset
+
+@pytest.fixture()
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_CACHE_DIR", str(tmp_path))
+    D._default_arrays.cache_clear()
+    yield tmp_path
+    D._default_arrays.cache_clear()
+
+
+def test_default_dataset_build_cache_and_reuse(fresh_cache, monkeypatch):
+    train, test = D.default_dataset("train"), D.default_dataset("test")
+    for x in (train, test):
+        assert x.dtype == np.uint8 and x.shape[1:] == (128, 128, 3)
+    assert len(train) >= 100 and len(test) >= 24
+    files = list(fresh_cache.glob("default-*.npz"))
+    assert len(files) == 1 and not list(fresh_cache.glob("*.tmp"))
+    # reuse: a second process-level load must read the file, not rebuild
+    D._default_arrays.cache_clear()
+    monkeypatch.setattr(D, "_build_default", lambda: pytest.fail("cache not reused"))
+    assert np.array_equal(D.default_dataset("train"), train)
+    assert np.array_equal(D.default_dataset("test"), test)
+
+
+def test_default_dataset_deterministic_and_disjoint():
+    a, b = D._build_default(), D._build_default()
+    for k in a:
+        assert np.array_equal(a[k], b[k])
+    src_train, src_test = set(a["train_source"]), set(a["test_source"])
+    assert src_train and src_test and not src_train & src_test
+    assert src_test == set(D.DEFAULT_SOURCES["test"])
+    assert not {t.tobytes() for t in a["train"]} & {t.tobytes() for t in a["test"]}
+    info = D.dataset_info()
+    assert info["train"]["tiles"] == len(a["train"]) and info["test"]["tiles"] == len(a["test"])
+
+
+def test_default_splits_and_bad_split():
+    s = D.get_splits(None)
+    assert len(s["train"]) + len(s["val"]) == D.dataset_info()["train"]["tiles"]
+    assert np.array_equal(D.get_images(None, "val"), s["val"])
+    with pytest.raises(ValueError, match="split"):
+        D.default_dataset("val")
+
+
+# ---------------------------------------------------------------- tensors
+
+def test_to_tensor_to_uint8_roundtrip():
+    x = RNG.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    t = D.to_tensor(x)
+    assert t.shape == (2, 3, 8, 8) and t.dtype == torch.float32
+    assert 0 <= t.min() and t.max() <= 1
+    assert np.array_equal(D.to_uint8(t), x)
+    assert D.to_uint8(torch.tensor([[[[1.7]]] * 3]).reshape(1, 3, 1, 1)).max() == 255
+    with pytest.raises(ValueError, match="uint8"):
+        D.to_tensor(x.astype(np.float32))
+
+
+def test_tile_dataset_shape_and_seeded_augment():
+    x = RNG.integers(0, 256, (3, 160, 144, 3), dtype=np.uint8)
+    ds = D.TileDataset(x, augment=True, seed=7)
+    item = ds[1]
+    assert item.shape == (3, 128, 128) and item.dtype == torch.float32
+    assert 0 <= item.min() and item.max() <= 1
+    assert torch.equal(D.TileDataset(x, augment=True, seed=7)[1], item)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[1], item)
+    torch.manual_seed(0)
+    a = D.TileDataset(x, augment=True)[0]
+    torch.manual_seed(0)
+    assert torch.equal(D.TileDataset(x, augment=True)[0], a)
+    plain = D.TileDataset(x)[0]
+    assert torch.equal(plain, D.to_tensor(x[0, 16:144, 8:136]))

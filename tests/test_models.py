@@ -1,0 +1,116 @@
+"""labkit.models: shapes, ranges, registry, describe()."""
+import json
+
+import pytest
+import torch
+
+from labkit.models import MODEL_NAMES, UPSAMPLE_MODES, build_model, count_parameters, describe
+
+SMALL = {"ae1": {}, "ae2": {}, "resae": {"widths": [8, 8, 16]}}
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_shapes_and_ranges(name):
+    m = build_model(name, **SMALL[name]).eval()
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        y = m.encode(x)
+        assert y.shape == (2, 16, 16, 16)
+        assert (y >= 0).all()
+        out = m(x, b=3)
+        assert out["x_hat"].shape == x.shape
+        assert 0 <= float(out["x_hat"].min()) and float(out["x_hat"].max()) <= 1
+        assert torch.equal(m.decode(out["y_hat"]), out["x_hat"])
+        # non-square size divisible by 8
+        out = m(torch.rand(1, 3, 64, 96))
+        assert out["y"].shape == (1, 16, 8, 12) and out["x_hat"].shape == (1, 3, 64, 96)
+    assert m.downsample == 8 and m.latent_channels == 16
+
+
+@pytest.mark.parametrize("mode", UPSAMPLE_MODES)
+def test_upsample_modes(mode):
+    for name in ("ae1", "resae"):
+        m = build_model(name, upsample=mode, **SMALL[name])
+        assert m(torch.rand(1, 3, 32, 40))["x_hat"].shape == (1, 3, 32, 40)
+        assert m.config["upsample"] == mode
+
+
+def test_forward_modes():
+    m = build_model("resae", **SMALL["resae"]).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        plain = m(x)
+        assert torch.equal(plain["y_hat"], plain["y"])
+        hard = m(x, b=2)
+        assert len(torch.unique(hard["y_hat"][0])) <= 4
+        noisy = m(x, b=2, noise=True)
+        assert not torch.equal(noisy["y_hat"], noisy["y"])
+    with pytest.raises(ValueError, match="noise=True needs"):
+        m(x, noise=True)
+
+
+def test_input_validation():
+    m = build_model("ae1")
+    with pytest.raises(ValueError, match="divisible by 8"):
+        m.encode(torch.rand(1, 3, 30, 32))
+    with pytest.raises(ValueError, match=r"\[N, 3, H, W\]"):
+        m.encode(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match="latent"):
+        m.decode(torch.rand(1, 8, 4, 4))
+
+
+def test_build_model_errors_and_config():
+    with pytest.raises(ValueError, match="unknown model 'nope'.*ae1.*ae2.*resae"):
+        build_model("nope")
+    with pytest.raises(ValueError, match="bad config"):
+        build_model("ae1", widths=[1, 2, 3])
+    with pytest.raises(ValueError, match="upsample"):
+        build_model("resae", upsample="bicubic-magic")
+    with pytest.raises(ValueError, match="noise"):
+        build_model("ae1", noise=True)
+    assert build_model("ae1").config["noise"] is False
+    assert build_model("ae2").config["noise"] is True
+    cfg = build_model("resae").config
+    json.dumps(cfg)
+    assert cfg["name"] == "resae"
+
+
+def test_seeded_build_is_reproducible_and_leaves_global_rng():
+    state = torch.get_rng_state()
+    a, b = build_model("resae", seed=3), build_model("resae", seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_course_architecture_exact():
+    m = build_model("ae1")
+    convs = [(type(l).__name__, l.in_channels, l.out_channels, l.kernel_size, l.stride)
+             for l in m.modules() if isinstance(l, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert convs[:3] == [("Conv2d", 3, 128, (7, 7), (1, 1)), ("Conv2d", 128, 32, (5, 5), (1, 1)),
+                         ("Conv2d", 32, 16, (3, 3), (1, 1))]
+    assert [c[0] for c in convs[3:6]] == ["ConvTranspose2d"] * 3
+    assert all(c[3] == (2, 2) and c[4] == (2, 2) for c in convs[3:6])
+    assert convs[6][:3] == ("Conv2d", 128, 3)
+    assert count_parameters(m) == 213_715
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_describe(name):
+    m = build_model(name)
+    rows = describe(m)
+    assert rows and {r["part"] for r in rows} == {"encoder", "decoder"}
+    json.dumps(rows)
+    enc = [r for r in rows if r["part"] == "encoder"]
+    assert enc[-1]["output_shape"] == [16, 16, 16]
+    assert rows[-1]["output_shape"] == [3, 128, 128] and rows[-1]["type"] == "Sigmoid"
+    assert sum(r["params"] for r in rows) == count_parameters(m)
+    conv0 = rows[0]
+    assert conv0["type"] == "Conv2d" and conv0["in_channels"] == 3
+    assert set(conv0) >= {"name", "type", "in_channels", "out_channels", "kernel", "stride", "output_shape"}
+    assert m.training  # mode restored

@@ -1,0 +1,131 @@
+"""labkit.train: learning, determinism, checkpoints, resume, config, CLI parsing."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from labkit.models import build_model
+from labkit.train import CheckpointError, TrainConfig, fit, load_checkpoint, lr_at, main
+
+TINY = {"widths": [8, 8, 8]}
+
+
+def smooth_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Learnable synthetic photos: bilinear blow-ups of random 4x4 colour grids."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 4, 4, generator=g)
+    x = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    return (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def tiny_cfg(**kw) -> TrainConfig:
+    base = dict(model="resae", model_cfg=TINY, epochs=3, batch_size=4, lr=5e-3, crop=32, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def run(cfg: TrainConfig, out=None, **kw):
+    model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
+    hist = fit(model, smooth_images(16), smooth_images(4, seed=1), cfg, out_dir=out, progress=False,
+               log=lambda s: None, **kw)
+    return model, hist
+
+
+def test_training_reduces_loss_and_is_deterministic():
+    cfg = tiny_cfg(epochs=12, lr=1e-2)
+    _, h1 = run(cfg)
+    _, h2 = run(cfg)
+    assert h1["train_loss"][-1] < 0.8 * h1["train_loss"][0]
+    assert h1["val_psnr"][-1] > h1["val_psnr"][0] + 0.5
+    assert h1["train_loss"] == h2["train_loss"] and h1["val_psnr"] == h2["val_psnr"]
+    assert len(h1["epoch"]) == 12 and all(v is not None for v in h1["val_psnr"])
+    _, h3 = run(tiny_cfg(epochs=2, seed=1))
+    assert h3["train_loss"] != h1["train_loss"][:2]
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model, hist = run(tiny_cfg(epochs=1), out=tmp_path)
+    for f in ("model.pt", "config.json", "history.json", "last.pt"):
+        assert (tmp_path / f).is_file()
+    assert json.loads((tmp_path / "history.json").read_text())["train_loss"] == hist["train_loss"]
+    loaded, config = load_checkpoint(tmp_path)
+    assert config["model"] == "resae" and config["param_count"] > 0
+    assert config["final_val_psnr"] == pytest.approx(hist["val_psnr"][-1])
+    assert TrainConfig.from_dict(config["train"]).model_cfg == config["model_cfg"]
+    x = torch.rand(2, 3, 32, 48)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.cpu()(x, b=3)["x_hat"], loaded(x, b=3)["x_hat"])
+    loaded2, _ = load_checkpoint(tmp_path / "model.pt")
+    assert not loaded2.training
+
+
+def test_checkpoint_mismatch_error(tmp_path):
+    run(tiny_cfg(epochs=1, max_steps=1), out=tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["model_cfg"]["widths"] = [8, 16, 8]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"shape mismatches.*checkpoint \(8, 8, 3, 3\) vs model") as e:
+        load_checkpoint(tmp_path)
+    assert "does not fit model 'resae'" in str(e.value) and "config.json" in str(e.value)
+    cfg["model"], cfg["model_cfg"] = "ae1", {}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="missing keys.*unexpected keys"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="no checkpoint weights"):
+        load_checkpoint(tmp_path / "nothing")
+    assert issubclass(CheckpointError, ValueError)
+
+
+def test_resume_matches_uninterrupted(tmp_path):
+    cfg = tiny_cfg(epochs=3)
+    _, full = run(cfg)
+
+    def interrupt(line: str) -> None:
+        if line.startswith("epoch   2/"):
+            raise KeyboardInterrupt
+
+    model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, smooth_images(16), smooth_images(4, seed=1), cfg, out_dir=tmp_path, progress=False,
+            log=interrupt)
+    _, resumed = run(cfg, out=tmp_path, resume=True)
+    assert resumed["train_loss"] == full["train_loss"]
+    with pytest.raises(ValueError, match="differs.*lr"):
+        run(tiny_cfg(epochs=3, lr=1e-3), out=tmp_path, resume=True)
+
+
+def test_max_steps_and_noise_default():
+    _, h = run(tiny_cfg(epochs=5, max_steps=5))
+    assert len(h["epoch"]) == 2 and "max_steps" in h["stopped"]
+    assert TrainConfig(model="ae1").use_noise is False
+    assert TrainConfig(model="ae2").use_noise is True
+    assert TrainConfig(model="ae2", noise=False).use_noise is False
+
+
+def test_config_validation_and_json():
+    cfg = tiny_cfg(time_budget_s=10.0)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        TrainConfig.from_dict({"modle": "ae1"})
+    with pytest.raises(ValueError, match="unknown model"):
+        TrainConfig(model="vae")
+    with pytest.raises(ValueError, match="bit depth"):
+        TrainConfig(b_train=9)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="step")
+
+
+def test_lr_schedule_shape():
+    cfg = TrainConfig(lr=1.0, warmup=0.1, final_lr_frac=0.01)
+    assert lr_at(cfg, 0.0) == 0.0 and lr_at(cfg, 0.1) == pytest.approx(1.0)
+    assert lr_at(cfg, 1.0) == pytest.approx(0.01) and lr_at(cfg, 0.5) < lr_at(cfg, 0.2)
+
+
+def test_cli_help_and_bad_args(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "--time-budget" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--model", "nope", "--out", "x"])
