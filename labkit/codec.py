@@ -20,6 +20,7 @@ import torch
 from . import bitstream, coder, quant
 from .atomic import atomic_path, write_bytes
 from .bitstream import Header
+from .inference import optimize_for_inference
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 DEFAULT_CONTEXT = "neighbor"
@@ -100,7 +101,7 @@ class Codec:
             raise CodecError(f"unknown context mode {context!r}; choose one of {', '.join(coder.CONTEXT_MODES)}")
         if model_name not in bitstream.MODEL_IDS:
             raise CodecError(f"model name {model_name!r} has no bitstream id; known: {', '.join(bitstream.MODEL_IDS)}")
-        self.model = model.eval()
+        self.model = optimize_for_inference(model)  # BN folded, channels-last: same outputs, faster
         self.b = b
         self.context = context
         self.model_name = model_name
@@ -121,8 +122,8 @@ class Codec:
         """Image -> (quantized symbols uint8 [C,h,w], float32 ymax, original (H, W))."""
         arr = _as_uint8_rgb(image)
         padded, (h, w) = pad_to_multiple(arr, self.downsample)
-        x = torch.from_numpy(padded).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        y = self.model.encode(x)
+        x = torch.from_numpy(np.array(padded, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0).div_(255.0)
+        y = self.model.encode(x.contiguous(memory_format=torch.channels_last))
         ymax = quant.latent_max(y).to(torch.float32)  # stored as float32: both sides use the same value
         q = quant.quantize(y, ymax, self.b)[0]
         return q.cpu().numpy().astype(np.uint8, copy=False), float(ymax[0]), (h, w)
@@ -132,7 +133,7 @@ class Codec:
         """(symbols, ymax) at bit depth ``b`` (default: this codec's) -> uint8 H x W x 3 cropped to ``size``."""
         q = torch.from_numpy(np.ascontiguousarray(symbols)).unsqueeze(0)
         y_hat = quant.dequantize(q, torch.tensor([ymax], dtype=torch.float32), b or self.b)
-        x_hat = self.model.decode(y_hat)[0]
+        x_hat = self.model.decode(y_hat.contiguous(memory_format=torch.channels_last))[0]
         out = x_hat.clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
         return np.ascontiguousarray(out[: size[0], : size[1]])
 

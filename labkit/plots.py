@@ -102,6 +102,10 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
                 ax.annotate(t, (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7, color=style_for(name).get("color"))
     ax.set_xlabel("bits per pixel (real file size)")
     ax.set_ylabel("SSIM (mean over RGB)" if metric == "ssim" else "PSNR (dB, RGB)")
+    if xlim is None:  # zoom on the learned codecs' range; classic sweeps run far beyond it
+        learned = [max(c["bpp"]) for n, c in curves.items() if "b" in c and c["bpp"]]
+        if learned:
+            xlim = (0.0, 1.6 * max(learned))
     if xlim:
         ax.set_xlim(*xlim)
     ax.set_title(title or f"Mean {metric.upper()} vs bpp")

@@ -78,30 +78,46 @@ def difference_figure(images: Sequence[np.ndarray], learned: Sequence[Record], b
 
 
 def criteria(curves_: Curves, anchors: Sequence[str], bits: Sequence[int], test: str = "resae") -> list[dict[str, Any]]:
-    """The course criteria for ``test`` at each b against each anchor's mean SSIM curve."""
+    """The course criteria for ``test`` at each b against each anchor's mean SSIM curve.
+
+    Primary reading: ``test``'s point at b against the anchor's curve (ΔSSIM at the test's
+    bpp, Δbits at the test's SSIM).  When neither is defined there (the point lies outside
+    the anchor's range, e.g. ResAE's b=5 beyond AE2's best SSIM) and the anchor is also
+    indexed by b, the anchor's point at b is read against ``test``'s curve instead
+    (``where = "at anchor's b point"``).  Nothing is extrapolated.
+    """
     rows = []
     t = curves_[test]
+    test_pts = _points(t, "ssim")
     for anchor in anchors:
         if anchor not in curves_:
             continue
-        res = rd.course_criteria(_points(t, "ssim"), _points(curves_[anchor], "ssim"))
+        a = curves_[anchor]
+        res = rd.course_criteria(test_pts, _points(a, "ssim"))
         by_bpp = {round(bpp, 12): k for k, bpp in enumerate(res["bpp"])}
+        a_by_b = dict(zip(a.get("b", []), zip(a["bpp"], a["ssim"])))
         for b, bpp, ssim_v in zip(t["b"], t["bpp"], t["ssim"]):
-            if b not in bits:
+            if b not in bits or round(bpp, 12) not in by_bpp:
                 continue
-            k = by_bpp.get(round(bpp, 12))
-            if k is None:
-                continue
-            rows.append(dict(test=test, anchor=anchor, b=int(b), bpp=bpp, ssim=ssim_v,
-                             dssim_at_equal_bpp=res["dssim_at_equal_bpp"][k],
-                             dbits_pct_at_equal_ssim=res["dbits_pct_at_equal_ssim"][k],
-                             ssim_gain_ok=res["ssim_gain_ok"][k], bits_saving_ok=res["bits_saving_ok"][k],
-                             holds=res["holds"][k]))
+            k = by_bpp[round(bpp, 12)]
+            ds, db, where = res["dssim_at_equal_bpp"][k], res["dbits_pct_at_equal_ssim"][k], "at ResAE's point"
+            if not (math.isfinite(ds) or math.isfinite(db)) and b in a_by_b:
+                a_bpp, a_ssim = a_by_b[b]
+                ds = rd.quality_at_rate(test_pts, a_bpp) - a_ssim
+                r_test = rd.rate_at_quality(test_pts, a_ssim)
+                db = 100.0 * (r_test / a_bpp - 1.0) if r_test > 0 else math.nan
+                where = "at anchor's b point"
+            gain_ok = bool(math.isfinite(ds) and ds >= 0.05 - 1e-12)
+            save_ok = bool(math.isfinite(db) and db <= -3.0 + 1e-12)
+            defined = math.isfinite(ds) or math.isfinite(db)
+            rows.append(dict(test=test, anchor=anchor, b=int(b), bpp=bpp, ssim=ssim_v, dssim_at_equal_bpp=ds,
+                             dbits_pct_at_equal_ssim=db, ssim_gain_ok=gain_ok, bits_saving_ok=save_ok,
+                             holds=(gain_ok or save_ok) if defined else None, where=where if defined else "no overlap"))
     return rows
 
 
 def criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    cols = ["anchor", "b", "bpp", "ssim", "dssim_at_equal_bpp", "dbits_pct_at_equal_ssim", "holds"]
+    cols = ["anchor", "b", "bpp", "ssim", "dssim_at_equal_bpp", "dbits_pct_at_equal_ssim", "holds", "where"]
     return markdown_table(rows, cols)
 
 
@@ -132,7 +148,7 @@ def criteria_figure(rows: Sequence[Mapping[str, Any]]):
     def f(v: float, fmt: str) -> str:
         return "–" if v is None or not math.isfinite(v) else format(v, fmt)
     body = [[r["anchor"], str(r["b"]), f(r["bpp"], ".3f"), f(r["ssim"], ".3f"), f(r["dssim_at_equal_bpp"], "+.3f"),
-             f(r["dbits_pct_at_equal_ssim"], "+.1f"), "yes" if r["holds"] else "no"] for r in rows]
+             f(r["dbits_pct_at_equal_ssim"], "+.1f"), {True: "yes", False: "no", None: "n/a"}[r["holds"]]] for r in rows]
     return plots.table_figure(body, ["anchor", "b", "ResAE bpp", "ResAE SSIM", "ΔSSIM @ bpp", "Δbits % @ SSIM", "holds"],
                               title="Course criteria for ResAE (+0.05 SSIM at equal bpp, or ≥3% fewer bits at equal SSIM)")
 
@@ -150,8 +166,9 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
                                  ae2_bpp=float(np.mean([x["bpp"] for x in a])), ae2_ssim=float(np.mean([x["ssim"] for x in a])),
                                  jpeg_bpp=float(np.mean([x["bpp"] for x in j])), jpeg_ssim=float(np.mean([x["ssim"] for x in j])))
     vs_ae2 = [r for r in crit if r["anchor"] == "ae2"]
-    head["criterion_vs_ae2_holds_at"] = [r["b"] for r in vs_ae2 if r["holds"]]
-    head["criterion_vs_ae2_fails_at"] = [r["b"] for r in vs_ae2 if not r["holds"]]
+    head["criterion_vs_ae2_holds_at"] = [r["b"] for r in vs_ae2 if r["holds"] is True]
+    head["criterion_vs_ae2_fails_at"] = [r["b"] for r in vs_ae2 if r["holds"] is False]
+    head["criterion_vs_ae2_undefined_at"] = [r["b"] for r in vs_ae2 if r["holds"] is None]
     head["bd_rate_ssim_pct"] = {r["anchor"]: r["bd_rate_ssim_pct"] for r in bd}
     head["bd_rate_psnr_pct"] = {r["anchor"]: r["bd_rate_psnr_pct"] for r in bd}
     lines = [f"On {n_images} test images:"]
@@ -162,7 +179,9 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
                          f"SSIM {h['ae2_ssim']:.3f}; JPEG at matched bpp {h['jpeg_bpp']:.3f} bpp, SSIM {h['jpeg_ssim']:.3f}.")
     if vs_ae2:
         held, failed = head["criterion_vs_ae2_holds_at"], head["criterion_vs_ae2_fails_at"]
-        lines.append(f"- Course criterion vs AE2 holds at b = {held or 'none'}" + (f", fails at b = {failed}." if failed else "."))
+        undef = head["criterion_vs_ae2_undefined_at"]
+        lines.append(f"- Course criterion vs AE2 holds at b = {held or 'none'}" + (f", fails at b = {failed}" if failed else "")
+                     + (f", cannot be read at b = {undef} (no overlap)" if undef else "") + ".")
     for r in bd:
         v = r["bd_rate_ssim_pct"]
         if v is not None and math.isfinite(v):

@@ -69,6 +69,8 @@ class TrainConfig:
     ``lr * final_lr_frac``), "onecycle" (same shape, peak at 30 %, from lr/25) or
     "constant".  The schedule follows run progress = max(step fraction, time fraction of
     ``time_budget_s``), so a budget-limited run still anneals.
+    ``checkpoint_every_s``: minimum seconds between ``last.pt`` writes (0: every epoch;
+    the last epoch is always written) -- tiny epochs on a GPU should not wait on disk.
     ``max_steps`` caps the optimizer steps (the schedule is sized to the cap; smoke runs).
     ``loss``: "mse", "l1" or "mse+ssim" (``mse + ssim_weight * (1 - SSIM)``).
     """
@@ -96,6 +98,7 @@ class TrainConfig:
     time_budget_s: float | None = None
     max_steps: int | None = None
     val_every: int = 1
+    checkpoint_every_s: float = 30.0
     val_batch_size: int = 16
     max_val_images: int | None = None
 
@@ -554,17 +557,16 @@ def _fit(
             p = max(p, (elapsed + time.perf_counter() - t_epoch) / cfg.time_budget_s)
         return p
 
-    stop_reason = None
-    last = None
-    t_epoch = time.perf_counter()
+    def out_of_time() -> bool:
+        """Another epoch (at the mean epoch time so far) would overrun the time budget."""
+        n = len(history["epoch"])
+        return bool(cfg.time_budget_s) and n > 0 and elapsed + elapsed / n > cfg.time_budget_s
+
+    budget_msg = f"time budget {cfg.time_budget_s or 0:g}s reached"
+    stop_reason = budget_msg if out_of_time() else None  # a resumed run may already be done
+    t_epoch = last_save = time.perf_counter()
     lr = lr_at(cfg, progress_frac())
-    for epoch in range(start_epoch, cfg.epochs):
-        # Don't start an epoch that the time budget cannot fit (always run one).
-        if cfg.time_budget_s and history["epoch"]:
-            mean_epoch = elapsed / len(history["epoch"])
-            if elapsed + mean_epoch > cfg.time_budget_s:
-                stop_reason = f"time budget {cfg.time_budget_s:g}s reached"
-                break
+    for epoch in range(start_epoch, cfg.epochs if stop_reason is None else start_epoch):
         t_epoch = time.perf_counter()
         model.train()
         total, count = 0.0, 0
@@ -606,11 +608,16 @@ def _fit(
         history["lr"].append(lr)
         history["seconds"].append(seconds)
         history["elapsed"].append(elapsed)
-        if vm is not None:
-            last = vm
-        if step >= total_steps and epoch + 1 < cfg.epochs:
+        if epoch + 1 < cfg.epochs and step >= total_steps:
             stop_reason = f"max_steps={cfg.max_steps} reached"
-        if out is not None:
+        elif epoch + 1 < cfg.epochs and out_of_time():
+            stop_reason = budget_msg
+        final_epoch = bool(stop_reason) or epoch + 1 == cfg.epochs
+        if final_epoch and vm is None and val is not None:  # always end on a validated epoch
+            vm = evaluate(model, val, cfg.b_train, device, cfg.val_batch_size)
+            history["val_mse"][-1], history["val_psnr"][-1] = vm["mse"], vm["psnr"]
+        if out is not None and (final_epoch or time.perf_counter() - last_save >= cfg.checkpoint_every_s):
+            last_save = time.perf_counter()
             _torch_save(out / "last.pt", {
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": opt.state_dict(),
@@ -631,8 +638,12 @@ def _fit(
             break
 
     history["stopped"] = stop_reason or "epochs done"
-    if last is None and val is not None:
-        last = evaluate(model, val, cfg.b_train, device, cfg.val_batch_size)
+    last = None
+    if val is not None:
+        if history["val_psnr"] and history["val_psnr"][-1] is not None:
+            last = {"mse": history["val_mse"][-1], "psnr": history["val_psnr"][-1]}
+        else:
+            last = evaluate(model, val, cfg.b_train, device, cfg.val_batch_size)
     final = {"final_val_mse": None if last is None else last["mse"],
              "final_val_psnr": None if last is None else last["psnr"]}
     history.update(final)

@@ -113,9 +113,17 @@ def load_histories(run: Run) -> dict[str, dict[str, Any]]:
 
 
 def training_config(run: Run, name: str) -> dict[str, Any]:
-    """The TrainConfig fields for ``name``: the shipped, recorded config, shrunk by the smoke profile."""
-    recorded = json.loads((WEIGHTS_DIR / name / "config.json").read_text())["train"]
-    cfg = dict(recorded)
+    """The TrainConfig fields for retraining ``name`` from the shipped weights' recorded config.
+
+    The shipped runs were stopped by a wall-clock budget on a GPU (their LR schedule
+    followed the clock); a rerun replays the same number of epochs without a clock, so it
+    is hardware-independent.  The smoke profile then shrinks it to a few steps.
+    """
+    meta = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
+    cfg = dict(meta["train"])
+    if cfg.get("time_budget_s"):
+        cfg["epochs"] = int(meta.get("epochs_completed") or cfg["epochs"])
+        cfg["time_budget_s"] = None
     cfg["seed"] = run.seed
     cfg["device"] = run.device
     small = run.settings.get("train")
@@ -128,11 +136,11 @@ def training_config(run: Run, name: str) -> dict[str, Any]:
 
 def train_models(run: Run, progress: bool = True) -> dict[str, dict[str, Any]]:
     """Train every model of the run into ``run_dir/<name>`` from its recorded config; return histories."""
-    from .data import get_splits
+    from .data import training_splits
     from .models import build_model
     from .train import TrainConfig, fit
 
-    splits = get_splits(run.data_dir, run.seed)
+    splits = training_splits(run.data_dir, run.seed)
     small = run.settings.get("train")
     if isinstance(small, dict):
         splits["train"] = splits["train"][: small.get("n_train")]
@@ -140,7 +148,7 @@ def train_models(run: Run, progress: bool = True) -> dict[str, dict[str, Any]]:
     histories = {}
     for name in run.models:
         cfg = TrainConfig.from_dict(training_config(run, name))
-        model = build_model(cfg.model, **cfg.model_cfg)
+        model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
         histories[name] = fit(model, splits["train"], splits["val"], cfg, out_dir=run.run_dir / name,
                               progress=progress)
     return histories

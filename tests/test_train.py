@@ -79,7 +79,7 @@ def test_checkpoint_mismatch_error(tmp_path):
 
 
 def test_resume_matches_uninterrupted(tmp_path):
-    cfg = tiny_cfg(epochs=3)
+    cfg = tiny_cfg(epochs=3, checkpoint_every_s=0)
     _, full = run(cfg)
 
     def interrupt(line: str) -> None:
@@ -93,12 +93,16 @@ def test_resume_matches_uninterrupted(tmp_path):
     _, resumed = run(cfg, out=tmp_path, resume=True)
     assert resumed["train_loss"] == full["train_loss"]
     with pytest.raises(ValueError, match="differs.*lr"):
-        run(tiny_cfg(epochs=3, lr=1e-3), out=tmp_path, resume=True)
+        run(tiny_cfg(epochs=3, lr=1e-3, checkpoint_every_s=0), out=tmp_path, resume=True)
 
 
-def test_max_steps_and_noise_default():
-    _, h = run(tiny_cfg(epochs=5, max_steps=5))
+def test_max_steps_time_budget_and_noise_default():
+    _, h = run(tiny_cfg(epochs=5, max_steps=5, val_every=100))
     assert len(h["epoch"]) == 2 and "max_steps" in h["stopped"]
+    assert h["val_psnr"] == [None, h["final_val_psnr"]]  # the last epoch is always validated
+    _, h = run(tiny_cfg(epochs=10_000, time_budget_s=0.5, val_every=100))
+    assert "time budget" in h["stopped"] and 1 <= len(h["epoch"]) < 10_000
+    assert h["lr"][-1] < 0.5 * 5e-3  # the schedule followed the clock, not the 10k epochs
     assert TrainConfig(model="ae1").use_noise is False
     assert TrainConfig(model="ae2").use_noise is True
     assert TrainConfig(model="ae2", noise=False).use_noise is False

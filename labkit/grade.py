@@ -1,0 +1,119 @@
+"""Grading: rerun a profile into a scratch folder and compare its metrics with the committed ones.
+
+    python -m labkit.grade [--profile default] [--reference figures/metrics.json] [--keep DIR]
+
+Every number in the fresh ``metrics.json`` is compared with the reference under the
+tolerance of its kind (below).  Exit status 0 when all agree, 1 otherwise, with a
+table of the disagreements.  The committed figures are never touched.
+
+Tolerances (stated once, here): the learned codec runs the shipped weights with
+torch's CPU kernels, whose float rounding may differ across CPUs, so a latent value
+near a bin edge may land in the neighbour bin; classic codecs depend on the
+libjpeg/libwebp/libavif/openjpeg builds inside Pillow's wheel.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: (absolute, relative) tolerance by the last key of a number's path.
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "bpp": (0.0, 0.02), "target_bpp": (0.0, 0.02), "bytes": (2.0, 0.02),
+    "ssim": (0.005, 0.0), "psnr": (0.1, 0.0),
+    "dssim_at_equal_bpp": (0.01, 0.0), "dbits_pct_at_equal_ssim": (2.0, 0.0),
+    "bd_rate_ssim_pct": (3.0, 0.0), "bd_rate_psnr_pct": (3.0, 0.0),
+    "ideal_bits": (0.0, 0.02),
+}
+DEFAULT_TOL = (1e-6, 0.02)
+#: Keys that describe the run, not its results (environment, timings).
+IGNORED = {"env", "train_s", "seconds", "elapsed", "data_dir", "fig_dir", "device"}
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a.b.0.c": leaf} for every leaf of nested dicts/lists."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k not in IGNORED:
+                out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.update(flatten(v, f"{prefix}{i}."))
+    else:
+        out[prefix[:-1]] = obj
+    return out
+
+
+def _tolerance(path: str) -> tuple[float, float]:
+    for part in reversed(path.split(".")):
+        if part in TOLERANCES:
+            return TOLERANCES[part]
+        if part.startswith(("coded ", "entropy")):
+            return (0.0, 0.02)
+    return DEFAULT_TOL
+
+
+def compare(fresh: dict[str, Any], reference: dict[str, Any]) -> list[tuple[str, Any, Any, str]]:
+    """Disagreements as (path, reference value, fresh value, why)."""
+    f, r = flatten(fresh), flatten(reference)
+    bad = []
+    for path in sorted(set(f) | set(r)):
+        if path not in f:
+            bad.append((path, r[path], None, "missing from the fresh run"))
+            continue
+        if path not in r:
+            bad.append((path, None, f[path], "not in the reference"))
+            continue
+        a, b = r[path], f[path]
+        if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+            if a != b:
+                bad.append((path, a, b, "differs"))
+            continue
+        if a is None or b is None or (isinstance(a, float) and math.isnan(a)):
+            if not (a is None and b is None):
+                bad.append((path, a, b, "differs"))
+            continue
+        atol, rtol = _tolerance(path)
+        if abs(a - b) > atol + rtol * abs(a):
+            bad.append((path, a, b, f"|Δ|={abs(a - b):.4g} > {atol:g} + {rtol:g}·|ref|"))
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m labkit.grade", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="default")
+    p.add_argument("--reference", default=None, help="committed metrics.json (default: the profile's figures folder)")
+    p.add_argument("--keep", default=None, help="write the fresh run here instead of a temporary folder")
+    args = p.parse_args(argv)
+    from .pipeline import default_out_dir, reproduce
+
+    ref_path = Path(args.reference) if args.reference else default_out_dir(args.profile, None) / "metrics.json"
+    if not ref_path.is_file():
+        print(f"labkit.grade: error: no reference {ref_path}; run `make figures` once and commit it", file=sys.stderr)
+        return 1
+    reference = json.loads(ref_path.read_text())
+    with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
+        out = Path(args.keep) if args.keep else Path(tmp) / "figures"
+        fresh = reproduce(profile=args.profile, out_dir=out, executed_dir=Path(tmp) / "executed", log_output=False)
+        fresh = json.loads((out / "metrics.json").read_text())  # compare what was written, rounded alike
+    bad = compare(fresh, reference)
+    n = len(flatten(reference))
+    if bad:
+        print(f"GRADE FAILED: {len(bad)} of {n} numbers disagree with {ref_path}")
+        for path, a, b, why in bad[:60]:
+            print(f"  {path}: reference {a!r}, fresh {b!r} ({why})")
+        if len(bad) > 60:
+            print(f"  ... and {len(bad) - 60} more")
+        return 1
+    print(f"GRADE OK: all {n} numbers of {ref_path} reproduced within tolerance (see labkit/grade.py)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

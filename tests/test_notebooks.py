@@ -1,0 +1,88 @@
+"""The notebooks: committed clean, one parameters cell, and the whole smoke pipeline runs end to end."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit import pipeline
+
+NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
+EXPECTED_FIGURES = [
+    "architecture.png", "training_curves.png", "latent_histograms.png", "entropy_vs_coded.png",
+    "comparison_b1.png", "comparison_b2.png", "comparison_b3.png", "rd_ssim.png", "rd_psnr.png",
+    "difference_b2.png", "criteria_table.png", "metrics.json",
+]
+
+
+def test_all_four_notebooks_exist():
+    assert [p.name for p in NOTEBOOKS] == ["00_reproduce.ipynb", "01_train.ipynb", "02_quantize.ipynb", "03_evaluate.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_clean_and_parameterized(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    # plain values only: no calls or imports in the parameters cell
+    for line in tagged[0].source.splitlines():
+        code = line.split("#", 1)[0].strip()
+        assert "(" not in code and "import" not in code, f"parameters cell must hold plain values: {line!r}"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, "commit notebooks without outputs"
+    assert nb.metadata["kernelspec"]["name"] == "labkit"
+
+
+def _finite_number(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def test_smoke_pipeline_end_to_end(tmp_path):
+    out = tmp_path / "figures"
+    metrics = pipeline.reproduce(profile="smoke", out_dir=out, executed_dir=tmp_path / "executed", log_output=False)
+    for name in EXPECTED_FIGURES:
+        f = out / name
+        assert f.is_file() and f.stat().st_size > 0, f"missing {name}"
+        if name.endswith(".png"):
+            assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for nb in ("01_train.ipynb", "02_quantize.ipynb", "03_evaluate.ipynb"):
+        assert (tmp_path / "executed" / nb).is_file()
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["profile"] == "smoke" and set(on_disk) >= {"train", "quantize", "evaluate"}
+    assert metrics["profile"] == "smoke"
+    curves = on_disk["evaluate"]["curves"]
+    assert set(curves) >= {"resae", "ae2", "ae1", "jpeg-matched", "jpeg", "webp"}
+    for name, c in curves.items():
+        assert all(_finite_number(v) and v > 0 for v in c["bpp"]), name
+        assert all(_finite_number(v) and -1 <= v <= 1 for v in c["ssim"]), name
+    # the learned codec's rate grows with b, and every record's bpp matches its byte count
+    assert curves["resae"]["bpp"] == sorted(curves["resae"]["bpp"])
+    for r in on_disk["evaluate"]["records"]:
+        if r["codec"] in ("resae", "ae2", "ae1"):
+            assert abs(r["bpp"] - r["bytes"] * 8 / (128 * 128)) < 1e-5
+    assert not list(tmp_path.glob(".figures.staging*")), "staging folder must be cleaned up"
+
+
+def test_failing_notebook_names_cell_and_leaves_figures_untouched(tmp_path):
+    out = tmp_path / "figures"
+    out.mkdir()
+    (out / "metrics.json").write_text('{"old": true}\n')
+    with pytest.raises(pipeline.PipelineError) as err:
+        pipeline.reproduce(profile="smoke", data_dir=str(tmp_path / "no-such-data"), out_dir=out,
+                           executed_dir=tmp_path / "executed", log_output=False)
+    msg = str(err.value)
+    assert "01_train.ipynb" in msg and "cell" in msg and "DataError" in msg
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    assert json.loads((out / "metrics.json").read_text()) == {"old": True}
+    assert (tmp_path / "executed" / "01_train.ipynb").is_file(), "the executed copy shows the failing cell"
+
+
+def test_unknown_profile_is_rejected_before_running(tmp_path):
+    with pytest.raises(ValueError, match="unknown profile"):
+        pipeline.reproduce(profile="huge", out_dir=tmp_path / "f")

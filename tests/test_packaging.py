@@ -1,0 +1,56 @@
+"""Packaging stays consistent: environment.yml and pyproject.toml name the same packages and pins."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(spec: str) -> str:
+    return re.split(r"[<>=!~ \[]", spec.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject_specs() -> dict[str, str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    proj = data["project"]
+    specs = list(proj["dependencies"])
+    for extra in proj["optional-dependencies"].values():
+        specs += extra
+    return {_name(s): s.replace(" ", "") for s in specs}
+
+
+def _environment_specs() -> dict[str, str]:
+    out = {}
+    text = (ROOT / "environment.yml").read_text()
+    deps = text.split("dependencies:", 1)[1]
+    for line in deps.splitlines():
+        m = re.match(r"^\s*-\s+([A-Za-z0-9_.\-\[\]]+[^#]*)", line)
+        if not m:
+            continue
+        spec = m.group(1).split("#")[0].strip()
+        name = _name(spec)
+        if name in {"python", "pip", "pip:", "compilers", "setuptools", "cython"} or spec.startswith("-e"):
+            continue
+        out[name] = spec.replace(" ", "")
+    return out
+
+
+def test_environment_yml_matches_pyproject():
+    py, env = _pyproject_specs(), _environment_specs()
+    assert set(py) == set(env), f"only in pyproject: {sorted(set(py) - set(env))}; only in environment.yml: {sorted(set(env) - set(py))}"
+    for name in py:
+        assert py[name] == env[name], f"{name}: pyproject says {py[name]!r}, environment.yml says {env[name]!r}"
+
+
+def test_torch_is_pinned_everywhere():
+    assert _pyproject_specs()["torch"] == "torch==2.13.0"
+    assert "torch==2.13.0" in (ROOT / "Makefile").read_text()
+
+
+def test_build_requirements_cover_the_extension():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    req = {_name(s) for s in data["build-system"]["requires"]}
+    assert {"setuptools", "cython", "numpy"} <= req
+    assert (ROOT / "ext" / "arith.pyx").is_file()
