@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from labkit.models import UPSAMPLE_MODES, build_model, count_parameters  # noqa: E402
-from labkit.train import TrainConfig, _images_to_tensor, evaluate, fit, resolve_device  # noqa: E402
+from labkit.train import TrainConfig, _images_to_tensor, fit, validate, resolve_device  # noqa: E402
 
 SPEED_MODELS = [("ae1/ae2 (BaseAE)", "ae1", {})] + [
     (f"resae[{m}]", "resae", {"upsample": m}) for m in UPSAMPLE_MODES
@@ -127,8 +127,8 @@ def compare_upsampling(steps: int, batch: int, device: str, b: int, seed: int, w
         t = time.perf_counter()
         hist = fit(model, splits["train"], None, cfg, progress=False, log=lambda s: None)
         seconds = time.perf_counter() - t
-        hard = evaluate(model, val, b, dev)
-        noq = evaluate(model, val, None, dev)
+        hard = validate(model, val, b, dev)
+        noq = validate(model, val, None, dev)
         row = {"model": label, "steps": steps, "batch": batch, "seconds": round(seconds, 1),
                "final_train_loss": hist["train_loss"][-1],
                f"val_psnr_b{b}": hard["psnr"], "val_psnr_noq": noq["psnr"],

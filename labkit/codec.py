@@ -21,8 +21,8 @@ from . import bitstream, coder, quant
 from .atomic import atomic_path, write_bytes
 from .bitstream import Header
 from .inference import optimize_for_inference
+from .paths import WEIGHTS_DIR
 
-WEIGHTS_DIR = Path(__file__).with_name("weights")
 DEFAULT_CONTEXT = "neighbor"
 
 

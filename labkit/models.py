@@ -22,6 +22,7 @@ __all__ = [
     "BaseAE",
     "ResAE",
     "build_model",
+    "default_noise",
     "count_parameters",
     "describe",
 ]
@@ -233,6 +234,13 @@ _REGISTRY: dict[str, tuple[type[_AutoEncoder], dict[str, Any]]] = {
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
+def default_noise(name: str) -> bool:
+    """Whether model ``name`` is trained with quantization noise (ae1: False, others: True)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODEL_NAMES)}")
+    return bool(_REGISTRY[name][1]["noise"])
+
+
 def build_model(name: str, *, seed: int | None = None, **cfg: Any) -> _AutoEncoder:
     """Build a model by name (``MODEL_NAMES``); ``cfg`` goes to the class constructor.
 
@@ -280,8 +288,10 @@ def describe(model: _AutoEncoder, size: tuple[int, int] = (128, 128)) -> list[di
     """Layer table, in execution order, for a [1, 3, *size] input.
 
     One dict per leaf layer call: ``part`` (encoder/decoder), ``name`` (module path),
-    ``type``, ``in_channels``/``out_channels``/``kernel``/``stride`` (None where they do
-    not apply), ``output_shape`` ([C, H, W]) and ``params``.  Used to draw the diagram.
+    ``type``, ``in_channels``/``out_channels``/``kernel``/``stride`` (the layer's own
+    arguments; None where they do not apply), ``scale`` (output/input width: 2 for an
+    upsampling, 0.5 for a pooling), ``output_shape`` ([C, H, W]) and ``params``.
+    Used to draw the architecture diagram from the definitions.
     """
     rows: list[dict[str, Any]] = []
     hooks = []
@@ -294,12 +304,7 @@ def describe(model: _AutoEncoder, size: tuple[int, int] = (128, 128)) -> list[di
             def hook(m: nn.Module, inp: Any, out: Tensor, _part: str = part, _name: str = name) -> None:
                 kernel = getattr(m, "kernel_size", None)
                 stride = getattr(m, "stride", None)
-                if isinstance(m, nn.PixelShuffle):
-                    stride = 1.0 / m.upscale_factor
-                elif isinstance(m, nn.Upsample):
-                    stride = 1.0 / float(m.scale_factor)
-                elif isinstance(m, nn.ConvTranspose2d):
-                    stride = 1.0 / _pair(m.stride)
+                scale = out.shape[-1] / inp[0].shape[-1]
                 rows.append({
                     "part": _part,
                     "name": f"{_part}.{_name}",
@@ -308,6 +313,7 @@ def describe(model: _AutoEncoder, size: tuple[int, int] = (128, 128)) -> list[di
                     "out_channels": getattr(m, "out_channels", None) or getattr(m, "num_features", None),
                     "kernel": _pair(kernel),
                     "stride": _pair(stride),
+                    "scale": int(scale) if scale >= 1 else scale,
                     "output_shape": list(out.shape[1:]),
                     "params": sum(p.numel() for p in m.parameters(recurse=False)),
                 })
@@ -323,8 +329,5 @@ def describe(model: _AutoEncoder, size: tuple[int, int] = (128, 128)) -> list[di
         for h in hooks:
             h.remove()
         model.train(was_training)
-    for r in rows:  # "stride" < 1 means upsampling by 1/stride; keep ints as ints
-        if isinstance(r["stride"], float) and r["stride"].is_integer():
-            r["stride"] = int(r["stride"])
     return rows
 

@@ -62,6 +62,18 @@ def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], log_
     return dst
 
 
+def _update_readme(evaluate_metrics: dict[str, Any]) -> None:
+    """Regenerate the README's results block from the published metrics (default report only)."""
+    from .report import update_readme
+
+    readme = ROOT / "README.md"
+    if readme.is_file():
+        text = readme.read_text()
+        new = update_readme(text, json.loads(json.dumps(evaluate_metrics)))
+        if new != text:
+            write_text(readme, new)
+
+
 def reproduce(profile: str = "default", data_dir: str | None = None, out_dir: str | os.PathLike[str] | None = None,
               executed_dir: str | os.PathLike[str] | None = None, seed: int = 0, device: str = "auto",
               retrain: bool | None = None, log_output: bool = True) -> dict[str, Any]:
@@ -99,6 +111,8 @@ def reproduce(profile: str = "default", data_dir: str | None = None, out_dir: st
         out.mkdir(parents=True, exist_ok=True)
         for f in sorted(staging.iterdir()):
             os.replace(f, out / f.name)
+        if out == (ROOT / "figures").resolve() and "evaluate" in metrics:
+            _update_readme(metrics["evaluate"])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return metrics

@@ -156,26 +156,74 @@ def training_curves(histories: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
     return fig
 
 
-def architecture_diagram(layers_by_model: Mapping[str, Sequence[Mapping[str, Any]]]) -> plt.Figure:
-    """Boxes for each layer, drawn from ``labkit.models.describe`` (not by hand)."""
-    n = len(layers_by_model)
-    height = max(len(v) for v in layers_by_model.values())
-    fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 0.33 * height + 1.0), squeeze=False)
+def _layer_label(layer: Mapping[str, Any]) -> str:
+    t, k, st = layer.get("type"), layer.get("kernel"), layer.get("stride")
+    cin, cout = layer.get("in_channels"), layer.get("out_channels")
+    if t == "Conv2d":
+        return f"Conv {k}x{k} {cin}→{cout}" + (f", stride {st}" if st and st != 1 else "")
+    if t == "ConvTranspose2d":
+        up = round(1 / st) if st and st < 1 else st
+        return f"ConvTranspose {k}x{k} {cin}→{cout}, up x{up}"
+    if t == "AvgPool2d":
+        return f"AvgPool {k or 2}x{k or 2}"
+    if t == "Upsample":
+        return "Upsample x2 (nearest)"
+    if t == "PixelShuffle":
+        return "PixelShuffle x2"
+    return str(t)
+
+
+def compact_layers(layers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Group ``describe`` rows into diagram boxes: conv + BN + ReLU in one box, a residual block in one box."""
+    import re
+
+    boxes: list[dict[str, Any]] = []
+    suffix = {"BatchNorm2d": "BN", "ReLU": "ReLU", "Sigmoid": "sigmoid"}
+    for layer in layers:
+        t, name = str(layer.get("type")), str(layer.get("name", ""))
+        parent = name.rsplit(".", 1)[0]
+        if re.search(r"\.(conv|bn|relu)\d+$", name):  # inside a residual block
+            if boxes and boxes[-1].get("group") == parent:
+                boxes[-1]["output_shape"] = layer.get("output_shape")
+                continue
+            ch = layer.get("out_channels")
+            boxes.append(dict(type="ResBlock", summary=f"ResBlock {ch}ch: 2x(Conv 3x3+BN)+skip, ReLU",
+                              output_shape=layer.get("output_shape"), group=parent))
+            continue
+        if t in suffix and boxes and boxes[-1]["type"] != "ResBlock":
+            boxes[-1]["summary"] += f" + {suffix[t]}"
+            boxes[-1]["output_shape"] = layer.get("output_shape")
+            continue
+        boxes.append(dict(type=t, summary=_layer_label(layer), output_shape=layer.get("output_shape"), group=None))
+    return boxes
+
+
+def architecture_diagram(layers_by_model: Mapping[str, Sequence[Mapping[str, Any]]],
+                         params: Mapping[str, int] | None = None) -> plt.Figure:
+    """Boxes for each layer group, drawn from ``labkit.models.describe`` (not by hand); C x H x W on the right."""
+    compact = {k: compact_layers(v) for k, v in layers_by_model.items()}
+    n = len(compact)
+    height = max(len(v) for v in compact.values())
+    fig, axes = plt.subplots(1, n, figsize=(3.9 * n, 0.36 * height + 1.0), squeeze=False)
     palette = {"Conv2d": "#9ecae1", "ConvTranspose2d": "#fdae6b", "AvgPool2d": "#c7e9c0", "ReLU": "#eeeeee",
                "BatchNorm2d": "#dadaeb", "ResBlock": "#fcbba1", "PixelShuffle": "#fdd0a2", "Upsample": "#fdd0a2",
                "Sigmoid": "#eeeeee"}
-    for ax, (name, layers) in zip(axes[0], layers_by_model.items()):
+    for ax, (name, boxes) in zip(axes[0], compact.items()):
         ax.set_xlim(0, 1), ax.set_ylim(height + 0.5, -1.2)
         ax.axis("off")
-        ax.set_title(LABELS.get(name, name), fontsize=11)
-        for i, layer in enumerate(layers):
-            kind = str(layer.get("type", "?"))
-            ax.add_patch(plt.Rectangle((0.02, i - 0.4), 0.96, 0.8, fc=palette.get(kind, "#ffffff"), ec="#555555", lw=0.6))
-            shape = layer.get("output_shape")
-            shape_s = "x".join(str(s) for s in shape) if shape else ""
-            desc = layer.get("summary") or kind
-            ax.text(0.04, i, str(desc), va="center", fontsize=7)
-            ax.text(0.96, i, shape_s, va="center", ha="right", fontsize=7, color="#333333")
+        title = LABELS.get(name, name) + (f" ({params[name]:,} parameters)" if params and name in params else "")
+        ax.set_title(title, fontsize=10)
+        marked = False
+        for i, box in enumerate(boxes):
+            ax.add_patch(plt.Rectangle((0.02, i - 0.4), 0.96, 0.8, fc=palette.get(box["type"], "#ffffff"), ec="#555555", lw=0.6))
+            shape = box.get("output_shape")
+            ax.text(0.04, i, box["summary"], va="center", fontsize=7)
+            ax.text(0.96, i, "x".join(str(s) for s in shape) if shape else "", va="center", ha="right", fontsize=7, color="#333333")
+            if not marked and shape and list(shape) == [16, 16, 16]:  # the latent y (16x16x16 for 128x128)
+                ax.axhline(i + 0.5, color="C3", lw=1.2, ls=":")
+                ax.text(0.5, i + 0.5, "latent y", color="C3", fontsize=7, ha="center", va="center",
+                        bbox=dict(fc="white", ec="none", pad=0.5))
+                marked = True
     fig.tight_layout()
     return fig
 

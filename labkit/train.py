@@ -38,13 +38,13 @@ from torch import Tensor, nn
 
 from . import __version__
 from .atomic import atomic_path, write_text
-from .models import MODEL_NAMES, build_model, count_parameters
+from .models import MODEL_NAMES, build_model, count_parameters, default_noise
 
 __all__ = [
     "TrainConfig",
     "CheckpointError",
     "fit",
-    "evaluate",
+    "validate",
     "save_checkpoint",
     "load_checkpoint",
     "resolve_device",
@@ -127,7 +127,7 @@ class TrainConfig:
         """Training noise actually used (explicit, or the model name's default)."""
         if self.noise is not None:
             return bool(self.noise)
-        return bool(build_model_default_noise(self.model))
+        return default_noise(self.model)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -140,13 +140,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig keys: {unknown}")
         return cls(**d)
-
-
-def build_model_default_noise(name: str) -> bool:
-    """The training-noise recipe a model name stands for."""
-    from .models import _REGISTRY
-
-    return bool(_REGISTRY[name][1]["noise"])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -280,7 +273,7 @@ def lr_at(cfg: TrainConfig, progress: float) -> float:
 
 # --------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate(
+def validate(
     model: nn.Module,
     images: np.ndarray | Tensor,
     b: int | None,
@@ -598,7 +591,7 @@ def _fit(
 
         vm = None
         if val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            vm = evaluate(model, val, cfg.b_train, device, cfg.val_batch_size)
+            vm = validate(model, val, cfg.b_train, device, cfg.val_batch_size)
         seconds = time.perf_counter() - t_epoch
         elapsed += seconds
         history["epoch"].append(epoch + 1)
@@ -614,7 +607,7 @@ def _fit(
             stop_reason = budget_msg
         final_epoch = bool(stop_reason) or epoch + 1 == cfg.epochs
         if final_epoch and vm is None and val is not None:  # always end on a validated epoch
-            vm = evaluate(model, val, cfg.b_train, device, cfg.val_batch_size)
+            vm = validate(model, val, cfg.b_train, device, cfg.val_batch_size)
             history["val_mse"][-1], history["val_psnr"][-1] = vm["mse"], vm["psnr"]
         if out is not None and (final_epoch or time.perf_counter() - last_save >= cfg.checkpoint_every_s):
             last_save = time.perf_counter()
@@ -643,7 +636,7 @@ def _fit(
         if history["val_psnr"] and history["val_psnr"][-1] is not None:
             last = {"mse": history["val_mse"][-1], "psnr": history["val_psnr"][-1]}
         else:
-            last = evaluate(model, val, cfg.b_train, device, cfg.val_batch_size)
+            last = validate(model, val, cfg.b_train, device, cfg.val_batch_size)
     final = {"final_val_mse": None if last is None else last["mse"],
              "final_val_psnr": None if last is None else last["psnr"]}
     history.update(final)

@@ -15,10 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .codec import WEIGHTS_DIR
+from .paths import ROOT, WEIGHTS_DIR
 from .profiles import MODELS, get_profile
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass

@@ -35,7 +35,7 @@ def make_codec(load_model):
 
 
 @pytest.fixture(scope="session")
-def test_tiles() -> np.ndarray:
+def eval_tiles() -> np.ndarray:
     """The embedded test tiles, uint8 [N, 128, 128, 3] (treat as read-only)."""
     from labkit.data import default_dataset
 
@@ -43,11 +43,11 @@ def test_tiles() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def real_image(test_tiles):
+def real_image(eval_tiles):
     """``real_image(h, w)``: real photo content (a mosaic of 6 test tiles) resized to h x w, writable."""
     from PIL import Image
 
-    mosaic = np.concatenate([np.concatenate(list(test_tiles[r * 3:(r + 1) * 3]), axis=1) for r in range(2)], axis=0)
+    mosaic = np.concatenate([np.concatenate(list(eval_tiles[r * 3:(r + 1) * 3]), axis=1) for r in range(2)], axis=0)
 
     def _make(h: int, w: int) -> np.ndarray:
         return np.array(Image.fromarray(mosaic).resize((w, h), Image.Resampling.LANCZOS))

@@ -41,8 +41,8 @@ def assert_one_error_line(err: str, *fragments: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def source_image(test_tiles) -> np.ndarray:
-    return test_tiles[7][:41, :57].copy()  # 57x41 (W x H) real content, padded to 64x48 inside
+def source_image(eval_tiles) -> np.ndarray:
+    return eval_tiles[7][:41, :57].copy()  # 57x41 (W x H) real content, padded to 64x48 inside
 
 
 @pytest.fixture

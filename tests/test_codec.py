@@ -35,9 +35,9 @@ def resae(make_codec) -> Codec:
 
 
 @pytest.fixture(scope="module")
-def ae2_result(make_codec, test_tiles):
+def ae2_result(make_codec, eval_tiles):
     """ae2 at b=3, context channel, on a real 24x40 crop: compress() result (data + recon)."""
-    return make_codec("ae2", 3, "channel").compress(test_tiles[2][:24, :40].copy())
+    return make_codec("ae2", 3, "channel").compress(eval_tiles[2][:24, :40].copy())
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -54,8 +54,8 @@ def test_round_trip_random_odd_sizes(resae, hw):
     assert res.symbols.shape == (c, -(-hw[0] // 8), -(-hw[1] // 8))
 
 
-def test_real_tile_quality_b3(make_codec, test_tiles):
-    tile = test_tiles[0].copy()
+def test_real_tile_quality_b3(make_codec, eval_tiles):
+    tile = eval_tiles[0].copy()
     res = make_codec("resae", 3).compress(tile)
     assert res.recon.shape == (128, 128, 3) and res.recon.dtype == np.uint8
     # measured 0.750 (resae, b=3, test tile 0); a broken chain lands far below
@@ -81,8 +81,8 @@ def test_real_large_image(resae, real_image):
     assert metrics.ssim(x, res.recon) > 0.68  # measured 0.783
 
 
-def test_pil_image_input_matches_array(resae, test_tiles):
-    x = test_tiles[3][:16, :24].copy()
+def test_pil_image_input_matches_array(resae, eval_tiles):
+    x = eval_tiles[3][:16, :24].copy()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a read-only array (PIL's buffer) must not make torch warn
         from_pil = resae.encode(Image.fromarray(x))
@@ -119,8 +119,8 @@ def test_header_records_settings(ae2_result, load_model):
 
 # ----------------------------------------------------------------------------- determinism
 
-def test_deterministic_bytes(resae, make_codec, test_tiles):
-    x = test_tiles[4][:16, :16].copy()
+def test_deterministic_bytes(resae, make_codec, eval_tiles):
+    x = eval_tiles[4][:16, :16].copy()
     first = resae.encode(x)
     assert resae.encode(x) == first
     fresh = Codec.from_pretrained("resae", b=2, context="neighbor")  # reloads the weights from disk
@@ -134,8 +134,8 @@ B_CONTEXT = [(b, coder.CONTEXT_MODES[b % len(coder.CONTEXT_MODES)]) for b in ran
 
 
 @pytest.fixture(scope="module")
-def crop(test_tiles) -> np.ndarray:
-    return test_tiles[5][40:56, 30:54].copy()  # 16x24 real content
+def crop(eval_tiles) -> np.ndarray:
+    return eval_tiles[5][40:56, 30:54].copy()  # 16x24 real content
 
 
 @pytest.mark.parametrize("b,context", B_CONTEXT, ids=[f"b{b}-{c}" for b, c in B_CONTEXT])
@@ -276,8 +276,8 @@ def _png_size(path: Path) -> tuple[int, int, str]:
         return im.size + (im.mode,)
 
 
-def test_encode_file_decode_file(tmp_path, test_tiles):
-    x = test_tiles[6][:20, :36].copy()
+def test_encode_file_decode_file(tmp_path, eval_tiles):
+    x = eval_tiles[6][:20, :36].copy()
     Image.fromarray(x).save(tmp_path / "src.png")
     n = labkit.codec.encode_file(tmp_path / "src.png", tmp_path / "out.lkc", model="ae1", b=3, context="none")
     assert (tmp_path / "out.lkc").stat().st_size == n
@@ -401,7 +401,7 @@ def test_shipped_weights_have_bitstream_ids():
 
 # ----------------------------------------------------------------------------- golden
 
-def test_golden(resae, test_tiles):
+def test_golden(resae, eval_tiles):
     """Pinned bytes and reconstruction for test tile 0, resae b=2 neighbor.
 
     The expected md5s depend on the shipped weights (labkit/weights/resae) *and* on
@@ -409,7 +409,7 @@ def test_golden(resae, test_tiles):
     can move a latent across a quantizer boundary).  Regenerate only on purpose:
     ``GENERATE_EXPECTED=1 pytest tests/test_codec.py -k golden``.
     """
-    res = resae.compress(test_tiles[0].copy())
+    res = resae.compress(eval_tiles[0].copy())
     header, payload = bitstream.unpack(res.data)
     got = {"resae-b2-neighbor-test0": {
         "bytes": len(res.data),

@@ -78,6 +78,7 @@ def test_build_model_errors_and_config():
     cfg = build_model("resae").config
     json.dumps(cfg)
     assert cfg["name"] == "resae"
+    assert build_model(**cfg).config == cfg  # config is enough to rebuild
 
 
 def test_seeded_build_is_reproducible_and_leaves_global_rng():
@@ -113,4 +114,5 @@ def test_describe(name):
     conv0 = rows[0]
     assert conv0["type"] == "Conv2d" and conv0["in_channels"] == 3
     assert set(conv0) >= {"name", "type", "in_channels", "out_channels", "kernel", "stride", "output_shape"}
+    assert sorted(r["scale"] for r in rows if r["scale"] != 1) == [0.5] * 3 + [2] * 3
     assert m.training  # mode restored
