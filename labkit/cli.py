@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -47,6 +46,8 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from .bitstream import HEADER_SIZE, unpack
 
+    if not Path(args.input).is_file():
+        raise FileNotFoundError(f"input file {args.input} does not exist")
     data = Path(args.input).read_bytes()
     h, payload = unpack(data)
     c, lh, lw = h.latent_shape
@@ -74,6 +75,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"{row['size']:>9}  encode {row['encode_ms']:8.2f} ms  decode {row['decode_ms']:8.2f} ms  "
               f"total {row['total_ms']:8.2f} ms  ({row['bpp']:.3f} bpp, 1 thread)")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="comparison figure RAW / ResAE / AE2 / JPEG from the shipped weights")
     m.add_argument("--out", default="demo.png", help="output PNG (default demo.png)")
     m.add_argument("--bits", type=int, nargs="+", default=[1, 2, 3], choices=BITS_CHOICES)
-    m.add_argument("--images", type=int, default=3, help="number of test tiles (default 3)")
+    m.add_argument("--images", type=_positive_int, default=2, help="number of test tiles per b (default 2)")
     m.add_argument("--weights", default=None)
     m.set_defaults(func=_cmd_demo)
 
@@ -114,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", default="resae")
     b.add_argument("--b", type=int, default=2, choices=BITS_CHOICES)
     b.add_argument("--context", default=DEFAULT_CONTEXT, choices=contexts)
-    b.add_argument("--repeats", type=int, default=10)
+    b.add_argument("--repeats", type=_positive_int, default=10)
     b.set_defaults(func=_cmd_bench)
     return p
 
@@ -122,21 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 error, 2 usage)."""
     args = build_parser().parse_args(argv)
-    warnings.simplefilter("default")
-    warnings.showwarning = lambda msg, cat, *a, **k: print(f"labkit: warning: {msg}", file=sys.stderr)
-    t0 = time.perf_counter()
-    try:
-        status = args.func(args)
-    except (ValueError, OSError, RuntimeError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"labkit: error: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("labkit: interrupted; no output was written", file=sys.stderr)
-        return 130
-    if getattr(args, "verbose", False):
-        print(f"({time.perf_counter() - t0:.2f} s)")
-    return status
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda msg, cat, *a, **k: print(f"labkit: warning: {msg}", file=sys.stderr)
+        try:
+            return args.func(args)
+        except (ValueError, OSError, RuntimeError) as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            print(f"labkit: error: {message}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("labkit: interrupted; no output was written", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -30,6 +30,17 @@ class CodecError(ValueError):
     """The codec cannot do what was asked; the message says why and what to do."""
 
 
+#: Largest image (in pixels) encoded or decoded, so a crafted header cannot demand
+#: gigabytes; raise it with the environment variable LABKIT_MAX_PIXELS.
+MAX_PIXELS = int(os.environ.get("LABKIT_MAX_PIXELS", 1 << 26))  # 64 megapixels, e.g. 8192 x 8192
+
+
+def _check_size(height: int, width: int) -> None:
+    if height * width > MAX_PIXELS:
+        raise CodecError(f"image of {width}x{height} = {height * width} pixels exceeds the limit of {MAX_PIXELS}; "
+                         "set LABKIT_MAX_PIXELS to allow larger images")
+
+
 def available_weights(weights_dir: str | os.PathLike[str] | None = None) -> list[str]:
     """Names of the pretrained models shipped in ``weights_dir`` (default: the package's)."""
     root = Path(weights_dir) if weights_dir else WEIGHTS_DIR
@@ -67,6 +78,7 @@ def _as_uint8_rgb(image: Any) -> np.ndarray:
         raise CodecError(f"expected uint8 pixels, got {arr.dtype}; convert with labkit.data.to_uint8 or np.uint8")
     if arr.shape[0] < 1 or arr.shape[1] < 1 or max(arr.shape[:2]) > 0xFFFF:
         raise CodecError(f"image size {arr.shape[0]}x{arr.shape[1]} is outside 1..65535 pixels per side")
+    _check_size(arr.shape[0], arr.shape[1])
     return np.ascontiguousarray(arr)
 
 
@@ -95,8 +107,9 @@ class Codec:
 
     def __init__(self, model: torch.nn.Module, b: int, context: str = DEFAULT_CONTEXT, *,
                  model_name: str = "resae", increment: int | None = None, limit: int | None = None) -> None:
-        if not (isinstance(b, int) and 1 <= b <= 8):
+        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= int(b) <= 8:
             raise CodecError(f"b must be an integer in 1..8, got {b!r}")
+        b = int(b)
         if context not in coder.CONTEXT_MODES:
             raise CodecError(f"unknown context mode {context!r}; choose one of {', '.join(coder.CONTEXT_MODES)}")
         if model_name not in bitstream.MODEL_IDS:
@@ -158,6 +171,7 @@ class Codec:
         return self._decode_parsed(header, payload)
 
     def _decode_parsed(self, header: Header, payload: bytes) -> np.ndarray:
+        _check_size(header.height, header.width)
         symbols = coder.decode(payload, header.latent_shape, 1 << header.b, header.context,
                                increment=header.increment, limit=header.limit)
         # the file's b rules, whatever this codec was built with
@@ -167,6 +181,7 @@ class Codec:
         """Encode then decode the real bytes: the reconstruction a receiver sees, and its bpp."""
         data = self.encode(image)
         header, payload = bitstream.unpack(data)
+        _check_size(header.height, header.width)
         symbols = coder.decode(payload, header.latent_shape, 1 << header.b, header.context,
                                increment=header.increment, limit=header.limit)
         recon = self.synthesise(symbols, header.ymax, (header.height, header.width), header.b)

@@ -149,7 +149,7 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["decode", "good.lkc", "out.unknownfmt"], ["cannot tell the image format", ".png"]),
     (["info", "corrupt.lkc"], ["CRC mismatch"]),
     (["info", "truncated.lkc"], ["CRC mismatch"]),
-    (["info", "missing.lkc"], ["missing.lkc"]),
+    (["info", "missing.lkc"], ["missing.lkc", "does not exist"]),
 ], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-model", "dec-missing", "dec-txt", "dec-corrupt",
         "dec-truncated", "dec-short", "dec-format", "info-corrupt", "info-truncated", "info-missing"])
 def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv, fragments):
@@ -208,10 +208,23 @@ def test_demo_writes_png(tmp_path, capsys):
     assert listing(tmp_path) == {"demo.png"}
 
 
-def test_demo_rejects_zero_images(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "d.png"), "--images", "0"]) == 1
-    assert_one_error_line(capsys.readouterr().err, "--images must be at least 1")
+@pytest.mark.parametrize("argv", [["demo", "--images", "0"], ["bench", "--repeats", "0"]])
+def test_counts_must_be_positive(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
     assert listing(tmp_path) == set()
+
+
+def test_main_restores_global_warning_state(workdir, capsys, monkeypatch):
+    import warnings
+
+    monkeypatch.chdir(workdir)
+    before = (warnings.showwarning, list(warnings.filters))
+    main(["info", "missing.lkc"])
+    assert (warnings.showwarning, list(warnings.filters)) == before
 
 
 def test_bench_prints_two_sizes(capsys):

@@ -424,3 +424,25 @@ def test_golden(resae, eval_tiles):
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     expected = json.loads(GOLDEN.read_text())
     assert got == expected, "codec output changed; regenerate with GENERATE_EXPECTED=1 only if intended"
+
+
+# ----------------------------------------------------------------------------- argument types and size limits
+def test_b_accepts_numpy_integers_and_rejects_bools(load_model):
+    from labkit.codec import Codec, CodecError
+
+    assert Codec(load_model("resae"), np.int64(3), "none").b == 3
+    with pytest.raises(CodecError, match="b must be an integer"):
+        Codec(load_model("resae"), True, "none")
+
+
+def test_crafted_huge_header_is_refused_before_allocating(make_codec):
+    from labkit import bitstream
+    from labkit.codec import CodecError, decode
+
+    header = bitstream.Header(model="resae", b=2, height=65535, width=65535, latent_channels=16, downsample=8,
+                              ymax=1.0, context="none")
+    data = bitstream.pack(header, b"")
+    with pytest.raises(CodecError, match="exceeds the limit"):
+        decode(data)
+    with pytest.raises(CodecError, match="exceeds the limit"):
+        make_codec("resae", 2, "none").decode(data)
