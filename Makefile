@@ -47,7 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_codec.py
 
 demo: $(STAMP)
-	$(PY) -m labkit demo --out figures/demo.png
+	$(PY) -m labkit demo --out demo.png
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

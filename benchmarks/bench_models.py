@@ -9,8 +9,10 @@
    - PSNR at the training bit depth with hard quantization, and without quantization;
    - ripple: RMS (8-bit levels) of the error's component that repeats with the decoder's
      8-pixel grid (error averaged over all positions with the same (row mod 8, col mod 8)),
-     and the std of the reconstruction of a flat mid-grey image.
-   A checkerboard / grid artefact raises both ripple numbers; natural image content
+     on the validation tiles (``grid_ripple_*``) and on two probes, flat mid-grey and a
+     smooth ramp, 16-px border excluded (``probe_grid_ripple``); plus the std of the
+     flat probe's interior (``flat_std``: ripple and any other non-uniformity).
+   A checkerboard / grid artefact raises the ripple numbers; natural image content
    averages out of the periodic component.
 
 Writes ``benchmarks/results/bench_models.json`` and prints tables.
@@ -84,9 +86,14 @@ def time_model(name: str, cfg: dict, device: torch.device, batch: int = 16, repe
     }
 
 
-def grid_ripple(x: torch.Tensor, x_hat: torch.Tensor, period: int = 8) -> float:
-    """RMS (8-bit levels) of the error component periodic with the decoder grid."""
+def grid_ripple(x: torch.Tensor, x_hat: torch.Tensor, period: int = 8, border: int = 0) -> float:
+    """RMS (8-bit levels) of the error component periodic with the decoder grid.
+
+    ``border`` pixels are cut off first (zero-padding effects are not ripple).
+    """
     e = (x_hat - x) * 255.0
+    if border:
+        e = e[..., border:-border, border:-border]
     n, c, h, w = e.shape
     blocks = e.reshape(n, c, h // period, period, w // period, period)
     pattern = blocks.mean(dim=(2, 4))  # [n, c, period, period]
@@ -104,8 +111,13 @@ def ripple_metrics(model: torch.nn.Module, val: torch.Tensor, b: int, device: to
             x = val[i : i + 16].to(device)
             rs.append(grid_ripple(x, model(x, b=bb)["x_hat"]) * len(x))
         out[f"grid_ripple_{tag}"] = sum(rs) / len(val)
-    flat = torch.full((1, 3, 128, 128), 0.5, device=device)
-    out["flat_std"] = float((model(flat)["x_hat"] * 255).std(dim=(2, 3)).mean())
+    # Flat mid-grey and a smooth ramp: any grid-periodic pattern in the output is ripple.
+    ramp = torch.linspace(0.2, 0.8, 128, device=device)
+    probes = torch.stack([torch.full((3, 128, 128), 0.5, device=device),
+                          ramp.view(1, 1, -1).expand(3, 128, 128)])
+    x_hat = model(probes)["x_hat"]
+    out["probe_grid_ripple"] = grid_ripple(probes, x_hat, border=16)
+    out["flat_std"] = float((x_hat[0, :, 16:-16, 16:-16] * 255).std(dim=(1, 2)).mean())
     return out
 
 
@@ -135,7 +147,8 @@ def compare_upsampling(steps: int, batch: int, device: str, b: int, seed: int, w
                **ripple_metrics(model, val, b, dev)}
         rows.append(row)
         print(f"  {label:16s} psnr(b={b}) {hard['psnr']:6.2f}  noq {noq['psnr']:6.2f}  "
-              f"ripple {row['grid_ripple_hard']:.3f}  flat_std {row['flat_std']:.3f}  {seconds:.0f}s", flush=True)
+              f"ripple {row['grid_ripple_hard']:.3f}  probe {row['probe_grid_ripple']:.3f}  "
+              f"flat_std {row['flat_std']:.3f}  {seconds:.0f}s", flush=True)
     return rows
 
 
@@ -185,12 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     for row in result["upsampling"]["runs"]:
         summary.setdefault(row["model"], []).append(row)
-    keys = [f"val_psnr_b{args.b}", "val_psnr_noq", "grid_ripple_hard", "grid_ripple_noq", "flat_std"]
+    keys = [f"val_psnr_b{args.b}", "val_psnr_noq", "grid_ripple_hard", "grid_ripple_noq",
+            "probe_grid_ripple", "flat_std"]
     result["upsampling"]["mean"] = {m: {k: float(np.mean([r[k] for r in rs])) for k in keys}
                                     for m, rs in summary.items()}
-    print(f"\n  {'model':16s} " + " ".join(f"{k:>16s}" for k in keys))
+    print(f"\n  {'model':20s} " + " ".join(f"{k:>17s}" for k in keys))
     for m, v in result["upsampling"]["mean"].items():
-        print(f"  {m:16s} " + " ".join(f"{v[k]:16.3f}" for k in keys))
+        print(f"  {m:20s} " + " ".join(f"{v[k]:17.3f}" for k in keys))
 
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {out}")

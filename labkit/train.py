@@ -707,9 +707,9 @@ def main(argv: list[str] | None = None) -> int:
         num_workers=args.num_workers, device=args.device, tf32=args.tf32,
         time_budget_s=args.time_budget, val_every=args.val_every, max_val_images=args.max_val_images,
     )
-    from .data import get_splits
+    from .data import training_splits
 
-    splits = get_splits(args.data_dir, seed=args.seed)
+    splits = training_splits(args.data_dir, seed=args.seed)  # default data: random crops of 192px windows
     model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
     fit(model, splits["train"], splits.get("val"), cfg, out_dir=args.out,
         progress=not args.no_progress, resume=args.resume)
