@@ -35,6 +35,7 @@ test-slow: $(STAMP)
 
 # All report figures + figures/metrics.json, through the one papermill command.
 figures: $(STAMP)
+	mkdir -p notebooks/executed
 	$(VENV)/bin/papermill --cwd notebooks -k $(KERNEL) --log-output \
 	    notebooks/00_reproduce.ipynb notebooks/executed/00_reproduce.ipynb -p profile $(PROFILE)
 
@@ -50,10 +51,10 @@ demo: $(STAMP)
 	$(PY) -m labkit demo --out demo.png
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 clean:
-	rm -rf build notebooks/executed .pytest_cache .hypothesis labkit/*.so ext/*.c
+	rm -rf build notebooks/executed/*.ipynb notebooks/executed/*/ .pytest_cache .hypothesis labkit/*.so ext/*.c
 
 distclean: clean
 	rm -rf $(VENV) data/cache

@@ -9,14 +9,15 @@
    - PSNR at the training bit depth with hard quantization, and without quantization;
    - ripple: RMS (8-bit levels) of the error's component that repeats with the decoder's
      8-pixel grid (error averaged over all positions with the same (row mod 8, col mod 8)),
-     on the validation tiles (``grid_ripple_*``) and on two probes, flat mid-grey and a
-     smooth ramp, 16-px border excluded (``probe_grid_ripple``); plus the std of the
-     flat probe's interior (``flat_std``: ripple and any other non-uniformity).
+     on the validation tiles (``grid_ripple_*``) and on flat grey probes (25/50/75 %),
+     16-px border excluded (``probe_grid_ripple``); plus the std of the probes'
+     interior (``flat_std``: ripple and any other non-uniformity).
    A checkerboard / grid artefact raises the ripple numbers; natural image content
    averages out of the periodic component.
 
 Writes ``benchmarks/results/bench_models.json`` and prints tables.
 ``python benchmarks/bench_models.py [--steps 150] [--threads 2] [--device cpu] [--quick]``
+(``--skip-speed`` or ``--steps 0`` rerun one section and keep the other's saved results).
 """
 from __future__ import annotations
 
@@ -47,43 +48,61 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_model(name: str, cfg: dict, device: torch.device, batch: int = 16, repeats: int = 5) -> dict:
-    """Best-of-N (and median) seconds per batch: inference forward and a full training step."""
-    model = build_model(name, seed=0, **cfg).to(device)
-    x = torch.rand(batch, 3, 128, 128, generator=torch.Generator().manual_seed(0)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+class _Timer:
+    """One model's inference forward and full training step on a fixed batch."""
 
-    def step() -> None:
-        out = model(x, b=3, noise=True)
-        loss = torch.nn.functional.mse_loss(out["x_hat"], x)
-        opt.zero_grad(set_to_none=True)
+    def __init__(self, name: str, cfg: dict, device: torch.device, batch: int) -> None:
+        self.model = build_model(name, seed=0, **cfg).to(device)
+        self.x = torch.rand(batch, 3, 128, 128, generator=torch.Generator().manual_seed(0)).to(device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.device = device
+        self.times: dict[str, list[float]] = {"forward_s": [], "train_step_s": []}
+
+    def _step(self) -> None:
+        out = self.model(self.x, b=3, noise=True)
+        loss = torch.nn.functional.mse_loss(out["x_hat"], self.x)
+        self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        self.opt.step()
 
-    def fwd() -> None:
+    def _fwd(self) -> None:
         with torch.no_grad():
-            model(x, b=3)
+            self.model(self.x, b=3)
 
-    res = {}
-    for key, fn, mode in (("forward_s", fwd, "eval"), ("train_step_s", step, "train")):
-        model.train(mode == "train")
-        fn()  # warm-up
-        times = []
-        for _ in range(repeats):
-            _sync(device)
+    def run(self, record: bool = True) -> None:
+        for key, fn, train in (("forward_s", self._fwd, False), ("train_step_s", self._step, True)):
+            self.model.train(train)
+            _sync(self.device)
             t = time.perf_counter()
             fn()
-            _sync(device)
-            times.append(time.perf_counter() - t)
-        res[key] = min(times)  # best of N, as timeit: the machine is shared, noise only adds
-        res[key.replace("_s", "_median_s")] = statistics.median(times)
-    return {
-        "params": count_parameters(model),
-        "batch": batch,
-        **res,
-        "train_img_per_s": batch / res["train_step_s"],
-        "forward_img_per_s": batch / res["forward_s"],
-    }
+            _sync(self.device)
+            if record:
+                self.times[key].append(time.perf_counter() - t)
+
+
+def time_models(specs: list[tuple[str, str, dict]], device: torch.device, batch: int = 16,
+                repeats: int = 7) -> dict[str, dict]:
+    """Best-of-N (and median) seconds per batch: inference forward and a training step.
+
+    Models are timed round-robin, so a burst of load from other processes on this shared
+    machine hits every model alike; the best time is the stable number.
+    """
+    timers = {label: _Timer(name, cfg, device, batch) for label, name, cfg in specs}
+    for t in timers.values():
+        t.run(record=False)  # warm-up
+    for _ in range(repeats):
+        for t in timers.values():
+            t.run()
+    out = {}
+    for label, t in timers.items():
+        best = {k: min(v) for k, v in t.times.items()}
+        out[label] = {
+            "params": count_parameters(t.model), "batch": batch, **best,
+            **{k.replace("_s", "_median_s"): statistics.median(v) for k, v in t.times.items()},
+            "train_img_per_s": batch / best["train_step_s"],
+            "forward_img_per_s": batch / best["forward_s"],
+        }
+    return out
 
 
 def grid_ripple(x: torch.Tensor, x_hat: torch.Tensor, period: int = 8, border: int = 0) -> float:
@@ -111,13 +130,11 @@ def ripple_metrics(model: torch.nn.Module, val: torch.Tensor, b: int, device: to
             x = val[i : i + 16].to(device)
             rs.append(grid_ripple(x, model(x, b=bb)["x_hat"]) * len(x))
         out[f"grid_ripple_{tag}"] = sum(rs) / len(val)
-    # Flat mid-grey and a smooth ramp: any grid-periodic pattern in the output is ripple.
-    ramp = torch.linspace(0.2, 0.8, 128, device=device)
-    probes = torch.stack([torch.full((3, 128, 128), 0.5, device=device),
-                          ramp.view(1, 1, -1).expand(3, 128, 128)])
+    # Flat grey probes: any grid-periodic pattern in the output is ripple.
+    probes = torch.stack([torch.full((3, 128, 128), v, device=device) for v in (0.25, 0.5, 0.75)])
     x_hat = model(probes)["x_hat"]
     out["probe_grid_ripple"] = grid_ripple(probes, x_hat, border=16)
-    out["flat_std"] = float((x_hat[0, :, 16:-16, 16:-16] * 255).std(dim=(1, 2)).mean())
+    out["flat_std"] = float((x_hat[..., 16:-16, 16:-16] * 255).std(dim=(2, 3)).mean())
     return out
 
 
@@ -175,18 +192,23 @@ def main(argv: list[str] | None = None) -> int:
         "speed_cpu": {},
         "upsampling": {"device": str(resolve_device(args.device)), "b": args.b, "runs": []},
     }
+    out = Path(args.out)
+    if out.is_file():  # a section that is not rerun keeps its previous results
+        prev = json.loads(out.read_text())
+        if args.skip_speed:
+            result["speed_cpu"] = prev.get("speed_cpu", {})
+        if args.steps <= 0:
+            result["upsampling"] = prev.get("upsampling", result["upsampling"])
     if not args.skip_speed:
-        print(f"CPU speed, batch 16 of 128x128, {args.threads} threads (best of 7)")
-        print(f"  {'model':18s} {'params':>9s} {'fwd s':>7s} {'train s':>8s} {'train img/s':>12s}")
-        for label, name, cfg in SPEED_MODELS:
-            r = time_model(name, cfg, torch.device("cpu"), repeats=2 if args.quick else 7)
-            result["speed_cpu"][label] = r
-            print(f"  {label:18s} {r['params']:9,d} {r['forward_s']:7.3f} {r['train_step_s']:8.3f} "
+        print(f"CPU speed, batch 16 of 128x128, {args.threads} threads (best of 7, round-robin)")
+        print(f"  {'model':20s} {'params':>9s} {'fwd s':>7s} {'train s':>8s} {'train img/s':>12s}")
+        result["speed_cpu"] = time_models(SPEED_MODELS, torch.device("cpu"), repeats=2 if args.quick else 7)
+        for label, r in result["speed_cpu"].items():
+            print(f"  {label:20s} {r['params']:9,d} {r['forward_s']:7.3f} {r['train_step_s']:8.3f} "
                   f"{r['train_img_per_s']:12.1f}", flush=True)
 
     print(f"Upsampling comparison: {args.steps} steps x batch {args.batch}, b={args.b}, "
           f"device {result['upsampling']['device']}")
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds if args.steps > 0 else []:
         print(f" seed {seed}")
@@ -195,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(result, indent=2) + "\n")  # partial results survive a timeout
 
     # mean over seeds per model
-    summary = {}
+    summary: dict[str, list] = {}
     for row in result["upsampling"]["runs"]:
         summary.setdefault(row["model"], []).append(row)
-    keys = [f"val_psnr_b{args.b}", "val_psnr_noq", "grid_ripple_hard", "grid_ripple_noq",
+    keys = [f"val_psnr_b{result['upsampling']['b']}", "val_psnr_noq", "grid_ripple_hard", "grid_ripple_noq",
             "probe_grid_ripple", "flat_std"]
     result["upsampling"]["mean"] = {m: {k: float(np.mean([r[k] for r in rs])) for k in keys}
                                     for m, rs in summary.items()}

@@ -11,12 +11,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+class WriteError(OSError):
+    """An output could not be written; the message names the file and what to do."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
+    except OSError as err:
+        raise WriteError(f"cannot write {target}: {err.strerror or err}; choose a folder you can write to") from err
     os.close(fd)
     tmp_path = Path(tmp)
     try:

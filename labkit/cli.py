@@ -14,12 +14,27 @@ from pathlib import Path
 BITS_CHOICES = range(1, 9)
 
 
+def _check_input(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a directory; pass a file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+
+
+def _check_output(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a directory; pass a file name such as {path / 'out'}")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"output folder {parent} does not exist; create it first")
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from .codec import encode_file
 
     src, dst = Path(args.input), Path(args.output)
-    if not src.is_file():
-        raise FileNotFoundError(f"input image {src} does not exist")
+    _check_input(src, "input image")
+    _check_output(dst)
     if dst.suffix.lower() != ".lkc" and not args.force_suffix:
         raise ValueError(f"output {dst} should end in .lkc (pass --force-suffix to write it anyway)")
     nbytes = encode_file(src, dst, model=args.model, b=args.b, context=args.context, weights_dir=args.weights)
@@ -36,8 +51,8 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     from .codec import decode_file
 
     src, dst = Path(args.input), Path(args.output)
-    if not src.is_file():
-        raise FileNotFoundError(f"input file {src} does not exist")
+    _check_input(src, "input file")
+    _check_output(dst)
     image = decode_file(src, dst, weights_dir=args.weights)
     print(f"{dst}: {image.shape[1]}x{image.shape[0]} RGB")
     return 0
@@ -46,8 +61,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from .bitstream import HEADER_SIZE, unpack
 
-    if not Path(args.input).is_file():
-        raise FileNotFoundError(f"input file {args.input} does not exist")
+    _check_input(Path(args.input), "input file")
     data = Path(args.input).read_bytes()
     h, payload = unpack(data)
     c, lh, lw = h.latent_shape
@@ -71,6 +85,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .speed import bench_codec_speed
 
+    print(f"model={args.model} b={args.b} context={args.context}, best of {args.repeats}, one thread")
     for row in bench_codec_speed(model=args.model, b=args.b, context=args.context, repeats=args.repeats):
         print(f"{row['size']:>9}  encode {row['encode_ms']:8.2f} ms  decode {row['decode_ms']:8.2f} ms  "
               f"total {row['total_ms']:8.2f} ms  ({row['bpp']:.3f} bpp, 1 thread)")
@@ -101,28 +116,32 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force-suffix", action="store_true", help="allow an output name not ending in .lkc")
     e.set_defaults(func=_cmd_encode)
 
-    d = sub.add_parser("decode", help="decompress a .lkc file into an image (format from the suffix)")
+    d = sub.add_parser("decode", help="decompress a .lkc file into an image (format from the suffix)",
+                       description="Decompress a .lkc file. The model, b and coder settings come from the file; "
+                                   "the output format comes from the suffix (.png lossless; .jpg etc. re-encode with "
+                                   "Pillow's defaults).")
     d.add_argument("input", help=".lkc file")
     d.add_argument("output", help="output image, e.g. out.png")
     d.add_argument("--weights", default=None, help="folder of checkpoints (default: the shipped ones)")
     d.set_defaults(func=_cmd_decode)
 
     i = sub.add_parser("info", help="print the header of a .lkc file")
-    i.add_argument("input")
+    i.add_argument("input", help=".lkc file")
     i.set_defaults(func=_cmd_info)
 
     m = sub.add_parser("demo", help="comparison figure RAW / ResAE / AE2 / JPEG from the shipped weights")
     m.add_argument("--out", default="demo.png", help="output PNG (default demo.png)")
-    m.add_argument("--bits", type=int, nargs="+", default=[1, 2, 3], choices=BITS_CHOICES)
+    m.add_argument("--bits", type=int, nargs="+", default=[1, 2, 3], choices=BITS_CHOICES,
+                   help="bit depths to show, one block of rows each (default 1 2 3)")
     m.add_argument("--images", type=_positive_int, default=2, help="number of test tiles per b (default 2)")
-    m.add_argument("--weights", default=None)
+    m.add_argument("--weights", default=None, help="folder of checkpoints (default: the shipped ones)")
     m.set_defaults(func=_cmd_demo)
 
     b = sub.add_parser("bench", help="encode+decode time of a 128x128 and a 768x512 image, one thread")
-    b.add_argument("--model", default="resae")
-    b.add_argument("--b", type=int, default=2, choices=BITS_CHOICES)
-    b.add_argument("--context", default=DEFAULT_CONTEXT, choices=contexts)
-    b.add_argument("--repeats", type=_positive_int, default=10)
+    b.add_argument("--model", default="resae", help="shipped model (default resae)")
+    b.add_argument("--b", type=int, default=2, choices=BITS_CHOICES, help="bits per latent symbol (default 2)")
+    b.add_argument("--context", default=DEFAULT_CONTEXT, choices=contexts, help="coder context mode")
+    b.add_argument("--repeats", type=_positive_int, default=10, help="timed repetitions; the best is reported")
     b.set_defaults(func=_cmd_bench)
     return p
 

@@ -54,6 +54,8 @@ def load_pretrained(name: str, weights_dir: str | os.PathLike[str] | None = None
     from .train import load_checkpoint
 
     root = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    if not root.is_dir():
+        raise CodecError(f"weights folder {root} does not exist; pass a folder holding <model>/model.pt and config.json")
     path = root / name
     if not (path / "model.pt").is_file():
         have = ", ".join(available_weights(root)) or "none"
@@ -211,14 +213,22 @@ def decode(data: bytes, weights_dir: str | os.PathLike[str] | None = None) -> np
     return _MODEL_CACHE[key]._decode_parsed(header, payload)
 
 
+def image_format(dst: str | os.PathLike[str]) -> str:
+    """Pillow's format name for ``dst``'s suffix; CodecError when the suffix names no image format."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(Path(dst).suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise CodecError(f"cannot tell the image format from {Path(dst).name!r}; use a suffix such as .png")
+    return fmt
+
+
 def save_image(image: np.ndarray, dst: str | os.PathLike[str]) -> None:
-    """Write a uint8 RGB array atomically in the format named by ``dst``'s suffix (PNG if unsure)."""
+    """Write a uint8 RGB array atomically in the format named by ``dst``'s suffix."""
     from PIL import Image
 
     dst = Path(dst)
-    fmt = Image.registered_extensions().get(dst.suffix.lower())
-    if fmt is None:
-        raise CodecError(f"cannot tell the image format from {dst.name!r}; use a suffix such as .png")
+    fmt = image_format(dst)
     with atomic_path(dst) as tmp:
         Image.fromarray(image, "RGB").save(tmp, format=fmt)
 
@@ -226,6 +236,7 @@ def save_image(image: np.ndarray, dst: str | os.PathLike[str]) -> None:
 def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                 weights_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
     """Decode the ``.lkc`` file ``src`` and write the image ``dst`` atomically (format from its suffix)."""
+    image_format(dst)  # fail before decoding, not after
     try:
         data = Path(src).read_bytes()
     except OSError as err:

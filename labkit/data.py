@@ -37,8 +37,8 @@ TILE = 128
 """Side of the square tiles the course models work on."""
 
 COURSE_LAYOUT = (
-    "expected layout: <data_dir>/train/ and <data_dir>/test/, each holding RGB images "
-    "named 0.png, 1.png, ... (any format Pillow reads)"
+    "expected layout: <data_dir>/train/ and optionally <data_dir>/test/ (without it, 15% of "
+    "train/ is held out as test), each holding images named 0.png, 1.png, ... (any format Pillow reads)"
 )
 
 
@@ -263,8 +263,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         if isinstance(e, DataError):
             raise
         raise DataError(
-            f"{path}: not a readable image ({type(e).__name__}: {e}); remove it from the "
-            "folder or re-save it as PNG"
+            f"{path}: not a readable image ({type(e).__name__}: {e}); pass an image file "
+            "(re-save it as PNG if it is one), or remove it from a data folder"
         ) from e
 
 

@@ -16,7 +16,10 @@ def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[i
 
     if n_images < 1:
         raise ValueError(f"--images must be at least 1, got {n_images}")
-    images = default_dataset("test")[:n_images]
+    from .report import spread_indices
+
+    test = default_dataset("test")
+    images = test[spread_indices(len(test), n_images)]
     models = {name: load_pretrained(name, weights_dir)[0] for name in ("resae", "ae2")}
     learned = evaluate_learned(models, images, bits, context, keep_recon=True, progress=False)
     matched = evaluate_matched_jpeg(images, select(learned, codec="resae"), keep_recon=True)
@@ -29,5 +32,5 @@ def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[i
             columns["ae2"].append(select(learned, codec="ae2", b=b, image=i)[0])
             columns["jpeg"].append(select(matched, b=b, image=i)[0])
     fig = plots.comparison_grid(originals, columns, row_labels=labels,
-                                title="labkit demo: JPEG quality chosen per image to match ResAE's bpp")
+                                title="labkit demo.  Q = SSIM.  JPEG: the Pillow quality whose bpp is nearest ResAE's")
     return plots.save_figure(fig, out)

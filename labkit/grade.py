@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .paths import ROOT
+
 #: (absolute, relative) tolerance by the last key of a number's path.
 TOLERANCES: dict[str, tuple[float, float]] = {
     "bpp": (0.0, 0.02), "target_bpp": (0.0, 0.02), "bytes": (2.0, 0.02),
@@ -30,8 +32,8 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "ideal_bits": (0.0, 0.02),
 }
 DEFAULT_TOL = (1e-6, 0.02)
-#: Keys that describe the run, not its results (environment, timings).
-IGNORED = {"env", "train_s", "seconds", "elapsed", "data_dir", "fig_dir", "device"}
+#: Keys that describe the run, not its results (environment, timings, generated prose).
+IGNORED = {"env", "train_s", "seconds", "elapsed", "data_dir", "fig_dir", "device", "text"}
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -84,34 +86,59 @@ def compare(fresh: dict[str, Any], reference: dict[str, Any]) -> list[tuple[str,
     return bad
 
 
+def committed_reference(path: Path) -> tuple[dict[str, Any], str]:
+    """The reference metrics as committed (``git show HEAD:<path>``), else the file on disk.
+
+    Using the committed version means a ``make figures`` run before grading cannot turn the
+    comparison into a comparison of the fresh run with itself.
+    """
+    import subprocess
+
+    try:
+        rel = path.resolve().relative_to(ROOT)
+        out = subprocess.run(["git", "show", f"HEAD:{rel.as_posix()}"], cwd=ROOT, capture_output=True, check=True)
+        return json.loads(out.stdout), f"{rel} at git HEAD"
+    except (ValueError, OSError, subprocess.CalledProcessError, json.JSONDecodeError):
+        return json.loads(path.read_text()), str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m labkit.grade", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", default="default")
-    p.add_argument("--reference", default=None, help="committed metrics.json (default: the profile's figures folder)")
+    p.add_argument("--reference", default=None,
+                   help="reference metrics.json (default: the profile's figures/metrics.json as committed at git HEAD)")
     p.add_argument("--keep", default=None, help="write the fresh run here instead of a temporary folder")
     args = p.parse_args(argv)
     from .pipeline import default_out_dir, reproduce
 
-    ref_path = Path(args.reference) if args.reference else default_out_dir(args.profile, None) / "metrics.json"
-    if not ref_path.is_file():
-        print(f"labkit.grade: error: no reference {ref_path}; run `make figures` once and commit it", file=sys.stderr)
-        return 1
-    reference = json.loads(ref_path.read_text())
+    if args.reference:
+        ref_path = Path(args.reference)
+        if not ref_path.is_file():
+            print(f"labkit.grade: error: no reference {ref_path}", file=sys.stderr)
+            return 1
+        reference, ref_name = json.loads(ref_path.read_text()), str(ref_path)
+    else:
+        ref_path = default_out_dir(args.profile, None) / "metrics.json"
+        if not ref_path.is_file():
+            print(f"labkit.grade: error: no reference {ref_path}; run `make figures` once and commit it", file=sys.stderr)
+            return 1
+        reference, ref_name = committed_reference(ref_path)
     with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
         out = Path(args.keep) if args.keep else Path(tmp) / "figures"
-        fresh = reproduce(profile=args.profile, out_dir=out, executed_dir=Path(tmp) / "executed", log_output=False)
+        reproduce(profile=args.profile, out_dir=out, executed_dir=Path(tmp) / "executed", run_dir=Path(tmp) / "runs",
+                  log_output=False)
         fresh = json.loads((out / "metrics.json").read_text())  # compare what was written, rounded alike
     bad = compare(fresh, reference)
     n = len(flatten(reference))
     if bad:
-        print(f"GRADE FAILED: {len(bad)} of {n} numbers disagree with {ref_path}")
+        print(f"GRADE FAILED: {len(bad)} of {n} numbers disagree with {ref_name}")
         for path, a, b, why in bad[:60]:
             print(f"  {path}: reference {a!r}, fresh {b!r} ({why})")
         if len(bad) > 60:
             print(f"  ... and {len(bad) - 60} more")
         return 1
-    print(f"GRADE OK: all {n} numbers of {ref_path} reproduced within tolerance (see labkit/grade.py)")
+    print(f"GRADE OK: all {n} numbers of {ref_name} reproduced within tolerance (see labkit/grade.py)")
     return 0
 
 

@@ -75,7 +75,8 @@ def _update_readme(evaluate_metrics: dict[str, Any]) -> None:
 
 
 def reproduce(profile: str = "default", data_dir: str | None = None, out_dir: str | os.PathLike[str] | None = None,
-              executed_dir: str | os.PathLike[str] | None = None, seed: int = 0, device: str = "auto",
+              executed_dir: str | os.PathLike[str] | None = None, run_dir: str | os.PathLike[str] | None = None,
+              seed: int = 0, device: str = "auto",
               retrain: bool | None = None, log_output: bool = True) -> dict[str, Any]:
     """Run 01 -> 02 -> 03 for ``profile`` and publish figures + metrics.json into ``out_dir``.
 
@@ -97,7 +98,7 @@ def reproduce(profile: str = "default", data_dir: str | None = None, out_dir: st
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     params = dict(profile=profile, data_dir=data_dir, fig_dir=str(staging), seed=seed, device=device,
-                  run_dir=str(ROOT / "runs" / out.name))
+                  run_dir=str(Path(run_dir).resolve() if run_dir else ROOT / "runs" / out.name))
     if retrain is not None:
         params["retrain"] = retrain
     try:

@@ -30,7 +30,7 @@ STYLE: dict[str, dict[str, Any]] = {
     "avif": dict(color="C4", marker=".", ls="--", label="AVIF"),
     "jpeg2000": dict(color="C7", marker=".", ls="--", label="JPEG 2000"),
 }
-LABELS = {"raw": "RAW", "resae": "ResAE", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG"}
+LABELS = {"raw": "RAW", "resae": "ResAE", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG", "ae1/ae2": "AE1 / AE2 (course)"}
 
 
 def style_for(name: str) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
             xlim = (0.0, 1.6 * max(learned))
     if xlim:
         ax.set_xlim(*xlim)
-    ax.set_title(title or f"Mean {metric.upper()} vs bpp")
+    ax.set_title(title or f"Mean {metric.upper()} vs bpp" + (" (zoomed to the learned codecs' range)" if xlim else ""))
     ax.legend(fontsize=7.5, loc="lower right")
     fig.tight_layout()
     return fig
@@ -139,19 +139,26 @@ def difference_view(original: np.ndarray, recons: Mapping[str, Mapping[str, Any]
     return fig
 
 
-def training_curves(histories: Mapping[str, Mapping[str, Any]]) -> plt.Figure:
-    """Training loss and validation PSNR per epoch, one line per model."""
+def training_curves(histories: Mapping[str, Mapping[str, Any]],
+                    losses: Mapping[str, str] | None = None) -> plt.Figure:
+    """Training loss and validation PSNR per epoch, one line per model (epochs without validation skipped)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     for name, h in histories.items():
         epochs = h.get("epoch") or list(range(1, len(h["train_loss"]) + 1))
         st = style_for(name)
         st.pop("ls", None)
-        a.plot(epochs, h["train_loss"], ms=2, **st)
-        b.plot(epochs, h["val_psnr"], ms=2, **st)
+        st.pop("marker", None)
+        if losses and name in losses:
+            st["label"] = f"{st['label']} — {losses[name]}"
+        a.plot(epochs, h["train_loss"], lw=1.2, **st)
+        val = [(e, v) for e, v in zip(epochs, h["val_psnr"]) if v is not None]
+        if val:
+            st.pop("label", None)
+            b.plot(*zip(*val), lw=1.2, marker=".", ms=3, label=style_for(name)["label"], **st)
     a.set_yscale("log")
-    a.set_xlabel("epoch"), a.set_ylabel("training loss (MSE, with noise)")
-    b.set_xlabel("epoch"), b.set_ylabel("validation PSNR (dB, hard quantizer)")
-    a.legend(fontsize=8), b.legend(fontsize=8)
+    a.set_xlabel("epoch"), a.set_ylabel("training loss (each model's objective)")
+    b.set_xlabel("epoch"), b.set_ylabel("validation PSNR (dB, hard quantizer, b=3)")
+    a.legend(fontsize=7), b.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -267,7 +274,7 @@ def table_figure(rows: Sequence[Sequence[str]], header: Sequence[str], title: st
     """A plain table rendered as a figure (used for the course-criteria table)."""
     fig, ax = plt.subplots(figsize=(1.45 * len(header), 0.32 * (len(rows) + 2)))
     ax.axis("off")
-    t = ax.table(cellText=[list(r) for r in rows], colLabels=list(header), loc="center", cellLoc="center")
+    t = ax.table(cellText=[list(r) for r in rows], colLabels=list(header), loc="upper center", cellLoc="center")
     t.auto_set_font_size(False)
     t.set_fontsize(8)
     t.scale(1, 1.25)

@@ -38,6 +38,21 @@ class Run:
         """Where the models to evaluate live: run_dir after retraining, else the shipped weights."""
         return self.run_dir if self.retrain else WEIGHTS_DIR
 
+    def summary(self) -> str:
+        """What this run does, in a few lines (printed at the top of every notebook)."""
+        data = self.data_dir or "embedded default (scikit-image photos)"
+        if self.data_dir and not (Path(self.data_dir) / "test").is_dir():
+            data += "  [no test/ folder: 15% of train/ is held out as the test set]"
+        dest = self.fig_dir
+        if dest.name.startswith(".") and dest.name.endswith(".staging"):
+            dest = dest.parent / dest.name[1:-len(".staging")]
+            where = f"{dest} (staged; published when every notebook has succeeded)"
+        else:
+            where = str(dest)
+        models = ", ".join(self.models)
+        source = f"retrained into {self.run_dir}" if self.retrain else "shipped weights (labkit/weights)"
+        return (f"profile  {self.profile}\nmodels   {models}: {source}\ndata     {data}\nfigures  {where}")
+
     def figure(self, name: str) -> Path:
         return self.fig_dir / name
 
@@ -195,3 +210,20 @@ def context_savings(table: dict[int, dict[str, float]]) -> list[dict[str, Any]]:
                 row[f"{k.removeprefix('coded ')} saves %"] = round(100.0 * (1.0 - v / base), 2) if base > 0 else 0.0
         rows.append(row)
     return rows
+
+
+def training_objectives(run: Run) -> dict[str, str]:
+    """A short description of each model's training objective, from its config (for plot legends)."""
+    out = {}
+    for name in run.models:
+        path = run.weights_dir / name / "config.json"
+        if not path.is_file():
+            continue
+        t = json.loads(path.read_text()).get("train", {})
+        loss = t.get("loss", "mse")
+        desc = "MSE" if loss == "mse" else f"MSE + {t.get('ssim_weight', 0.05):g}·(1−SSIM)" if loss == "mse+ssim" else loss
+        noise = t.get("noise")
+        if noise is None:
+            noise = name != "ae1"
+        out[name] = desc + (f", noise b={t.get('b_train', 3)}" if noise else ", no noise")
+    return out

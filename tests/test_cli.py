@@ -150,8 +150,15 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["info", "corrupt.lkc"], ["CRC mismatch"]),
     (["info", "truncated.lkc"], ["CRC mismatch"]),
     (["info", "missing.lkc"], ["missing.lkc", "does not exist"]),
+    (["encode", ".", "out.lkc"], ["is a directory"]),
+    (["decode", ".", "out.png"], ["is a directory"]),
+    (["encode", "img.png", "nofolder/out.lkc"], ["nofolder", "does not exist", "create it first"]),
+    (["decode", "good.lkc", "nofolder/out.png"], ["nofolder", "does not exist"]),
+    (["decode", "good.lkc", "."], ["is a directory"]),
+    (["encode", "img.png", "out.lkc", "--weights", "nowhere"], ["weights folder", "does not exist"]),
 ], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-model", "dec-missing", "dec-txt", "dec-corrupt",
-        "dec-truncated", "dec-short", "dec-format", "info-corrupt", "info-truncated", "info-missing"])
+        "dec-truncated", "dec-short", "dec-format", "info-corrupt", "info-truncated", "info-missing",
+        "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-out-dir", "enc-weights"])
 def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv, fragments):
     bad = bytearray(lkc_bytes)
     bad[bitstream.HEADER_SIZE + 3] ^= 0x80
@@ -218,6 +225,18 @@ def test_counts_must_be_positive(tmp_path, capsys, monkeypatch, argv):
     assert listing(tmp_path) == set()
 
 
+def test_unwritable_folder_names_the_target(workdir, capsys, monkeypatch):
+    import tempfile
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.chdir(workdir)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert main(["encode", "img.png", "out.lkc"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "cannot write out.lkc", "Permission denied", "choose a folder")
+
+
 def test_main_restores_global_warning_state(workdir, capsys, monkeypatch):
     import warnings
 
@@ -231,7 +250,8 @@ def test_bench_prints_two_sizes(capsys):
     assert main(["bench", "--repeats", "1"]) == 0
     out = capsys.readouterr()
     assert out.err == "", "no warnings (e.g. torch's about read-only arrays) on stderr"
-    lines = out.out.splitlines()
+    header, *lines = out.out.splitlines()
+    assert header.startswith("model=resae b=2 context=neighbor")
     assert len(lines) == 2
     for line, size in zip(lines, ("128x128", "768x512")):
         assert line.split()[0] == size

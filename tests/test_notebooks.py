@@ -45,7 +45,8 @@ def _finite_number(x) -> bool:
 
 def test_smoke_pipeline_end_to_end(tmp_path):
     out = tmp_path / "figures"
-    metrics = pipeline.reproduce(profile="smoke", out_dir=out, executed_dir=tmp_path / "executed", log_output=False)
+    metrics = pipeline.reproduce(profile="smoke", out_dir=out, executed_dir=tmp_path / "executed",
+                                 run_dir=tmp_path / "runs", log_output=False)
     for name in EXPECTED_FIGURES:
         f = out / name
         assert f.is_file() and f.stat().st_size > 0, f"missing {name}"
@@ -75,7 +76,7 @@ def test_failing_notebook_names_cell_and_leaves_figures_untouched(tmp_path):
     (out / "metrics.json").write_text('{"old": true}\n')
     with pytest.raises(pipeline.PipelineError) as err:
         pipeline.reproduce(profile="smoke", data_dir=str(tmp_path / "no-such-data"), out_dir=out,
-                           executed_dir=tmp_path / "executed", log_output=False)
+                           executed_dir=tmp_path / "executed", run_dir=tmp_path / "runs", log_output=False)
     msg = str(err.value)
     assert "01_train.ipynb" in msg and "cell" in msg and "DataError" in msg
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
