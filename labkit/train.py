@@ -682,6 +682,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=d.num_workers)
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--max-val-images", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps")
+    p.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s,
+                   help="min seconds between last.pt writes (0: every epoch)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds; stops at an epoch boundary")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:1 ...")
     p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (faster, less reproducible)")
@@ -706,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=args.weight_decay, loss=args.loss, seed=args.seed, crop=args.crop,
         num_workers=args.num_workers, device=args.device, tf32=args.tf32,
         time_budget_s=args.time_budget, val_every=args.val_every, max_val_images=args.max_val_images,
+        max_steps=args.max_steps, checkpoint_every_s=args.checkpoint_every,
     )
     from .data import training_splits
 
