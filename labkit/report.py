@@ -70,7 +70,7 @@ def comparison_figure(images: Sequence[np.ndarray], learned: Sequence[Record], m
     if jp:
         columns["jpeg"] = [jp[i] for i in idx]
     return plots.comparison_grid([images[i] for i in idx], columns,
-                                 title=f"b = {b}.  Q = SSIM (mean over RGB).  JPEG: the Pillow quality whose real bpp "
+                                 title=f"b = {b}.  Q = SSIM (mean over RGB).\nJPEG: the Pillow quality whose real bpp "
                                        "is nearest ResAE's (its smallest file is ≈0.45 bpp at 128x128)")
 
 
