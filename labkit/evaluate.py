@@ -125,5 +125,6 @@ def coding_table(symbols: np.ndarray, b: int, contexts: Sequence[str] = coder.CO
     p = counts[counts > 0] / counts.sum()
     table = {"entropy (static, pooled)": float(-(p * np.log2(p)).sum())}
     for ctx in contexts:
+        table[f"ideal {ctx}"] = sum(coder.ideal_code_length_bits(s, 1 << b, ctx) for s in symbols) / n_sym
         table[f"coded {ctx}"] = sum(len(coder.encode(s, 1 << b, ctx)) * 8 for s in symbols) / n_sym
     return table

@@ -256,7 +256,7 @@ def latent_histograms(symbols_by_b: Mapping[int, np.ndarray], title: str = "") -
 def bits_per_symbol_bars(table: Mapping[int, Mapping[str, float]], title: str = "") -> plt.Figure:
     """Grouped bars: for each b, bits/symbol of each measure (entropy, coded per context mode)."""
     bs = sorted(table)
-    keys = list(next(iter(table.values())).keys())
+    keys = [k for k in next(iter(table.values())) if not k.startswith("ideal")]  # ideal ≈ coded: tables show both
     fig, ax = plt.subplots(figsize=(7.2, 3.4))
     width = 0.8 / len(keys)
     for k, key in enumerate(keys):

@@ -5,7 +5,6 @@ networks run at a few hundred ms per small image on a shared 2-core machine.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
