@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from labkit import evaluate  # noqa: E402
+from labkit import coder, evaluate  # noqa: E402
 from labkit.codec import load_pretrained  # noqa: E402
 from labkit.data import default_dataset  # noqa: E402
 from labkit.speed import bench_codec_speed  # noqa: E402
@@ -58,6 +58,15 @@ def main() -> int:
     print("  b  " + "  ".join(f"{k:>24s}" for k in keys))
     for b, t in table.items():
         print(f"  {b}  " + "  ".join(f"{t[k]:24.4f}" for k in keys))
+    print("\nthe course coder's fixed 256-symbol alphabet vs the real 2^b alphabet (context none, same latents)")
+    results["context"]["alphabet_256_vs_2b"] = {}
+    for b in (1, 2, 3, 4, 5):
+        symbols = evaluate.latent_symbols(net, images, b)
+        own = sum(len(coder.encode(s, 1 << b, "none")) for s in symbols)
+        full = sum(len(coder.encode(s, 256, "none")) for s in symbols)
+        results["context"]["alphabet_256_vs_2b"][b] = {"bytes_2b": own, "bytes_256": full,
+                                                        "extra_pct": 100.0 * (full / own - 1.0)}
+        print(f"  b={b}: {own} bytes with {1 << b} symbols, {full} with 256 (+{100.0 * (full / own - 1.0):.1f}%)")
     print("\nbits saved vs the memoryless coder (context none), %")
     for row in results["context"]["savings_pct"]:
         print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
