@@ -54,7 +54,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 clean:
-	rm -rf build notebooks/executed/*.ipynb notebooks/executed/*/ .pytest_cache .hypothesis labkit/*.so ext/*.c
+	rm -rf build notebooks/executed/*.ipynb notebooks/executed/*/ .pytest_cache .hypothesis labkit/*.so ext/*.c $(STAMP)
 
 distclean: clean
 	rm -rf $(VENV) data/cache
