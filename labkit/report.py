@@ -124,6 +124,25 @@ def criteria(curves_: Curves, anchors: Sequence[str], bits: Sequence[int], test:
     return rows
 
 
+def rate_table(learned: Sequence[Record], codec: str = "resae") -> list[dict[str, Any]]:
+    """Real vs estimated rate per b: file bpp, payload-only bpp, and the adaptive model's ideal bpp.
+
+    ``estimated`` is the ideal code length of the payload under the coder's own adaptive model
+    (labkit's independent reference model) plus the real header; the gap to ``real`` is what the
+    arithmetic coder loses to finite precision and its final flush.
+    """
+    rows = []
+    for b in sorted({r["b"] for r in learned if r["codec"] == codec}):
+        rs = select(learned, codec=codec, b=b)
+        px = np.array([r["bytes"] * 8 / r["bpp"] for r in rs])
+        real = np.array([r["bpp"] for r in rs])
+        header = np.array([r["header_bytes"] * 8 for r in rs]) / px
+        est = np.array([r["ideal_bits"] for r in rs]) / px + header
+        rows.append(dict(b=b, real_bpp=float(real.mean()), estimated_bpp=float(est.mean()),
+                         header_bpp=float(header.mean()), coder_overhead_pct=float(100 * (real.mean() / est.mean() - 1))))
+    return rows
+
+
 def criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     cols = ["anchor", "b", "bpp", "ssim", "dssim_at_equal_bpp", "dbits_pct_at_equal_ssim", "holds", "where"]
     return markdown_table(rows, cols)
