@@ -24,7 +24,7 @@ from labkit import coder, evaluate  # noqa: E402
 from labkit.codec import load_pretrained  # noqa: E402
 from labkit.data import default_dataset  # noqa: E402
 from labkit.speed import bench_codec_speed  # noqa: E402
-from labkit.workflow import _jsonable, context_savings  # noqa: E402
+from labkit.workflow import jsonable, context_savings  # noqa: E402
 
 
 def main() -> int:
@@ -71,7 +71,7 @@ def main() -> int:
     for row in results["context"]["savings_pct"]:
         print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(_jsonable(results), indent=1) + "\n")
+    Path(args.out).write_text(json.dumps(jsonable(results), indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 

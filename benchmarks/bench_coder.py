@@ -36,12 +36,12 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from labkit import coder  # noqa: E402
+from labkit.speed import best_time  # noqa: E402
 
 try:  # optional comparison (constriction.stream is an attribute, not a submodule)
     import constriction
@@ -72,12 +72,7 @@ def make_latents(n: int, A: int, seed: int = 0, shape=SHAPE) -> np.ndarray:
 
 
 def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_time(fn, repeats, warmup=False)
 
 
 def bench_ours(latents, A, mode, repeats, n_ideal):

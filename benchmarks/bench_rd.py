@@ -21,7 +21,7 @@ from labkit import evaluate, report  # noqa: E402
 from labkit.codec import WEIGHTS_DIR, load_pretrained  # noqa: E402
 from labkit.data import get_splits  # noqa: E402
 from labkit.profiles import SWEEP_DEFAULT  # noqa: E402
-from labkit.workflow import _jsonable  # noqa: E402
+from labkit.workflow import jsonable  # noqa: E402
 
 
 def main() -> int:
@@ -58,7 +58,7 @@ def main() -> int:
     tag = "" if not args.data_dir else "_" + Path(args.data_dir).resolve().name
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"bench_rd{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_jsonable({"data": data, "n_images": len(images), "weights": str(wdir),
+    out.write_text(json.dumps(jsonable({"data": data, "n_images": len(images), "weights": str(wdir),
                                          "curves": curves, "criteria": crit, "bd_rate": bd}), indent=1) + "\n")
     print(f"wrote {out}")
     return 0

@@ -173,20 +173,20 @@ class Codec:
         return self._decode_parsed(header, payload)
 
     def _decode_parsed(self, header: Header, payload: bytes) -> np.ndarray:
+        return self._decode_with_symbols(header, payload)[1]
+
+    def _decode_with_symbols(self, header: Header, payload: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """(symbols, reconstruction) from a parsed file; the file's b and coder settings rule."""
         _check_size(header.height, header.width)
         symbols = coder.decode(payload, header.latent_shape, 1 << header.b, header.context,
                                increment=header.increment, limit=header.limit)
-        # the file's b rules, whatever this codec was built with
-        return self.synthesise(symbols, header.ymax, (header.height, header.width), header.b)
+        return symbols, self.synthesise(symbols, header.ymax, (header.height, header.width), header.b)
 
     def compress(self, image: Any) -> EncodeResult:
         """Encode then decode the real bytes: the reconstruction a receiver sees, and its bpp."""
         data = self.encode(image)
         header, payload = bitstream.unpack(data)
-        _check_size(header.height, header.width)
-        symbols = coder.decode(payload, header.latent_shape, 1 << header.b, header.context,
-                               increment=header.increment, limit=header.limit)
-        recon = self.synthesise(symbols, header.ymax, (header.height, header.width), header.b)
+        symbols, recon = self._decode_with_symbols(header, payload)
         return EncodeResult(data=data, recon=recon, bpp=len(data) * 8.0 / (header.height * header.width),
                             header=header, symbols=symbols)
 

@@ -69,7 +69,7 @@ def _update_readme(evaluate_metrics: dict[str, Any]) -> None:
     readme = ROOT / "README.md"
     if readme.is_file():
         text = readme.read_text()
-        new = update_readme(text, json.loads(json.dumps(evaluate_metrics)))
+        new = update_readme(text, evaluate_metrics)
         if new != text:
             write_text(readme, new)
 

@@ -225,13 +225,11 @@ README_END = "<!-- results:end -->"
 def results_markdown(evaluate_metrics: Mapping[str, Any]) -> str:
     """The README's results block: headline prose, course-criteria table and BD-rates, from metrics.json."""
     s = evaluate_metrics["summary"]
-    crit = evaluate_metrics["criteria"]
-    bd = evaluate_metrics["bd_rate"]
-    for rows in (crit, bd):
-        for r in rows:
-            for k, v in r.items():
-                if v is None and k not in ("holds",):
-                    r[k] = float("nan")
+    def nan_for_null(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: (float("nan") if v is None and k != "holds" else v) for k, v in r.items()} for r in rows]
+
+    crit = nan_for_null(evaluate_metrics["criteria"])
+    bd = nan_for_null(evaluate_metrics["bd_rate"])
     parts = [s["text"], "",
              "Course criteria for ResAE (+0.05 SSIM at equal bpp, or ≥3 % fewer bits at equal SSIM):", "",
              criteria_markdown(crit), "",

@@ -5,11 +5,12 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 
 
-def _timed(fn, repeats: int) -> float:
-    fn()  # warm-up
+def best_time(fn, repeats: int, warmup: bool = True) -> float:
+    """Best wall-clock seconds of ``repeats`` calls of ``fn`` (after one untimed call if ``warmup``)."""
+    if warmup:
+        fn()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -25,6 +26,7 @@ def bench_codec_speed(model: str = "resae", b: int = 2, context: str = "neighbor
 
     Images are cut from the embedded test photos (resized crops, so content is natural).
     """
+    import torch
     from PIL import Image
 
     from .codec import Codec
@@ -40,8 +42,8 @@ def bench_codec_speed(model: str = "resae", b: int = 2, context: str = "neighbor
         for h, w in sizes:
             img = np.asarray(Image.fromarray(mosaic).resize((w, h), Image.Resampling.LANCZOS))
             data = codec.encode(img)
-            enc = _timed(lambda: codec.encode(img), repeats)
-            dec = _timed(lambda: codec.decode(data), repeats)
+            enc = best_time(lambda: codec.encode(img), repeats)
+            dec = best_time(lambda: codec.decode(data), repeats)
             rows.append(dict(size=f"{w}x{h}", encode_ms=enc * 1e3, decode_ms=dec * 1e3, total_ms=(enc + dec) * 1e3,
                              bpp=len(data) * 8 / (h * w), threads=threads))
         return rows

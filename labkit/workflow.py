@@ -61,15 +61,16 @@ class Run:
         from .atomic import write_text
 
         path = self.fig_dir / f"metrics_{part}.json"
-        write_text(path, json.dumps(_jsonable(metrics), indent=1, sort_keys=True) + "\n")
+        write_text(path, json.dumps(jsonable(metrics), indent=1, sort_keys=True) + "\n")
         return path
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python numbers, floats rounded to 6 digits, non-finite as null."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (np.floating, float)):
         v = float(obj)
         return round(v, 6) if np.isfinite(v) else None
