@@ -17,10 +17,10 @@ exactly the decoder's, whatever dtype the model ran in.
 """
 from __future__ import annotations
 
-import operator
-
 import torch
 from torch import Tensor
+
+from .spec import MAX_BITS, check_bits
 
 __all__ = [
     "EPS",
@@ -28,6 +28,8 @@ __all__ = [
     "MAX_BITS",
     "check_bits",
     "latent_max",
+    "latent_scale",
+    "check_scale_rule",
     "to_float32",
     "quantize",
     "dequantize",
@@ -40,21 +42,6 @@ EPS = 1e-6
 """``clip(y/ymax, 0, 1-EPS)`` keeps ``y == ymax`` in the top bin (float32-safe for b <= 8)."""
 YMAX_MIN = 1e-12
 """Lower clamp of ``ymax`` so an all-zero latent quantizes (to 0) instead of dividing by 0."""
-MAX_BITS = 8
-"""Symbols are stored as uint8."""
-
-
-def check_bits(b: object) -> int:
-    """Return ``b`` as an int, or raise ``ValueError`` unless it is an integer in 1..8."""
-    if isinstance(b, bool):
-        raise ValueError(f"bit depth b must be an integer in 1..{MAX_BITS}, got {b!r}")
-    try:
-        bi = operator.index(b)  # accepts int and numpy integers, rejects floats
-    except TypeError:
-        raise ValueError(f"bit depth b must be an integer in 1..{MAX_BITS}, got {b!r}") from None
-    if not 1 <= bi <= MAX_BITS:
-        raise ValueError(f"bit depth b must be an integer in 1..{MAX_BITS}, got {bi}")
-    return bi
 
 
 def latent_max(y: Tensor) -> Tensor:
@@ -62,6 +49,54 @@ def latent_max(y: Tensor) -> Tensor:
     if y.dim() < 1 or y.shape[0] == 0:
         raise ValueError(f"latent must have a non-empty batch dimension, got shape {tuple(y.shape)}")
     return y.reshape(y.shape[0], -1).amax(dim=1).clamp_min(YMAX_MIN)
+
+
+def check_scale_rule(rule: str) -> str:
+    """Return ``rule`` if it names a scale rule, else raise ``ValueError``.
+
+    ``"max"`` is the course's per-image maximum; ``"pNN.N"`` (e.g. ``"p99.9"``) is that
+    percentile of the image's latent values, with 50 < NN.N <= 100.
+    """
+    if rule == "max":
+        return rule
+    if isinstance(rule, str) and rule.startswith("p"):
+        try:
+            pct = float(rule[1:])
+        except ValueError:
+            pct = float("nan")
+        if 50.0 < pct <= 100.0:
+            return rule
+    raise ValueError(f"unknown scale rule {rule!r}; use 'max' or a percentile such as 'p99.9' (50 < p <= 100)")
+
+
+def latent_scale(y: Tensor, rule: str = "max") -> Tensor:
+    """The per-image scale ``ymax`` the encoder stores ([N, ...] -> [N]).
+
+    The decoder only reads ``ymax`` from the header, so the encoder is free to choose it:
+    ``"max"`` (the course) puts the largest value at the top of the range; a percentile
+    such as ``"p99.9"`` clips the few largest values (they land in the top bin) and gives
+    the rest finer bins, which pays at small ``b`` on large images.
+
+    Parameters
+    ----------
+    y : Tensor
+        Non-negative latent, first dimension = image index.
+    rule : str
+        ``"max"`` or ``"pNN.N"`` (see :func:`check_scale_rule`).
+
+    Returns
+    -------
+    Tensor
+        One scale per image, clamped to at least ``YMAX_MIN``.
+    """
+    rule = check_scale_rule(rule)
+    if rule == "max" or rule == "p100":
+        return latent_max(y)
+    if y.dim() < 1 or y.shape[0] == 0:
+        raise ValueError(f"latent must have a non-empty batch dimension, got shape {tuple(y.shape)}")
+    flat = y.detach().reshape(y.shape[0], -1).to(torch.float32)
+    k = max(1, min(flat.shape[1], int(round(float(rule[1:]) / 100.0 * flat.shape[1]))))
+    return flat.kthvalue(k, dim=1).values.clamp_min(YMAX_MIN).to(y.dtype)
 
 
 def to_float32(ymax: Tensor | float) -> Tensor:

@@ -1,0 +1,61 @@
+"""Facts of the codec that several layers need, in one torch-free place.
+
+Everything here is plain Python so that the command line, the container and the
+quantizer can share one definition without importing torch or the compiled coder.
+"""
+from __future__ import annotations
+
+import operator
+
+__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "check_bits", "bits_per_pixel"]
+
+MIN_BITS = 1
+#: Symbols are stored as uint8 and the header keeps ``b - 1`` in a nibble's low 3 bits.
+MAX_BITS = 8
+#: Every bit depth the container can hold and the quantizer accepts.
+BITS: range = range(MIN_BITS, MAX_BITS + 1)
+
+
+def check_bits(b: object) -> int:
+    """Return ``b`` as an int, or raise ``ValueError`` unless it is an integer in ``BITS``.
+
+    Parameters
+    ----------
+    b : int-like
+        Bit depth; Python and numpy integers are accepted, bools and floats are not.
+
+    Returns
+    -------
+    int
+        The validated bit depth.
+    """
+    msg = f"bit depth b must be an integer in {MIN_BITS}..{MAX_BITS}, got {b!r}"
+    if isinstance(b, bool):
+        raise ValueError(msg)
+    try:
+        bi = operator.index(b)  # accepts int and numpy integers, rejects floats
+    except TypeError:
+        raise ValueError(msg) from None
+    if bi not in BITS:
+        raise ValueError(msg)
+    return bi
+
+
+def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
+    """Whole-file rate: ``num_bytes * 8 / (height * width)`` over the original pixels.
+
+    Parameters
+    ----------
+    num_bytes : int
+        Size of the whole file (header included).
+    height, width : int
+        The original (unpadded) image size.
+
+    Returns
+    -------
+    float
+        Bits per pixel.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    return num_bytes * 8.0 / (height * width)
