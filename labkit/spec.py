@@ -7,13 +7,21 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "check_bits", "bits_per_pixel"]
+__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "DEFAULT_CONTEXT", "check_bits", "model_name",
+           "bits_per_pixel"]
 
 MIN_BITS = 1
 #: Symbols are stored as uint8 and the header keeps ``b - 1`` in a nibble's low 3 bits.
 MAX_BITS = 8
 #: Every bit depth the container can hold and the quantizer accepts.
 BITS: range = range(MIN_BITS, MAX_BITS + 1)
+
+#: Every registered model name, lower case (``labkit.models``' registry builds exactly
+#: these; a test checks it).  Torch-free, so the command line can offer them instantly.
+MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd")
+
+#: The coder's context mode when none is asked for (see ``labkit.coder.CONTEXT_MODES``).
+DEFAULT_CONTEXT = "neighbor"
 
 
 def check_bits(b: object) -> int:
@@ -39,6 +47,30 @@ def check_bits(b: object) -> int:
     if bi not in BITS:
         raise ValueError(msg)
     return bi
+
+
+def model_name(name: str) -> str:
+    """Return the registered model name that ``name`` spells, ignoring case.
+
+    Parameters
+    ----------
+    name : str
+        A model name in any case, e.g. ``"AE2"``.
+
+    Returns
+    -------
+    str
+        The name as registered in :data:`MODEL_NAMES`.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is not a registered model name.
+    """
+    key = str(name).strip().lower()
+    if key not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(MODEL_NAMES)}")
+    return key
 
 
 def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
