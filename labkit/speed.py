@@ -1,10 +1,23 @@
 """Wall-clock speed of the whole codec (network + quantizer + coder + container), one CPU thread."""
 from __future__ import annotations
 
+import platform
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`), to print beside a timing."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() in ("model name", "Model", "Hardware"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def best_time(fn, repeats: int, warmup: bool = True) -> float:
