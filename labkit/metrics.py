@@ -11,6 +11,8 @@ import math
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from .spec import bits_per_pixel
+
 __all__ = ["psnr", "ssim", "bpp"]
 
 
@@ -56,11 +58,6 @@ def ssim(ref: np.ndarray, test: np.ndarray) -> float:
                                        channel_axis=-1))
 
 
-def bpp(num_bytes: int, height: int, width: int) -> float:
-    """Bits per pixel: ``num_bytes * 8 / (height * width)`` -- real file size over the
-    original (unpadded) pixel count."""
-    if num_bytes < 0:
-        raise ValueError(f"num_bytes must be >= 0, got {num_bytes}")
-    if height <= 0 or width <= 0:
-        raise ValueError(f"height and width must be positive, got {height}x{width}")
-    return num_bytes * 8.0 / (height * width)
+#: Bits per pixel of a whole file (``labkit.spec.bits_per_pixel``, re-exported so metrics
+#: are imported from one module; the formula lives only in ``labkit.spec``).
+bpp = bits_per_pixel

@@ -1,4 +1,4 @@
-"""Run profiles shared by the notebooks: how much data, which b, how long to train.
+"""Run settings: which models are evaluated, and each profile's data, b and training budget.
 
 ``smoke``   CI: a few images, a few training steps, about two minutes in all.
 ``default`` what figures/ holds: the shipped weights, the full embedded test split, b=1..5.
@@ -9,15 +9,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-#: Classic-codec quality sweeps (Pillow's parameter for each codec).
-SWEEP_DEFAULT = {
-    "jpeg": [5, 10, 15, 20, 30, 40, 50, 60, 75, 90],
-    "jpeg-opt": [5, 10, 15, 20, 30, 40, 50, 60, 75, 90],
-    "webp": [5, 10, 20, 30, 40, 50, 60, 75, 90],
-    "avif": [10, 20, 30, 40, 50, 60, 70, 80, 90],
-    "jpeg2000": [20, 22, 24, 26, 28, 30, 32, 35, 38, 42],
-}
-SWEEP_SMOKE = {k: v[1::4] for k, v in SWEEP_DEFAULT.items()}
+from .baselines import SWEEPS
+
+#: Classic-codec quality sweeps: the one list in ``labkit.baselines`` (lowest setting up).
+SWEEP_DEFAULT = SWEEPS
+#: Smoke runs: every fourth setting, from the lowest.
+SWEEP_SMOKE = {k: v[::4] for k, v in SWEEPS.items()}
 
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(
@@ -37,7 +34,22 @@ PROFILES: dict[str, dict[str, Any]] = {
     ),
 }
 
+#: Every learned model the report evaluates, in display order: the one list the notebooks,
+#: figures and tables are built from. Adding a shipped model here (weights in
+#: labkit/weights/<name>/) adds it to every figure and table; a listed model without
+#: weights is skipped with a message.
 MODELS = ["resae", "ae2", "ae1"]
+#: The course's own models (baselines); every other model in MODELS is a proposal and gets
+#: the criteria and BD-rate tables against them and the classic codecs.
+COURSE_MODELS = ("ae2", "ae1")
+#: The seed's proposal: JPEG "at matched bpp" (the course method) is matched to its files,
+#: and the headline numbers are quoted for it.
+REFERENCE = "resae"
+
+
+def proposed(models: list[str]) -> list[str]:
+    """The models of ``models`` that are not the course's own (``COURSE_MODELS``), in order."""
+    return [m for m in models if m not in COURSE_MODELS]
 
 
 def get_profile(name: str) -> dict[str, Any]:

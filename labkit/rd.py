@@ -10,7 +10,9 @@ Course criteria interpolate quality over log(bpp) with a monotone cubic
 (``scipy.interpolate.PchipInterpolator``); the rate at a quality inverts that same
 interpolant. Nothing is extrapolated: outside a curve's range the answer is nan.
 BD values use the ``bjontegaard`` package (Akima by default, or PCHIP) over the
-overlapping range only; when they cannot be computed they return nan and emit an
+overlapping range only, and say which range that was (:func:`bd_detail`). When they
+cannot be computed -- too few points, no overlap, or an overlap narrower than
+``MIN_BD_OVERLAP`` of the two curves' joint range -- they return nan and emit an
 ``RDWarning`` saying why.
 """
 from __future__ import annotations
@@ -22,11 +24,23 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-__all__ = ["RDWarning", "clean_curve", "bd_rate", "bd_quality", "bd_psnr",
+__all__ = ["RDWarning", "SSIM_GAIN", "BITS_SAVING_PCT", "MIN_BD_OVERLAP", "clean_curve",
+           "bd_detail", "bd_rate", "bd_quality", "bd_psnr",
            "quality_at_rate", "rate_at_quality", "delta_quality_at_rate",
            "delta_rate_at_quality", "course_criteria"]
 
 Curve = Sequence[Sequence[float]] | np.ndarray
+
+#: The course's criteria: a proposal must gain at least this much SSIM at equal bpp ...
+SSIM_GAIN = 0.05
+#: ... or need at least this many percent fewer bits at equal SSIM.
+BITS_SAVING_PCT = 3.0
+#: A BD value is only reported when the interval it averages over (the overlap of the two
+#: curves on the integration axis) is at least this fraction of the two curves' joint
+#: range -- the same overlap measure as the ``bjontegaard`` package's ``min_overlap``
+#: (whose own default, 0.75, only warns). Narrower, the average rests on a sliver of
+#: one curve (e.g. an SSIM overlap 0.012 wide) and says little about the codecs.
+MIN_BD_OVERLAP = 0.2
 
 
 class RDWarning(UserWarning):
@@ -58,49 +72,93 @@ def _pairs(rate: Sequence[float], dist: Sequence[float], who: str) -> np.ndarray
     return clean_curve(np.stack([r, d], axis=1))
 
 
-def _bd(kind: str, rate_anchor, dist_anchor, rate_test, dist_test, method: str,
-        min_points: int) -> float:
+def bd_detail(rate_anchor: Sequence[float], dist_anchor: Sequence[float],
+              rate_test: Sequence[float], dist_test: Sequence[float], kind: str = "rate",
+              method: str = "akima", min_points: int = 4,
+              min_overlap: float = MIN_BD_OVERLAP) -> dict[str, Any]:
+    """A BD value with the interval it averages over, or the reason it is left out.
+
+    Parameters
+    ----------
+    rate_anchor, dist_anchor, rate_test, dist_test : sequence of float
+        bpp and quality (SSIM or PSNR) of the anchor and of the tested codec.
+    kind : {"rate", "quality"}
+        BD-rate (percent, averaged over the quality overlap) or BD-quality (averaged over
+        the log-rate overlap).
+    method : {"akima", "pchip", "cubic"}
+        Interpolation of the ``bjontegaard`` package.
+    min_points : int
+        Usable points (after dropping dominated ones) each curve needs.
+    min_overlap : float
+        Smallest overlap, as a fraction of the two curves' joint range on the integration
+        axis, for which a value is given.
+
+    Returns
+    -------
+    dict
+        ``value`` (nan when left out), ``overlap`` ([lo, hi] on the integration axis: quality
+        for BD-rate, bpp for BD-quality; None without overlap), ``overlap_fraction`` and
+        ``reason`` (None when the value is given, else why it is left out).
+    """
     import bjontegaard as bd
 
+    if kind not in ("rate", "quality"):
+        raise ValueError(f"kind must be 'rate' or 'quality', got {kind!r}")
     if method not in ("akima", "pchip", "cubic"):
         raise ValueError(f"method must be 'akima', 'pchip' or 'cubic', got {method!r}")
     a = _pairs(rate_anchor, dist_anchor, "anchor")
     t = _pairs(rate_test, dist_test, "test")
+    out: dict[str, Any] = {"value": math.nan, "overlap": None, "overlap_fraction": 0.0, "reason": None}
     if len(a) < min_points or len(t) < min_points:
-        warnings.warn(f"BD-{kind}: need >= {min_points} usable RD points per curve (after "
-                      f"dropping dominated ones), got anchor {len(a)}, test {len(t)}; "
-                      "returning nan", RDWarning, stacklevel=3)
-        return math.nan
+        out["reason"] = (f"too few points: need >= {min_points} usable RD points per curve (after "
+                         f"dropping dominated ones), got anchor {len(a)}, test {len(t)}")
+        return out
     col = 1 if kind == "rate" else 0          # axis the average runs over
-    lo = max(a[:, col].min(), t[:, col].min())
-    hi = min(a[:, col].max(), t[:, col].max())
+    ax_a, ax_t = (a[:, col], t[:, col]) if col == 1 else (np.log(a[:, 0]), np.log(t[:, 0]))
+    lo, hi = max(ax_a.min(), ax_t.min()), min(ax_a.max(), ax_t.max())
+    joint = max(ax_a.max(), ax_t.max()) - min(ax_a.min(), ax_t.min())
+    axis = "quality" if col == 1 else "rate"
     if not hi > lo:
-        axis = "quality" if col == 1 else "rate"
-        warnings.warn(f"BD-{kind}: the curves' {axis} ranges do not overlap; returning nan",
-                      RDWarning, stacklevel=3)
-        return math.nan
+        out["reason"] = f"no overlap: the curves' {axis} ranges do not overlap"
+        return out
+    out["overlap"] = [float(lo), float(hi)] if col == 1 else [float(math.exp(lo)), float(math.exp(hi))]
+    out["overlap_fraction"] = float((hi - lo) / joint) if joint > 0 else 1.0
+    if out["overlap_fraction"] < min_overlap:
+        out["reason"] = (f"overlap too narrow: the {axis} overlap covers {100 * out['overlap_fraction']:.0f} % "
+                         f"of the curves' joint range (< {100 * min_overlap:.0f} %)")
+        return out
     fn = bd.bd_rate if kind == "rate" else bd.bd_psnr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(fn(a[:, 0], a[:, 1], t[:, 0], t[:, 1], method,
-                        require_matching_points=False, min_overlap=0))
+        out["value"] = float(fn(a[:, 0], a[:, 1], t[:, 0], t[:, 1], method,
+                                require_matching_points=False, min_overlap=0))
+    return out
+
+
+def _bd(kind: str, rate_anchor, dist_anchor, rate_test, dist_test, method: str,
+        min_points: int, min_overlap: float) -> float:
+    d = bd_detail(rate_anchor, dist_anchor, rate_test, dist_test, kind, method, min_points, min_overlap)
+    if d["reason"]:
+        warnings.warn(f"BD-{kind}: {d['reason']}; returning nan", RDWarning, stacklevel=3)
+    return d["value"]
 
 
 def bd_rate(rate_anchor: Sequence[float], dist_anchor: Sequence[float],
             rate_test: Sequence[float], dist_test: Sequence[float],
-            method: str = "akima", min_points: int = 4) -> float:
+            method: str = "akima", min_points: int = 4, min_overlap: float = MIN_BD_OVERLAP) -> float:
     """BD-rate in percent: average bit-rate change of test vs anchor at equal quality,
     over the overlapping quality range (negative = test saves bits). nan + RDWarning
-    when a curve has < ``min_points`` usable points or the ranges do not overlap."""
-    return _bd("rate", rate_anchor, dist_anchor, rate_test, dist_test, method, min_points)
+    when a curve has < ``min_points`` usable points or the overlap is missing or narrower
+    than ``min_overlap`` (see :func:`bd_detail`, which also returns the overlap)."""
+    return _bd("rate", rate_anchor, dist_anchor, rate_test, dist_test, method, min_points, min_overlap)
 
 
 def bd_quality(rate_anchor: Sequence[float], dist_anchor: Sequence[float],
                rate_test: Sequence[float], dist_test: Sequence[float],
-               method: str = "akima", min_points: int = 4) -> float:
+               method: str = "akima", min_points: int = 4, min_overlap: float = MIN_BD_OVERLAP) -> float:
     """BD-quality: average quality gain (dB for PSNR, SSIM units for SSIM) of test vs
     anchor over the overlapping log-rate range; nan + RDWarning as for ``bd_rate``."""
-    return _bd("quality", rate_anchor, dist_anchor, rate_test, dist_test, method, min_points)
+    return _bd("quality", rate_anchor, dist_anchor, rate_test, dist_test, method, min_points, min_overlap)
 
 
 bd_psnr = bd_quality
@@ -150,8 +208,8 @@ def delta_rate_at_quality(curve_a: Curve, curve_b: Curve, quality: float) -> flo
     return 100.0 * (ra / rb - 1.0) if ra > 0 and rb > 0 else math.nan
 
 
-def course_criteria(test_curve: Curve, anchor_curve: Curve, ssim_gain: float = 0.05,
-                    bits_saving_pct: float = 3.0) -> dict[str, list[Any]]:
+def course_criteria(test_curve: Curve, anchor_curve: Curve, ssim_gain: float = SSIM_GAIN,
+                    bits_saving_pct: float = BITS_SAVING_PCT) -> dict[str, list[Any]]:
     """The course's two criteria at each test point, vs the anchor (e.g. JPEG) curve.
 
     Per test point (all given points, finite, sorted by bpp -- not only the envelope):

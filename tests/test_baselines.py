@@ -42,3 +42,22 @@ def test_sweep_records_and_errors(tile):
         B.encode(tile, "bpg", 50)
     with pytest.raises(ValueError, match="quality must be in"):
         B.encode(tile, "jpeg", 0)
+
+
+def test_one_sweep_list_from_each_codecs_lowest_setting():
+    from labkit import profiles
+
+    assert profiles.SWEEP_DEFAULT is B.SWEEPS
+    for name, c in B.CODECS.items():
+        qs = B.SWEEPS[name]
+        assert qs == list(c.sweep_qualities) == sorted(set(qs))
+        assert qs[0] == c.qualities.start, f"{name} sweep must start at its lowest setting"
+        assert all(q in c.qualities for q in qs)
+    for name, qs in profiles.SWEEP_SMOKE.items():
+        assert qs[0] == B.SWEEPS[name][0] and set(qs) <= set(B.SWEEPS[name])
+
+
+def test_sweep_reaches_past_the_learned_models_range(tile):
+    # the learned models stay below ~1.2 bpp on 128x128 tiles; every sweep's top must exceed that
+    for name, c in B.CODECS.items():
+        assert B.compress(tile, name, c.sweep_qualities[-1])["bpp"] > 1.2, name

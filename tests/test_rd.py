@@ -51,3 +51,20 @@ def test_course_criteria():
     assert res["in_anchor_quality_range"][-1] is False
     res = rd.course_criteria(np.c_[R, S + 0.001], anchor)       # too small a gain
     assert not any(res["ssim_gain_ok"]) and not any(res["holds"])
+
+
+def test_bd_detail_reports_overlap_and_leaves_out_narrow_ones():
+    d = rd.bd_detail(R, S, R * 0.9, S)
+    assert d["reason"] is None and d["value"] == pytest.approx(-10, abs=1e-6)
+    assert d["overlap"] == pytest.approx([0.60, 0.93]) and d["overlap_fraction"] == pytest.approx(1.0)
+    # test curve shifted up so that only [0.88, 0.93] of 0.60..1.21 overlaps: 8 % < MIN_BD_OVERLAP
+    narrow = rd.bd_detail(R, S, R, S + 0.28)
+    assert narrow["overlap"] == pytest.approx([0.88, 0.93])
+    assert narrow["overlap_fraction"] == pytest.approx(0.05 / 0.61)
+    assert math.isnan(narrow["value"]) and "too narrow" in narrow["reason"]
+    with pytest.warns(rd.RDWarning, match="too narrow"):
+        assert math.isnan(rd.bd_rate(R, S, R, S + 0.28))
+    assert math.isfinite(rd.bd_rate(R, S, R, S + 0.28, min_overlap=0.0))
+    q = rd.bd_detail(R, P, R * 2, P, kind="quality")   # log-rate overlap: 0.4..3.2 of 0.2..6.4
+    assert q["overlap"] == pytest.approx([0.4, 3.2]) and q["overlap_fraction"] == pytest.approx(3 / 5)
+
