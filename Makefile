@@ -41,7 +41,7 @@ figures: $(STAMP)
 
 # Rerun the default profile into a scratch folder and compare with the committed metrics.json.
 grade: $(STAMP)
-	$(PY) -m labkit.grade --profile default
+	$(PY) -m labkit grade --profile default
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_coder.py
@@ -50,8 +50,10 @@ bench: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m labkit demo --out demo.png
 
+# JupyterLab with the project's config: notebooks are stripped of outputs on save (git stays clean).
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --config=etc/jupyter/jupyter_server_config.py --notebook-dir=notebooks \
+	    $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
 
 clean:
 	rm -rf build notebooks/executed/*.ipynb notebooks/executed/*/ .pytest_cache .hypothesis labkit/*.so ext/*.c $(STAMP)

@@ -1,8 +1,10 @@
 """The notebooks: committed clean, one parameters cell, and the whole smoke pipeline runs end to end."""
 from __future__ import annotations
 
+import copy
 import json
 import math
+import runpy
 from pathlib import Path
 
 import nbformat
@@ -10,7 +12,9 @@ import pytest
 
 from labkit import pipeline
 
-NB_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+ROOT = Path(__file__).resolve().parent.parent
+NB_DIR = ROOT / "notebooks"
+JUPYTER_CONFIG = ROOT / "etc" / "jupyter" / "jupyter_server_config.py"
 NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
 EXPECTED_FIGURES = [
     "architecture.png", "training_curves.png", "latent_histograms.png", "entropy_vs_coded.png",
@@ -37,6 +41,51 @@ def test_notebook_is_clean_and_parameterized(path):
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, "commit notebooks without outputs"
     assert nb.metadata["kernelspec"]["name"] == "labkit"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_as_jupyter_writes_it(path):
+    """Saving an unchanged notebook in JupyterLab must give the committed bytes (else git shows a diff)."""
+    text = path.read_text()
+    assert nbformat.writes(nbformat.reads(text, as_version=4)) + "\n" == text, (
+        f"{path.name} is not in the layout Jupyter saves; rewrite it with "
+        f"python -c \"import nbformat as n; p='{path.relative_to(ROOT)}'; n.write(n.read(p, 4), p)\"")
+
+
+def _save_hook():
+    """The project's Jupyter config, loaded as the server loads it; returns (config, hook module globals)."""
+    from traitlets.config import Config
+
+    cfg = Config()
+    ns = runpy.run_path(str(JUPYTER_CONFIG), init_globals={"get_config": lambda: cfg})
+    return cfg, ns
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_save_hook_strips_a_run_back_to_the_committed_notebook(path):
+    """What running a notebook in JupyterLab adds is removed on save: same bytes as committed."""
+    cfg, ns = _save_hook()
+    hook = cfg.ContentsManager.pre_save_hook
+    assert hook is ns["strip_outputs_before_save"]
+    committed = path.read_text()
+    nb = json.loads(committed)
+    ran = copy.deepcopy(nb)
+    ran["metadata"]["language_info"] = {"name": "python", "version": "3.11.2", "mimetype": "text/x-python",
+                                        "codemirror_mode": {"name": "ipython", "version": 3}}
+    ran["metadata"]["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    for i, cell in enumerate(ran["cells"]):
+        cell["metadata"].update({"trusted": True, "scrolled": True, "execution": {"iopub.status.idle": "x"}})
+        if cell["cell_type"] == "code":
+            cell["execution_count"] = i
+            cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["hello\n"]},
+                               {"output_type": "error", "ename": "E", "evalue": "v", "traceback": []}]
+    model = {"type": "notebook", "content": nbformat.from_dict(ran)}
+    hook(model=model, path=path.name, contents_manager=None)
+    assert nbformat.writes(model["content"]) + "\n" == committed
+    # executed copies (papermill's, under executed/) keep their outputs
+    kept = {"type": "notebook", "content": nbformat.from_dict(copy.deepcopy(ran))}
+    hook(model=kept, path=f"executed/default/{path.name}", contents_manager=None)
+    assert kept["content"] == ran
 
 
 def _finite_number(x) -> bool:
