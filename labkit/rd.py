@@ -40,7 +40,7 @@ BITS_SAVING_PCT = 3.0
 #: range -- the same overlap measure as the ``bjontegaard`` package's ``min_overlap``
 #: (whose own default, 0.75, only warns). Narrower, the average rests on a sliver of
 #: one curve (e.g. an SSIM overlap 0.012 wide) and says little about the codecs.
-MIN_BD_OVERLAP = 0.2
+MIN_BD_OVERLAP = 0.1
 
 
 class RDWarning(UserWarning):

@@ -57,7 +57,7 @@ def test_bd_detail_reports_overlap_and_leaves_out_narrow_ones():
     d = rd.bd_detail(R, S, R * 0.9, S)
     assert d["reason"] is None and d["value"] == pytest.approx(-10, abs=1e-6)
     assert d["overlap"] == pytest.approx([0.60, 0.93]) and d["overlap_fraction"] == pytest.approx(1.0)
-    # test curve shifted up so that only [0.88, 0.93] of 0.60..1.21 overlaps: 8 % < MIN_BD_OVERLAP
+    # test curve shifted up so that only [0.88, 0.93] of 0.60..1.21 overlaps: 8 % < MIN_BD_OVERLAP (10 %)
     narrow = rd.bd_detail(R, S, R, S + 0.28)
     assert narrow["overlap"] == pytest.approx([0.88, 0.93])
     assert narrow["overlap_fraction"] == pytest.approx(0.05 / 0.61)
