@@ -23,8 +23,9 @@ import torch  # noqa: E402
 from labkit import coder, evaluate  # noqa: E402
 from labkit.codec import load_pretrained  # noqa: E402
 from labkit.data import default_dataset  # noqa: E402
+from labkit.report import context_savings  # noqa: E402
 from labkit.speed import bench_codec_speed  # noqa: E402
-from labkit.workflow import jsonable, context_savings  # noqa: E402
+from labkit.workflow import jsonable  # noqa: E402
 
 
 def main() -> int:
