@@ -124,24 +124,30 @@ class _AutoEncoder(nn.Module):
             )
         return self.decoder(y)
 
-    def forward(self, x: Tensor, b: int | None = None, noise: bool = False) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, b: int | None = None, noise: bool = False,
+                scale: str = "max") -> dict[str, Tensor]:
         """Encode, pass the latent through the quantizer model, decode.
 
         ``noise=True`` (training, needs ``b``): add the course uniform noise of bin width
         ``ymax / 2**b``.  ``b`` given and ``noise=False``: hard quantize/dequantize (eval;
         no gradient reaches the encoder).  ``b=None``: no quantization.
-        Returns ``dict(x_hat, y, y_hat)``.
+        ``scale`` is the encoder's rule for the stored scale ``ymax``
+        (:func:`labkit.quant.latent_scale`); values above it are clipped into the top bin,
+        as the codec does.  Returns ``dict(x_hat, y, y_hat, ymax)`` with ``y`` clipped.
         """
         y = self.encode(x)
+        ymax = quant.latent_scale(y.detach(), scale) if b is not None else None
+        if ymax is not None and scale != "max":
+            y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1))
         if noise:
             if b is None:
                 raise ValueError("noise=True needs the bit depth b")
-            y_hat = quant.add_noise(y, b)
+            y_hat = quant.add_noise(y, b, ymax)
         elif b is not None:
-            y_hat = quant.quantize_dequantize(y, b)
+            y_hat = quant.quantize_dequantize(y, b, ymax)
         else:
             y_hat = y
-        return {"x_hat": self.decode(y_hat), "y": y, "y_hat": y_hat}
+        return {"x_hat": self.decode(y_hat), "y": y, "y_hat": y_hat, "ymax": ymax}
 
 
 class BaseAE(_AutoEncoder):
@@ -187,8 +193,12 @@ class ResAE(_AutoEncoder):
         widths: tuple[int, int, int] | list[int] = (32, 64, 96),
         blocks: int = 1,
         upsample: str = "resize",
+        latent_channels: int = 16,
     ) -> None:
         super().__init__()
+        if not 1 <= int(latent_channels) <= 255:
+            raise ValueError(f"latent_channels must be in 1..255, got {latent_channels}")
+        self.latent_channels = int(latent_channels)
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"unknown upsample mode {upsample!r}; choose one of {', '.join(UPSAMPLE_MODES)}")
         widths = tuple(int(w) for w in widths)
@@ -221,6 +231,8 @@ class ResAE(_AutoEncoder):
             nn.Conv2d(c1, 3, 3, padding=1), nn.Sigmoid(),
         )
         self.config = {"widths": list(widths), "blocks": int(blocks), "upsample": upsample}
+        if self.latent_channels != 16:
+            self.config["latent_channels"] = self.latent_channels
 
 
 # --------------------------------------------------------------------------- registry
@@ -230,6 +242,12 @@ _REGISTRY: dict[str, tuple[type[_AutoEncoder], dict[str, Any]]] = {
     "ae1": (BaseAE, {"noise": False}),
     "ae2": (BaseAE, {"noise": True}),
     "resae": (ResAE, {"noise": True}),
+    "resae-rd": (ResAE, {"noise": True}),
+}
+#: Constructor defaults that a name adds on top of its class's (``resae-rd``: the
+#: rate-distortion model, wider and with twice the latent channels for the rate term to spend).
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "resae-rd": {"widths": [32, 96, 160], "blocks": 2, "upsample": "resize", "latent_channels": 32},
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
@@ -252,7 +270,7 @@ def build_model(name: str, *, seed: int | None = None, **cfg: Any) -> _AutoEncod
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(MODEL_NAMES)}")
     cls, fixed = _REGISTRY[name]
-    cfg = dict(cfg)
+    cfg = {**_DEFAULTS.get(name, {}), **cfg}
     cfg.pop("name", None)
     noise = cfg.pop("noise", fixed["noise"])
     if noise != fixed["noise"]:

@@ -73,6 +73,13 @@ class TrainConfig:
     the last epoch is always written) -- tiny epochs on a GPU should not wait on disk.
     ``max_steps`` caps the optimizer steps (the schedule is sized to the cap; smoke runs).
     ``loss``: "mse", "l1" or "mse+ssim" (``mse + ssim_weight * (1 - SSIM)``).
+    Rate-distortion training: ``rate_weight`` (lambda) > 0 adds ``lambda * R``, R the
+    estimated bits per pixel of the quantized latent (:mod:`labkit.rate`); ``bits`` lists
+    the bit depths drawn (one per batch) instead of the fixed ``b_train`` (which stays the
+    bit depth of the one-line validation PSNR); ``scale`` is the encoder's rule for the
+    stored scale (:func:`labkit.quant.latent_scale`), trained as the codec uses it.
+    With ``rate_weight > 0`` the weights kept are those of the epoch with the best
+    validation objective ``D + lambda * R`` averaged over ``bits``.
     """
 
     model: str = "resae"
@@ -101,6 +108,9 @@ class TrainConfig:
     checkpoint_every_s: float = 30.0
     val_batch_size: int = 16
     max_val_images: int | None = None
+    rate_weight: float = 0.0
+    bits: list[int] | None = None
+    scale: str = "max"
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_NAMES:
@@ -121,6 +131,20 @@ class TrainConfig:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError(f"time_budget_s must be positive, got {self.time_budget_s}")
+        if self.rate_weight < 0:
+            raise ValueError(f"rate_weight must be >= 0, got {self.rate_weight}")
+        if self.bits is not None:
+            self.bits = [check_bits(b) for b in self.bits]
+            if not self.bits:
+                raise ValueError("bits must list at least one bit depth (or be None for b_train)")
+        from .quant import check_scale_rule
+
+        check_scale_rule(self.scale)
+
+    @property
+    def train_bits(self) -> list[int]:
+        """The bit depths drawn during training (``bits``, else ``[b_train]``)."""
+        return list(self.bits) if self.bits else [self.b_train]
 
     @property
     def use_noise(self) -> bool:
@@ -255,6 +279,18 @@ def _loss_fn(name: str, ssim_weight: float) -> Callable[[Tensor, Tensor], Tensor
     return lambda a, b: F.mse_loss(a, b) + ssim_weight * (1.0 - ssim(a, b))
 
 
+def distortion(x_hat: Tensor, x: Tensor, cfg: "TrainConfig") -> Tensor:
+    """The distortion term of the training loss (``cfg.loss``)."""
+    return _loss_fn(cfg.loss, cfg.ssim_weight)(x_hat, x)
+
+
+def rate_bpp(out: dict[str, Tensor], b: int, pixels: int) -> Tensor:
+    """Estimated bits per pixel of a forward pass's latent at bit depth ``b`` (mean over the batch)."""
+    from .rate import estimate_bits
+
+    return estimate_bits(out["y"], out["ymax"], b).sum() / (out["y"].shape[0] * pixels)
+
+
 def lr_at(cfg: TrainConfig, progress: float) -> float:
     """Learning rate at run progress in [0, 1] (see ``TrainConfig.schedule``)."""
     p = min(max(progress, 0.0), 1.0)
@@ -279,30 +315,50 @@ def validate(
     b: int | None,
     device: torch.device | str = "cpu",
     batch_size: int = 16,
+    scale: str = "max",
+    cfg: "TrainConfig | None" = None,
 ) -> dict[str, float]:
     """Mean per-image MSE and PSNR (8-bit-rounded reconstructions) with hard quantization.
 
     ``images``: uint8 [N, H, W, 3] (cropped to a multiple of 8 from the top-left) or a
     float tensor [N, 3, H, W].  Restores the model's train/eval mode afterwards.
+    With ``cfg`` (and ``b``), also the estimated rate ``bpp`` and the objective
+    ``loss = D + cfg.rate_weight * bpp`` of the training loss at that ``b``.
     """
     x_all = images if isinstance(images, Tensor) else _images_to_tensor(images)
     h, w = x_all.shape[-2:]
     x_all = x_all[..., : h - h % 8, : w - w % 8]
     was_training = model.training
     model.eval()
-    mses = []
+    mses, objective, rate, n = [], 0.0, 0.0, 0
     try:
         for i in range(0, x_all.shape[0], batch_size):
             x = x_all[i : i + batch_size].to(device, non_blocking=True)
-            x_hat = model(x, b=b, noise=False)["x_hat"]
-            x_hat = torch.round(x_hat.clamp(0, 1) * 255) / 255
+            out = model(x, b=b, noise=False, scale=scale)
+            x_hat = torch.round(out["x_hat"].clamp(0, 1) * 255) / 255
             x = torch.round(x * 255) / 255
             mses.append(((x_hat - x) ** 2).flatten(1).mean(1).double().cpu())
+            if cfg is not None and b is not None:
+                r = float(rate_bpp(out, b, x.shape[-2] * x.shape[-1]))
+                objective += (float(distortion(x_hat, x, cfg)) + cfg.rate_weight * r) * x.shape[0]
+                rate += r * x.shape[0]
+                n += x.shape[0]
     finally:
         model.train(was_training)
     mse = torch.cat(mses)
     psnr = 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
-    return {"mse": float(mse.mean()), "psnr": float(psnr.mean())}
+    res = {"mse": float(mse.mean()), "psnr": float(psnr.mean())}
+    if n:
+        res.update(bpp=rate / n, loss=objective / n)
+    return res
+
+
+def validate_rd(model: nn.Module, val: Tensor, cfg: "TrainConfig", device: torch.device) -> dict[str, Any]:
+    """Validation of a rate-distortion run: per-b PSNR / estimated bpp and the mean objective."""
+    per_b = {b: validate(model, val, b, device, cfg.val_batch_size, cfg.scale, cfg) for b in cfg.train_bits}
+    return {"objective": sum(v["loss"] for v in per_b.values()) / len(per_b),
+            "psnr": {str(b): v["psnr"] for b, v in per_b.items()},
+            "bpp": {str(b): v["bpp"] for b, v in per_b.items()}}
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -516,6 +572,8 @@ def _fit(
         lr=lr_at(cfg, 0.0),
     )
     loss_fn = _loss_fn(cfg.loss, cfg.ssim_weight)
+    rd, train_bits = cfg.rate_weight > 0, cfg.train_bits
+    best: dict[str, Any] = {"objective": math.inf, "epoch": None, "state": None}
     steps_per_epoch = len(loader)
     total_steps = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
@@ -532,6 +590,7 @@ def _fit(
         opt.load_state_dict(st["optimizer"])
         start_epoch, step, elapsed = st["epoch"], st["step"], st["elapsed"]
         history = st["history"]
+        best = st.get("best", best)
         _set_rng_state(st["rng"], gen)
     say = log or (tqdm.write if progress else lambda s: print(s, flush=True))
     n_params = count_parameters(model)
@@ -573,8 +632,11 @@ def _fit(
             lr = lr_at(cfg, progress_frac())
             for g in opt.param_groups:
                 g["lr"] = lr
-            out_d = model(x, b=cfg.b_train if noise else None, noise=noise)
+            b = random.choice(train_bits)
+            out_d = model(x, b=b if (noise or rd) else None, noise=noise, scale=cfg.scale)
             loss = loss_fn(out_d["x_hat"], x)
+            if rd:
+                loss = loss + cfg.rate_weight * rate_bpp(out_d, b, x.shape[-2] * x.shape[-1])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
             opt.zero_grad(set_to_none=True)
@@ -591,7 +653,13 @@ def _fit(
 
         vm = None
         if val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            vm = validate(model, val, cfg.b_train, device, cfg.val_batch_size)
+            vm = validate(model, val, cfg.b_train, device, cfg.val_batch_size, cfg.scale)
+            if rd:
+                vr = validate_rd(model, val, cfg, device)
+                history.setdefault("val_rd", []).append({"epoch": epoch + 1, **vr})
+                if vr["objective"] < best["objective"]:
+                    best = {"objective": vr["objective"], "epoch": epoch + 1,
+                            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
         seconds = time.perf_counter() - t_epoch
         elapsed += seconds
         history["epoch"].append(epoch + 1)
@@ -607,7 +675,7 @@ def _fit(
             stop_reason = budget_msg
         final_epoch = bool(stop_reason) or epoch + 1 == cfg.epochs
         if final_epoch and vm is None and val is not None:  # always end on a validated epoch
-            vm = validate(model, val, cfg.b_train, device, cfg.val_batch_size)
+            vm = validate(model, val, cfg.b_train, device, cfg.val_batch_size, cfg.scale)
             history["val_mse"][-1], history["val_psnr"][-1] = vm["mse"], vm["psnr"]
         if out is not None and (final_epoch or time.perf_counter() - last_save >= cfg.checkpoint_every_s):
             last_save = time.perf_counter()
@@ -620,6 +688,7 @@ def _fit(
                 "history": history,
                 "config": cfg.to_dict(),
                 "rng": _rng_state(gen),
+                "best": best,
             })
             _write_json(out / "history.json", history)
         val_s = "" if vm is None else f" | val(b={cfg.b_train}) mse {vm['mse']:.5f} psnr {vm['psnr']:.2f} dB"
@@ -631,12 +700,16 @@ def _fit(
             break
 
     history["stopped"] = stop_reason or "epochs done"
+    if best["state"] is not None:  # RD runs keep the epoch with the best validation objective
+        model.load_state_dict(best["state"])
+        history["best_epoch"] = best["epoch"]
+        history["best_objective"] = best["objective"]
     last = None
     if val is not None:
-        if history["val_psnr"] and history["val_psnr"][-1] is not None:
+        if best["state"] is None and history["val_psnr"] and history["val_psnr"][-1] is not None:
             last = {"mse": history["val_mse"][-1], "psnr": history["val_psnr"][-1]}
         else:
-            last = validate(model, val, cfg.b_train, device, cfg.val_batch_size)
+            last = validate(model, val, cfg.b_train, device, cfg.val_batch_size, cfg.scale)
     final = {"final_val_mse": None if last is None else last["mse"],
              "final_val_psnr": None if last is None else last["psnr"]}
     history.update(final)
@@ -647,6 +720,7 @@ def _fit(
             "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
             "python": platform.python_version(),
             "noise": noise,
+            "best_epoch": history.get("best_epoch"),
             **final,
         })
         _write_json(out / "history.json", history)

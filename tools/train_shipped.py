@@ -29,6 +29,10 @@ RECIPES: dict[str, dict] = {
     "resae-ssim": dict(model="resae", model_cfg={}, loss="mse+ssim", **COMMON),
     "resae-wide": dict(model="resae", model_cfg={"widths": [64, 96, 128], "blocks": 2}, loss="mse", **COMMON),
     "resae-wide-ssim": dict(model="resae", model_cfg={"widths": [64, 96, 128], "blocks": 2}, loss="mse+ssim", **COMMON),
+    # the rate-distortion model: loss = MSE + 0.05 (1 - SSIM) + lambda * estimated bpp, b drawn
+    # from 1..5 per batch, stored scale = 99.9th percentile of the latent (the codec's rule)
+    "resae-rd": dict(model="resae-rd", model_cfg={}, loss="mse+ssim", rate_weight=0.015, bits=[1, 2, 3, 4, 5],
+                     scale="p99.9", **{**COMMON, "val_every": 5}),
 }
 
 
