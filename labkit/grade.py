@@ -1,6 +1,6 @@
 """Grading: rerun a profile into a scratch folder and compare its metrics with the committed ones.
 
-    python -m labkit.grade [--profile default] [--reference figures/metrics.json] [--keep DIR]
+    labkit grade [--profile default] [--reference figures/metrics.json] [--keep DIR]
 
 Every number in the fresh ``metrics.json`` is compared with the reference under the
 tolerance of its kind (below).  Exit status 0 when all agree, 1 otherwise, with a
@@ -13,10 +13,8 @@ libjpeg/libwebp/libavif/openjpeg builds inside Pillow's wheel.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -102,35 +100,48 @@ def committed_reference(path: Path) -> tuple[dict[str, Any], str]:
         return json.loads(path.read_text()), str(path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m labkit.grade", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="default")
-    p.add_argument("--reference", default=None,
-                   help="reference metrics.json (default: the profile's figures/metrics.json as committed at git HEAD)")
-    p.add_argument("--keep", default=None, help="write the fresh run here instead of a temporary folder")
-    args = p.parse_args(argv)
+def run(profile: str = "default", reference: str | Path | None = None, keep: str | Path | None = None) -> int:
+    """Rerun ``profile`` and compare its metrics with the reference (``labkit grade``).
+
+    Parameters
+    ----------
+    profile : str
+        Profile to rerun.
+    reference : str or Path, optional
+        Reference ``metrics.json``; default: the profile's ``figures/.../metrics.json`` as
+        committed at git HEAD (:func:`committed_reference`).
+    keep : str or Path, optional
+        Write the fresh run here instead of a temporary folder.
+
+    Returns
+    -------
+    int
+        0 when every number agrees within tolerance, 1 otherwise (the disagreements are printed).
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no reference to compare with.
+    """
     from .pipeline import default_out_dir, reproduce
 
-    if args.reference:
-        ref_path = Path(args.reference)
+    if reference:
+        ref_path = Path(reference)
         if not ref_path.is_file():
-            print(f"labkit.grade: error: no reference {ref_path}", file=sys.stderr)
-            return 1
-        reference, ref_name = json.loads(ref_path.read_text()), str(ref_path)
+            raise FileNotFoundError(f"no reference {ref_path}; pass an existing metrics.json")
+        ref, ref_name = json.loads(ref_path.read_text()), str(ref_path)
     else:
-        ref_path = default_out_dir(args.profile, None) / "metrics.json"
+        ref_path = default_out_dir(profile, None) / "metrics.json"
         if not ref_path.is_file():
-            print(f"labkit.grade: error: no reference {ref_path}; run `make figures` once and commit it", file=sys.stderr)
-            return 1
-        reference, ref_name = committed_reference(ref_path)
+            raise FileNotFoundError(f"no reference {ref_path}; run `make figures` once and commit it")
+        ref, ref_name = committed_reference(ref_path)
     with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
-        out = Path(args.keep) if args.keep else Path(tmp) / "figures"
-        reproduce(profile=args.profile, out_dir=out, executed_dir=Path(tmp) / "executed", run_dir=Path(tmp) / "runs",
+        out = Path(keep) if keep else Path(tmp) / "figures"
+        reproduce(profile=profile, out_dir=out, executed_dir=Path(tmp) / "executed", run_dir=Path(tmp) / "runs",
                   log_output=False)
         fresh = json.loads((out / "metrics.json").read_text())  # compare what was written, rounded alike
-    bad = compare(fresh, reference)
-    n = len(flatten(reference))
+    bad = compare(fresh, ref)
+    n = len(flatten(ref))
     if bad:
         print(f"GRADE FAILED: {len(bad)} of {n} numbers disagree with {ref_name}")
         for path, a, b, why in bad[:60]:
@@ -140,7 +151,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"GRADE OK: all {n} numbers of {ref_name} reproduced within tolerance (see labkit/grade.py)")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -66,4 +66,4 @@ def test_committed_report_is_complete():
 @pytest.mark.slow
 def test_default_profile_reproduces_committed_metrics(capsys):
     """`make grade` as a test: rerun the default profile and compare with figures/metrics.json."""
-    assert grade.main([]) == 0, capsys.readouterr().out
+    assert grade.run() == 0, capsys.readouterr().out
