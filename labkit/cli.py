@@ -1,17 +1,79 @@
-"""Command line: ``python -m labkit encode|decode|info|demo|bench``.
+"""The one command line: ``labkit train|reproduce|grade|encode|decode|info|demo|bench``.
 
-Every failure ends with a non-zero exit status and one line on stderr saying what
-went wrong and what to do; outputs are written atomically, so nothing is ever
-left half-written.
+Installed as the ``labkit`` console script and reachable as ``python -m labkit``.
+
+Contract: exit 0 on success; on failure a non-zero exit and one line on stderr saying
+what went wrong and what to do (``labkit: error: ...``); argument errors exit 2 with
+argparse's usage text; Ctrl-C at any moment prints ``labkit: interrupted`` and exits
+130.  Outputs are written atomically, so nothing is ever left half-written.
+
+Start-up cost: only :mod:`argparse` is imported up front.  The options of a command are
+declared only when that command is the one being run, and torch, numpy and the codec are
+imported inside the commands that need a network, so ``labkit --help``, ``labkit info``
+and argument errors answer without loading torch (``benchmarks/bench_cli.py`` times them,
+``tests/test_cli.py`` checks what they import).
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
 
-BITS_CHOICES = range(1, 9)
+from . import __version__
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+REPRODUCE_NOTEBOOK = "00_reproduce.ipynb"
+
+
+# ----------------------------------------------------------------------------- argument types
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _model(text: str) -> str:
+    """A registered model name in any case (``AE2`` -> ``ae2``)."""
+    from .spec import model_name
+
+    try:
+        return model_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _add_model(p: argparse.ArgumentParser, default: str, what: str) -> None:
+    from .spec import MODEL_NAMES
+
+    p.add_argument("--model", type=_model, default=default, metavar="NAME",
+                   help=f"{what}: {', '.join(MODEL_NAMES)}, any case (default %(default)s)")
+
+
+def _add_bits(p: argparse.ArgumentParser, default: int, what: str = "bits per latent symbol") -> None:
+    from .spec import BITS
+
+    p.add_argument("--b", type=int, default=default, choices=BITS, metavar="B",
+                   help=f"{what}, {BITS.start}..{BITS.stop - 1} (default %(default)s)")
+
+
+def _add_context(p: argparse.ArgumentParser) -> None:
+    from .coder import CONTEXT_MODES  # the compiled coder's list (numpy, no torch)
+    from .spec import DEFAULT_CONTEXT
+
+    p.add_argument("--context", default=DEFAULT_CONTEXT, choices=CONTEXT_MODES,
+                   help="coder context mode (default %(default)s)")
+
+
+def _add_weights(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default=None, metavar="DIR",
+                   help="folder of checkpoints <model>/model.pt + config.json (default: the shipped ones)")
 
 
 def _check_input(path: Path, what: str) -> None:
@@ -21,57 +83,285 @@ def _check_input(path: Path, what: str) -> None:
         raise FileNotFoundError(f"{what} {path} does not exist")
 
 
-def _check_output(path: Path) -> None:
+def _check_output(path: Path, source: Path | None = None) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory; pass a file name such as {path / 'out'}")
     if not parent.is_dir():
         raise FileNotFoundError(f"output folder {parent} does not exist; create it first")
+    if source is not None and path.exists() and source.exists() and path.samefile(source):
+        raise ValueError(f"output {path} is the input file; choose another output name")
+
+
+# ----------------------------------------------------------------------------- train
+
+def _args_train(p: argparse.ArgumentParser) -> None:
+    from .train import LOSSES, SCHEDULES, TrainConfig  # defaults and choices from their one home (imports torch)
+
+    d = TrainConfig()
+    _add_model(p, d.model, "model to train")
+    p.add_argument("--model-cfg", default="{}", metavar="JSON",
+                   help='JSON constructor config, e.g. \'{"upsample": "resize"}\' (default %(default)s)')
+    p.add_argument("--upsample", default=None, help="shortcut for model_cfg upsample (transpose|pixelshuffle|resize)")
+    _add_bits(p, d.b_train, "training bit depth (noise + validation)")
+    p.add_argument("--noise", action=argparse.BooleanOptionalAction, default=None,
+                   help="training noise (default from the model: ae1 off, the others on)")
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help="(default %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="(default %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default %(default)s)")
+    p.add_argument("--schedule", default=d.schedule, choices=SCHEDULES, help="(default %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (default %(default)s)")
+    p.add_argument("--loss", default=d.loss, choices=LOSSES, help="(default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
+    p.add_argument("--crop", type=_positive_int, default=d.crop, help="training crop size, a multiple of 8 (default %(default)s)")
+    p.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loader workers (default %(default)s)")
+    p.add_argument("--val-every", type=_positive_int, default=d.val_every, help="epochs between validations (default %(default)s)")
+    p.add_argument("--max-val-images", type=_positive_int, default=None, help="validate on at most this many images")
+    p.add_argument("--max-steps", type=_positive_int, default=None, help="cap on optimizer steps")
+    p.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s,
+                   help="min seconds between last.pt writes, 0: every epoch (default %(default)s)")
+    p.add_argument("--time-budget", type=float, default=None, help="seconds; stops at an epoch boundary")
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:1 ... (default %(default)s)")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (faster, less reproducible)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder with train/ (and test/) in the course layout; default: the embedded photos")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder: model.pt, config.json, history.json")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars (epoch lines still print)")
+
+
+def _train_config(args: argparse.Namespace):  # -> labkit.train.TrainConfig
+    """The :class:`labkit.train.TrainConfig` the parsed options stand for."""
+    import json
+
+    from .train import TrainConfig
+
+    try:
+        model_cfg = json.loads(args.model_cfg)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--model-cfg is not valid JSON ({err}); write e.g. '{{\"upsample\": \"resize\"}}'") from None
+    if not isinstance(model_cfg, dict):
+        raise ValueError(f"--model-cfg must be a JSON object such as '{{\"blocks\": 2}}', got {args.model_cfg!r}")
+    if args.upsample:
+        model_cfg["upsample"] = args.upsample
+    return TrainConfig(
+        model=args.model, model_cfg=model_cfg, b_train=args.b, noise=args.noise,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
+        weight_decay=args.weight_decay, loss=args.loss, seed=args.seed, crop=args.crop,
+        num_workers=args.num_workers, device=args.device, tf32=args.tf32,
+        time_budget_s=args.time_budget, val_every=args.val_every, max_val_images=args.max_val_images,
+        max_steps=args.max_steps, checkpoint_every_s=args.checkpoint_every,
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .data import training_splits
+    from .models import build_model
+    from .train import fit
+
+    cfg = _train_config(args)
+    splits = training_splits(args.data_dir, seed=args.seed)  # default data: random crops of 192px windows
+    model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
+    fit(model, splits["train"], splits.get("val"), cfg, out_dir=args.out,
+        progress=not args.no_progress, resume=args.resume)
+    print(f"labkit train: model.pt, config.json and history.json in {args.out}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- reproduce / grade
+
+def _notebook_parameters(path: Path) -> dict[str, str]:
+    """Name -> ``default  # comment`` (source text) of a notebook's ``parameters`` cell, read without a kernel."""
+    import ast
+    import json
+
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for cell in nb.get("cells", []):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            lines = source.splitlines()
+            out = {}
+            for node in ast.parse(source).body:
+                if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    value = ast.get_source_segment(source, node.value) or ""
+                    comment = lines[node.end_lineno - 1].partition("#")[2].strip()
+                    for t in targets:
+                        if isinstance(t, ast.Name):
+                            out[t.id] = value + (f"  # {comment}" if comment else "")
+            return out
+    return {}
+
+
+def papermill_value(text: str) -> bool | int | float | str | None:
+    """A ``-p NAME VALUE`` value read as papermill's command line reads it.
+
+    ``True``/``False``/``None`` become those constants, whole numbers ``int``, other
+    numbers ``float``, anything else stays text (papermill's ``_resolve_type``; a test
+    checks the two agree).
+    """
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _args_reproduce(p: argparse.ArgumentParser) -> None:
+    import textwrap
+
+    from .pipeline import NOTEBOOK_DIR
+
+    params = _notebook_parameters(NOTEBOOK_DIR / REPRODUCE_NOTEBOOK)
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="set a parameter of the notebook, as papermill's -p does (True/False/None, numbers, "
+                        "else text); repeatable")
+    p.description = textwrap.fill(p.description or "", 79)  # the raw formatter keeps the epilog's lines
+    p.epilog = (f"parameters of notebooks/{REPRODUCE_NOTEBOOK} and their defaults:\n" +
+                "\n".join(f"  {k} = {v}" for k, v in params.items()) +
+                "\n\nexample: labkit reproduce -p profile full -p data_dir /path/to/course/repo")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .pipeline import NOTEBOOK_DIR, run_notebook
+
+    known = _notebook_parameters(NOTEBOOK_DIR / REPRODUCE_NOTEBOOK)
+    params = {}
+    for name, value in args.parameter:
+        if name not in known:
+            raise ValueError(f"unknown parameter {name!r} of notebooks/{REPRODUCE_NOTEBOOK}; "
+                             f"known: {', '.join(known)}")
+        params[name] = papermill_value(value)
+    executed = run_notebook(REPRODUCE_NOTEBOOK, NOTEBOOK_DIR / "executed", params, log_output=True)
+    print(f"labkit reproduce: done; executed notebook {executed}")
+    return 0
+
+
+def _args_grade(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="default", help="profile to rerun (default %(default)s)")
+    p.add_argument("--reference", default=None, metavar="JSON",
+                   help="reference metrics.json (default: the profile's figures/metrics.json as committed at git HEAD)")
+    p.add_argument("--keep", default=None, metavar="DIR", help="write the fresh run here instead of a temporary folder")
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from .grade import run
+
+    return run(profile=args.profile, reference=args.reference, keep=args.keep)
+
+
+# ----------------------------------------------------------------------------- codec
+
+def _args_encode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="image file (PNG, JPEG, ... anything Pillow reads)")
+    p.add_argument("output", help="output .lkc file")
+    _add_model(p, "resae", "shipped model")
+    _add_bits(p, 2)
+    _add_context(p)
+    _add_weights(p)
+    p.add_argument("--force-suffix", action="store_true", help="allow an output name not ending in .lkc")
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from .codec import encode_file
-
     src, dst = Path(args.input), Path(args.output)
     _check_input(src, "input image")
-    _check_output(dst)
+    _check_output(dst, src)
     if dst.suffix.lower() != ".lkc" and not args.force_suffix:
         raise ValueError(f"output {dst} should end in .lkc (pass --force-suffix to write it anyway)")
-    nbytes = encode_file(src, dst, model=args.model, b=args.b, context=args.context, weights_dir=args.weights)
     from .bitstream import unpack
+    from .codec import encode_file
+    from .spec import bits_per_pixel
 
+    nbytes = encode_file(src, dst, model=args.model, b=args.b, context=args.context, weights_dir=args.weights)
     header, _ = unpack(dst.read_bytes())
-    bpp = nbytes * 8 / (header.height * header.width)
+    bpp = bits_per_pixel(nbytes, header.height, header.width)
     print(f"{dst}: {nbytes} bytes, {bpp:.4f} bpp ({header.width}x{header.height}, model={header.model}, "
           f"b={header.b}, context={header.context})")
     return 0
 
 
-def _cmd_decode(args: argparse.Namespace) -> int:
-    from .codec import decode_file
+def _args_decode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help=".lkc file")
+    p.add_argument("output", help="output image, e.g. out.png")
+    _add_weights(p)
 
+
+def _cmd_decode(args: argparse.Namespace) -> int:
     src, dst = Path(args.input), Path(args.output)
     _check_input(src, "input file")
-    _check_output(dst)
+    _check_output(dst, src)
+    from .codec import decode_file
+
     image = decode_file(src, dst, weights_dir=args.weights)
     print(f"{dst}: {image.shape[1]}x{image.shape[0]} RGB")
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    from .bitstream import HEADER_SIZE, unpack
+def _args_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help=".lkc file")
+    p.add_argument("--json", action="store_true", help="print the header as one JSON object")
 
-    _check_input(Path(args.input), "input file")
-    data = Path(args.input).read_bytes()
+
+def info_record(path: str | Path) -> dict:
+    """Every header field of the ``.lkc`` file at ``path`` plus sizes and bpp (CRC checked).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.lkc`` file.
+
+    Returns
+    -------
+    dict
+        The header's fields, ``latent_shape``, ``symbols`` (2^b), ``file``, ``bytes``,
+        ``header_bytes``, ``payload_bytes`` and ``bpp`` (whole file over the image's pixels).
+    """
+    import dataclasses
+
+    from .bitstream import unpack
+    from .spec import bits_per_pixel
+
+    data = Path(path).read_bytes()
     h, payload = unpack(data)
-    c, lh, lw = h.latent_shape
-    print(f"file        {args.input} ({len(data)} bytes = {HEADER_SIZE} header + {len(payload)} payload)")
-    print(f"image       {h.width}x{h.height} RGB, {len(data) * 8 / (h.width * h.height):.4f} bpp")
-    print(f"model       {h.model} (stride {h.downsample}), latent {c}x{lh}x{lw}")
-    print(f"quantizer   b={h.b} ({1 << h.b} symbols), ymax={h.ymax:.6g}")
-    print(f"coder       context={h.context}, increment={h.increment}, limit={h.limit}")
-    print(f"format      version {h.version}, CRC ok")
+    record = dataclasses.asdict(h)
+    record.update(latent_shape=list(h.latent_shape), symbols=1 << h.b, file=str(path), bytes=len(data),
+                  header_bytes=len(data) - len(payload), payload_bytes=len(payload),
+                  bpp=bits_per_pixel(len(data), h.height, h.width), crc_ok=True)
+    return record
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    _check_input(Path(args.input), "input file")
+    r = info_record(args.input)
+    if args.json:
+        import json
+
+        print(json.dumps(r, indent=1))
+        return 0
+    c, lh, lw = r["latent_shape"]
+    print(f"file        {r['file']} ({r['bytes']} bytes = {r['header_bytes']} header + {r['payload_bytes']} payload)")
+    print(f"image       {r['width']}x{r['height']} RGB, {r['bpp']:.4f} bpp")
+    print(f"model       {r['model']} (stride {r['downsample']}), latent {c}x{lh}x{lw}")
+    print(f"quantizer   b={r['b']} ({r['symbols']} symbols), ymax={r['ymax']:.6g}")
+    print(f"coder       context={r['context']}, increment={r['increment']}, limit={r['limit']}")
+    print(f"format      version {r['version']}, CRC ok")
     return 0
+
+
+# ----------------------------------------------------------------------------- demo / bench
+
+def _args_demo(p: argparse.ArgumentParser) -> None:
+    from .spec import BITS
+
+    p.add_argument("--out", default="demo.png", help="output PNG (default %(default)s)")
+    p.add_argument("--bits", type=int, nargs="+", default=[1, 2, 3], choices=BITS, metavar="B",
+                   help="bit depths to show, one block of rows each (default 1 2 3)")
+    p.add_argument("--images", type=_positive_int, default=2, help="number of test tiles per b (default %(default)s)")
+    _add_weights(p)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -82,85 +372,170 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from .speed import bench_codec_speed
+def _args_bench(p: argparse.ArgumentParser) -> None:
+    _add_model(p, "resae", "shipped model")
+    _add_bits(p, 2)
+    _add_context(p)
+    p.add_argument("--repeats", type=_positive_int, default=10, help="timed repetitions; the best is reported "
+                                                                     "(default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the settings, the CPU and the timings as JSON")
 
-    print(f"model={args.model} b={args.b} context={args.context}, best of {args.repeats}, one thread")
-    for row in bench_codec_speed(model=args.model, b=args.b, context=args.context, repeats=args.repeats):
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .speed import bench_codec_speed, cpu_name
+
+    rows = bench_codec_speed(model=args.model, b=args.b, context=args.context, repeats=args.repeats)
+    if args.json:
+        import json
+
+        print(json.dumps(dict(model=args.model, b=args.b, context=args.context, repeats=args.repeats, threads=1,
+                              cpu=cpu_name(), rows=rows), indent=1))
+        return 0
+    print(f"model={args.model} b={args.b} context={args.context}, best of {args.repeats}, one thread, "
+          f"CPU: {cpu_name()}")
+    for row in rows:
         print(f"{row['size']:>9}  encode {row['encode_ms']:8.2f} ms  decode {row['decode_ms']:8.2f} ms  "
               f"total {row['total_ms']:8.2f} ms  ({row['bpp']:.3f} bpp, 1 thread)")
     return 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+# ----------------------------------------------------------------------------- the parser
+
+class Command(NamedTuple):
+    """One subcommand: its ``--help`` line, its description, its options and what it runs."""
+
+    summary: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .codec import DEFAULT_CONTEXT
+COMMANDS: dict[str, Command] = {
+    "train": Command(
+        "train a model from its options; writes model.pt, config.json, history.json",
+        "Train a labkit autoencoder on the embedded photos (or --data-dir in the course layout) and write "
+        "model.pt, config.json and history.json into --out. Needs torch; the defaults are "
+        "labkit.train.TrainConfig's.",
+        _args_train, _cmd_train),
+    "reproduce": Command(
+        "regenerate the report (what `make figures` runs)",
+        f"Run notebooks/{REPRODUCE_NOTEBOOK} with papermill, exactly as `make figures` does: 01_train, "
+        "02_quantize and 03_evaluate for a profile, then publish every figure and metrics.json (default "
+        "profile: figures/). Nothing is published unless every notebook succeeds.",
+        _args_reproduce, _cmd_reproduce),
+    "grade": Command(
+        "rerun the default report and compare it with the committed metrics",
+        "Rerun a profile into a temporary folder and compare every number of its metrics.json with the "
+        "committed one, under the tolerances in labkit/grade.py. Prints GRADE OK or the disagreements; "
+        "never touches figures/.",
+        _args_grade, _cmd_grade),
+    "encode": Command(
+        "compress an image file into a .lkc file",
+        "Compress an image (any size, any format Pillow reads) into a .lkc file with a shipped model.",
+        _args_encode, _cmd_encode),
+    "decode": Command(
+        "decompress a .lkc file into an image",
+        "Decompress a .lkc file. The model, b and coder settings come from the file; the output format "
+        "comes from the suffix (.png lossless; .jpg etc. re-encode with Pillow's defaults).",
+        _args_decode, _cmd_decode),
+    "info": Command(
+        "print the header of a .lkc file",
+        "Print the header of a .lkc file (model, b, image and latent size, coder settings, bpp) after "
+        "checking its CRC. Reads only the file: no network is loaded.",
+        _args_info, _cmd_info),
+    "demo": Command(
+        "comparison figure RAW / ResAE / AE2 / JPEG from the shipped weights",
+        "Write a comparison figure of a few embedded test tiles: the original, ResAE and AE2 at each b, and "
+        "JPEG at the quality that matches ResAE's bits.",
+        _args_demo, _cmd_demo),
+    "bench": Command(
+        "encode+decode time of a 128x128 and a 768x512 image, one thread",
+        "Time the whole codec (network, quantizer, coder, container) on a 128x128 and a 768x512 image cut "
+        "from the embedded photos, one CPU thread, best of --repeats; prints the CPU beside the timings.",
+        _args_bench, _cmd_bench),
+}
 
-    contexts = ["none", "channel", "neighbor", "neighbor+channel"]
-    p = argparse.ArgumentParser(prog="labkit", description="Learned image compression: autoencoder + arithmetic coding.")
-    sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("encode", help="compress an image file into a .lkc file")
-    e.add_argument("input", help="image file (PNG, JPEG, ... anything Pillow reads)")
-    e.add_argument("output", help="output .lkc file")
-    e.add_argument("--model", default="resae", help="shipped model: resae (default), ae2, ae1")
-    e.add_argument("--b", type=int, default=2, choices=BITS_CHOICES, help="bits per latent symbol (default 2)")
-    e.add_argument("--context", default=DEFAULT_CONTEXT, choices=contexts, help=f"coder context mode (default {DEFAULT_CONTEXT})")
-    e.add_argument("--weights", default=None, help="folder of checkpoints (default: the shipped ones)")
-    e.add_argument("--force-suffix", action="store_true", help="allow an output name not ending in .lkc")
-    e.set_defaults(func=_cmd_encode)
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``labkit`` parser.
 
-    d = sub.add_parser("decode", help="decompress a .lkc file into an image (format from the suffix)",
-                       description="Decompress a .lkc file. The model, b and coder settings come from the file; "
-                                   "the output format comes from the suffix (.png lossless; .jpg etc. re-encode with "
-                                   "Pillow's defaults).")
-    d.add_argument("input", help=".lkc file")
-    d.add_argument("output", help="output image, e.g. out.png")
-    d.add_argument("--weights", default=None, help="folder of checkpoints (default: the shipped ones)")
-    d.set_defaults(func=_cmd_decode)
+    Parameters
+    ----------
+    commands : sequence of str, optional
+        Commands whose options are declared (their modules are imported to do so);
+        ``None`` declares every command's.  :func:`main` passes only the one being run,
+        so that ``labkit --help`` imports nothing heavy.
 
-    i = sub.add_parser("info", help="print the header of a .lkc file")
-    i.add_argument("input", help=".lkc file")
-    i.set_defaults(func=_cmd_info)
-
-    m = sub.add_parser("demo", help="comparison figure RAW / ResAE / AE2 / JPEG from the shipped weights")
-    m.add_argument("--out", default="demo.png", help="output PNG (default demo.png)")
-    m.add_argument("--bits", type=int, nargs="+", default=[1, 2, 3], choices=BITS_CHOICES,
-                   help="bit depths to show, one block of rows each (default 1 2 3)")
-    m.add_argument("--images", type=_positive_int, default=2, help="number of test tiles per b (default 2)")
-    m.add_argument("--weights", default=None, help="folder of checkpoints (default: the shipped ones)")
-    m.set_defaults(func=_cmd_demo)
-
-    b = sub.add_parser("bench", help="encode+decode time of a 128x128 and a 768x512 image, one thread")
-    b.add_argument("--model", default="resae", help="shipped model (default resae)")
-    b.add_argument("--b", type=int, default=2, choices=BITS_CHOICES, help="bits per latent symbol (default 2)")
-    b.add_argument("--context", default=DEFAULT_CONTEXT, choices=contexts, help="coder context mode")
-    b.add_argument("--repeats", type=_positive_int, default=10, help="timed repetitions; the best is reported")
-    b.set_defaults(func=_cmd_bench)
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    p = argparse.ArgumentParser(
+        prog="labkit", description="Learned image compression lab: autoencoder + arithmetic coding.",
+        epilog="Run `labkit COMMAND --help` for a command's options.")
+    p.add_argument("--version", action="version", version=f"labkit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        sp = sub.add_parser(name, help=cmd.summary, description=cmd.description)
+        sp.set_defaults(func=cmd.run)
+        if commands is None or name in commands:
+            cmd.add_arguments(sp)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 error, 2 usage)."""
-    args = build_parser().parse_args(argv)
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not an option), if it is one."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def _run(argv: list[str]) -> int:
+    import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = lambda msg, cat, *a, **k: print(f"labkit: warning: {msg}", file=sys.stderr)
         try:
+            command = _command_in(argv)
+            args = build_parser([command] if command else []).parse_args(argv)
             return args.func(args)
-        except (ValueError, OSError, RuntimeError) as err:
-            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        except BrokenPipeError:  # e.g. `labkit info x.lkc | head -1`: stop quietly
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except (ValueError, OSError, RuntimeError, MemoryError) as err:
+            # SettingsError (bad environment variable), CodecError, BitstreamError, DataError and
+            # CheckpointError are ValueErrors; WriteError (atomic writes refused) is an OSError.
+            text = str(err).strip()
+            message = text.splitlines()[0] if text else type(err).__name__
+            if isinstance(err, MemoryError):
+                message = f"out of memory{': ' + message if text else ''}; try a smaller image"
             print(f"labkit: error: {message}", file=sys.stderr)
             return 1
-        except KeyboardInterrupt:
-            print("labkit: interrupted; no output was written", file=sys.stderr)
-            return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``labkit`` with ``argv`` (default: the process's arguments).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name.
+
+    Returns
+    -------
+    int
+        Exit status: 0 ok, 1 error (one line on stderr), 2 usage error (argparse raises
+        ``SystemExit(2)``), 130 interrupted.
+    """
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        print("labkit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

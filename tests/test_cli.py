@@ -1,30 +1,39 @@
-"""``python -m labkit``: a few true subprocess runs, the rest in-process through ``labkit.cli.main``.
+"""``labkit`` / ``python -m labkit``: a few true subprocess runs, the rest in-process through ``labkit.cli.main``.
 
 Contract under test: exit 0 on success; on failure a non-zero exit, exactly one
 ``labkit: error: ...`` line on stderr (argparse usage errors: exit 2 and its usage
-text) and no output file, half-written or temporary, left behind.
+text) and no output file, half-written or temporary, left behind; Ctrl-C at any moment
+exits 130 with one line; ``--help``, ``info`` and argument errors never import torch
+(their speed is measured in ``benchmarks/bench_cli.py``, not timed here).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from labkit import bitstream
+from labkit import bitstream, cli, spec
 from labkit.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str | os.PathLike[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), MPLBACKEND="agg")
-    return subprocess.run([sys.executable, "-m", "labkit", *map(str, args)], cwd=cwd, env=env,
+def cli_env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), MPLBACKEND="agg",
+                **extra)
+
+
+def run_cli(*args: str | os.PathLike[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labkit", *map(str, args)], cwd=cwd, env=cli_env(**env),
                           capture_output=True, text=True, timeout=120)
 
 
@@ -140,7 +149,9 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["encode", "missing.png", "out.lkc"], ["missing.png", "does not exist"]),
     (["encode", "notes.txt", "out.lkc"], ["notes.txt", "not a readable image"]),
     (["encode", "img.png", "out.png"], ["should end in .lkc", "--force-suffix"]),
-    (["encode", "img.png", "out.lkc", "--model", "nosuchmodel"], ["'nosuchmodel'", "available: ae1, ae2, resae"]),
+    (["encode", "img.png", "out.lkc", "--weights", ".", "--model", "ae2"], ["no pretrained weights named 'ae2'"]),
+    (["encode", "img.png", "img.png", "--force-suffix"], ["img.png is the input file"]),
+    (["decode", "good.lkc", "good.lkc"], ["good.lkc is the input file"]),
     (["decode", "missing.lkc", "out.png"], ["missing.lkc", "does not exist"]),
     (["decode", "notes.txt", "out.png"], ["not a labkit .lkc file"]),
     (["decode", "corrupt.lkc", "out.png"], ["CRC mismatch"]),
@@ -156,7 +167,7 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["decode", "good.lkc", "nofolder/out.png"], ["nofolder", "does not exist"]),
     (["decode", "good.lkc", "."], ["is a directory"]),
     (["encode", "img.png", "out.lkc", "--weights", "nowhere"], ["weights folder", "does not exist"]),
-], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-model", "dec-missing", "dec-txt", "dec-corrupt",
+], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-no-weights", "enc-same", "dec-same", "dec-missing", "dec-txt", "dec-corrupt",
         "dec-truncated", "dec-short", "dec-format", "info-corrupt", "info-truncated", "info-missing",
         "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-out-dir", "enc-weights"])
 def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv, fragments):
@@ -179,7 +190,9 @@ def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv
     ["encode", "img.png", "out.lkc", "--b", "9"],
     ["encode", "img.png", "out.lkc", "--b", "two"],
     ["encode", "img.png", "out.lkc", "--context", "diagonal"],
+    ["encode", "img.png", "out.lkc", "--model", "nosuchmodel"],
     ["decode", "img.lkc"],
+    ["info"],
     ["frobnicate"],
     [],
 ])
@@ -259,3 +272,316 @@ def test_bench_prints_two_sizes(capsys):
         assert m, line
         enc, dec, total, bpp = map(float, m.groups())
         assert enc > 0 and dec > 0 and abs(total - enc - dec) < 0.02 and 0 < bpp < 8
+
+
+def test_bench_json(capsys):
+    from labkit.speed import cpu_name
+
+    assert main(["bench", "--repeats", "1", "--model", "ReSAE", "--json"]) == 0
+    out = capsys.readouterr()
+    assert out.err == ""
+    record = json.loads(out.out)
+    assert {k: record[k] for k in ("model", "b", "context", "repeats", "threads")} == \
+        {"model": "resae", "b": 2, "context": spec.DEFAULT_CONTEXT, "repeats": 1, "threads": 1}
+    assert record["cpu"] == cpu_name() and record["cpu"]
+    assert [r["size"] for r in record["rows"]] == ["128x128", "768x512"]
+    for r in record["rows"]:
+        assert r["encode_ms"] > 0 and r["decode_ms"] > 0 and 0 < r["bpp"] < 8
+
+
+# ----------------------------------------------------------------------------- one command line
+
+def test_every_command_is_described_in_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    top = capsys.readouterr().out
+    assert list(cli.COMMANDS) == ["train", "reproduce", "grade", "encode", "decode", "info", "demo", "bench"]
+    for name, command in cli.COMMANDS.items():
+        assert re.search(rf"^\s+{name}\b", top, re.M), name
+        assert command.summary.split()[0] in top
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert f"usage: labkit {name}" in text
+        assert " ".join(command.description.split()) in text, f"{name} --help shows its description"
+
+
+def test_console_script_and_module_entry_point(workdir):
+    """pyproject's [project.scripts] installs `labkit` -> labkit.cli:main; `python -m labkit` runs the same."""
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"labkit": "labkit.cli:main"}
+    installed = Path(sys.executable).parent / "labkit"
+    if installed.exists():  # the venv made by `make setup`
+        r = subprocess.run([str(installed), "--version"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and r.stdout.strip() == f"labkit {__import__('labkit').__version__}"
+    r = run_cli("--version", cwd=workdir)
+    assert r.returncode == 0 and r.stdout.startswith("labkit ")
+
+
+def test_model_names_are_case_insensitive_and_from_one_list(workdir, capsys):
+    import labkit.models
+
+    assert set(spec.MODEL_NAMES) == set(labkit.models.MODEL_NAMES), "spec.MODEL_NAMES mirrors the registry"
+    assert main(["encode", str(workdir / "img.png"), str(workdir / "a.lkc"), "--model", "AE1"]) == 0
+    assert bitstream.unpack((workdir / "a.lkc").read_bytes())[0].model == "ae1"
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", str(workdir / "img.png"), str(workdir / "b.lkc"), "--model", "ae9"])
+    assert exc.value.code == 2
+    assert f"registered models: {', '.join(spec.MODEL_NAMES)}" in capsys.readouterr().err
+
+
+def test_choices_come_from_their_one_home():
+    import labkit.codec
+    import labkit.coder
+
+    parser = cli.build_parser(["encode"])
+    encode = parser._subparsers._group_actions[0].choices["encode"]  # noqa: SLF001 - argparse has no public accessor
+    options = {a.dest: a for a in encode._actions}
+    assert tuple(options["context"].choices) == labkit.coder.CONTEXT_MODES
+    assert options["context"].default == spec.DEFAULT_CONTEXT == labkit.codec.DEFAULT_CONTEXT
+    assert options["b"].choices == spec.BITS
+
+
+def test_info_json(workdir, lkc_bytes, capsys):
+    (workdir / "good.lkc").write_bytes(lkc_bytes)
+    assert main(["info", str(workdir / "good.lkc"), "--json"]) == 0
+    out = capsys.readouterr()
+    assert out.err == ""
+    record = json.loads(out.out)
+    header, payload = bitstream.unpack(lkc_bytes)
+    assert record["model"] == header.model == "ae1" and record["b"] == header.b == 2
+    assert (record["width"], record["height"]) == (57, 41)
+    assert record["latent_shape"] == list(header.latent_shape)
+    assert record["bytes"] == len(lkc_bytes) and record["payload_bytes"] == len(payload)
+    assert record["header_bytes"] + record["payload_bytes"] == record["bytes"]
+    assert record["bpp"] == pytest.approx(len(lkc_bytes) * 8 / (57 * 41))
+    assert record["context"] == header.context and record["crc_ok"] is True
+
+
+LIGHT_IMPORTS = """
+import json, sys
+from labkit.cli import main
+try:
+    status = main(sys.argv[1:])
+except SystemExit as exc:
+    status = exc.code
+heavy = sorted(m for m in ("torch", "numpy", "PIL", "labkit.codec", "labkit._arith") if m in sys.modules)
+print(json.dumps({"status": status, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv,status,allowed", [
+    (["--help"], 0, []),
+    (["info", "good.lkc"], 0, []),
+    (["info", "good.lkc", "--json"], 0, []),
+    (["info", "missing.lkc"], 1, []),
+    (["reproduce", "--help"], 0, []),
+    (["grade", "--help"], 0, []),
+    (["encode", "img.png", "out.lkc", "--b", "9"], 2, ["numpy", "labkit._arith"]),
+    (["encode", "img.png", "out.lkc", "--model", "AE7"], 2, ["numpy", "labkit._arith"]),
+    (["encode", "--help"], 0, ["numpy", "labkit._arith"]),
+    (["decode", "missing.lkc", "out.png"], 1, []),
+], ids=["help", "info", "info-json", "info-missing", "reproduce-help", "grade-help", "enc-bad-b", "enc-bad-model",
+        "enc-help", "dec-missing"])
+def test_fast_paths_do_not_import_torch(workdir, lkc_bytes, argv, status, allowed):
+    """`labkit --help`, `info` and argument errors answer without torch (timed in benchmarks/bench_cli.py)."""
+    (workdir / "good.lkc").write_bytes(lkc_bytes)
+    r = subprocess.run([sys.executable, "-c", LIGHT_IMPORTS, *argv], cwd=workdir, env=cli_env(),
+                       capture_output=True, text=True, timeout=120)
+    report = json.loads(r.stderr.splitlines()[-1])
+    assert report["status"] == status, r.stderr
+    assert "torch" not in report["heavy"]
+    assert set(report["heavy"]) <= set(allowed), report["heavy"]
+
+
+# ----------------------------------------------------------------------------- process hygiene
+
+INTERRUPT_DURING_IMPORT = """
+import builtins, os, signal, sys
+real_import = builtins.__import__
+def interrupting_import(name, *args, **kwargs):
+    if name == "torch":  # Ctrl-C while the codec's dependencies load
+        os.kill(os.getpid(), signal.SIGINT)
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = interrupting_import
+from labkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_during_startup_imports_is_one_line(workdir):
+    r = subprocess.run([sys.executable, "-c", INTERRUPT_DURING_IMPORT, "encode", "img.png", "out.lkc"], cwd=workdir,
+                       env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stderr, r.stdout) == (130, "labkit: interrupted\n", "")
+    assert listing(workdir) == {"img.png", "notes.txt"}
+
+
+def test_ctrl_c_while_running_is_one_line(workdir):
+    """A real SIGINT a moment after start (importing or timing; either way one line, exit 130)."""
+    proc = subprocess.Popen([sys.executable, "-m", "labkit", "bench", "--repeats", "100000"], cwd=workdir,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the benchmark cannot have finished"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (130, "labkit: interrupted\n"), err
+
+
+def test_ctrl_c_in_process(workdir, capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "info", cli.COMMANDS["info"]._replace(run=interrupted))
+    assert main(["info", str(workdir / "img.png")]) == 130
+    assert capsys.readouterr().err == "labkit: interrupted\n"
+
+
+def test_bad_environment_variable_is_one_line(workdir):
+    r = run_cli("encode", "img.png", "out.lkc", "--model", "ae1", cwd=workdir, LABKIT_MAX_PIXELS="abc")
+    assert r.returncode == 1
+    assert_one_error_line(r.stderr, "LABKIT_MAX_PIXELS")
+    assert not (workdir / "out.lkc").exists()
+    r = run_cli("info", "missing.lkc", cwd=workdir, LABKIT_MAX_PIXELS="1e6")  # info does not need it: no traceback
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert_one_error_line(r.stderr, "does not exist")
+
+
+def test_settings_error_is_one_line(workdir, capsys, monkeypatch):
+    from labkit.settings import SettingsError
+
+    def bad_setting(args):
+        raise SettingsError("environment variable LABKIT_MAX_PIXELS='abc' is not a positive whole number")
+
+    monkeypatch.setitem(cli.COMMANDS, "info", cli.COMMANDS["info"]._replace(run=bad_setting))
+    assert main(["info", "x.lkc"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "LABKIT_MAX_PIXELS='abc'")
+
+
+# ----------------------------------------------------------------------------- reproduce / grade
+
+def test_papermill_value_reads_like_papermill():
+    from papermill.cli import _resolve_type
+
+    for text in ["True", "False", "None", "0", "-3", "2.5", "1e-3", "nan", "default", "/path/to/repo", "", "true"]:
+        ours, theirs = cli.papermill_value(text), _resolve_type(text)
+        assert type(ours) is type(theirs) and (ours == theirs or ours != ours), text
+
+
+def test_reproduce_runs_the_make_figures_notebook(capsys, monkeypatch):
+    import labkit.pipeline
+
+    calls = []
+    monkeypatch.setattr(labkit.pipeline, "run_notebook",
+                        lambda name, executed, params, log_output: calls.append((name, executed, params)) or
+                        executed / name)
+    assert main(["reproduce", "-p", "profile", "smoke", "-p", "seed", "3", "-p", "retrain", "False",
+                 "-p", "data_dir", "None"]) == 0
+    [(name, executed, params)] = calls
+    assert name == cli.REPRODUCE_NOTEBOOK and executed == labkit.pipeline.NOTEBOOK_DIR / "executed"
+    assert params == {"profile": "smoke", "seed": 3, "retrain": False, "data_dir": None}
+    assert "labkit reproduce: done" in capsys.readouterr().out
+    recipe = (REPO / "Makefile").read_text().split("\nfigures:")[1].split("\n\n")[0]
+    assert cli.REPRODUCE_NOTEBOOK in recipe or "labkit reproduce" in recipe, "`make figures` runs the same notebook"
+
+
+def test_reproduce_parameter_errors(capsys, monkeypatch):
+    import labkit.pipeline
+
+    monkeypatch.setattr(labkit.pipeline, "run_notebook", lambda *a, **k: pytest.fail("must not run"))
+    assert main(["reproduce", "-p", "profil", "smoke"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "unknown parameter 'profil'", "profile, data_dir")
+    with pytest.raises(SystemExit) as exc:
+        main(["reproduce", "-p", "profile"])
+    assert exc.value.code == 2
+
+
+def test_reproduce_failure_is_one_line(capsys, monkeypatch):
+    import labkit.pipeline
+
+    def failing(name, *a, **k):
+        raise labkit.pipeline.PipelineError(f"{name} failed in cell 3 (ValueError: bad); open x.ipynb")
+
+    monkeypatch.setattr(labkit.pipeline, "run_notebook", failing)
+    assert main(["reproduce"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "00_reproduce.ipynb failed in cell 3")
+
+
+def test_grade_without_reference(tmp_path, capsys):
+    assert main(["grade", "--reference", str(tmp_path / "none.json")]) == 1
+    assert_one_error_line(capsys.readouterr().err, "no reference", "none.json")
+
+
+# ----------------------------------------------------------------------------- train
+
+def test_train_help_and_bad_args(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exc.value.code == 0 and "--time-budget" in out and "--out DIR" in out
+    from labkit.train import TrainConfig
+
+    assert f"--epochs EPOCHS (default {TrainConfig().epochs})" in out
+    for argv in (["--model", "nope", "--out", "x"], ["--out", "x", "--epochs", "0"], ["--out", "x", "--schedule", "step"],
+                 ["--out", "x", "--b", "9"], ["--model", "ae1"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", *argv])
+        assert exc.value.code == 2, argv
+        assert "usage: labkit train" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cfg,fragment", [("{bad", "--model-cfg is not valid JSON"), ("[1]", "must be a JSON object"),
+                                          ('{"upsample": "nearest"}', "unknown upsample mode")])
+def test_train_bad_model_cfg_is_one_line(tmp_path, capsys, cfg, fragment):
+    assert main(["train", "--out", str(tmp_path / "run"), "--model-cfg", cfg, "--max-steps", "1"]) == 1
+    assert_one_error_line(capsys.readouterr().err, fragment)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_options_reach_the_config(tmp_path, monkeypatch):
+    import labkit.train
+
+    seen = {}
+
+    def fake_fit(model, train, val, cfg, out_dir, progress, resume):
+        seen.update(cfg=cfg, out_dir=out_dir, progress=progress, resume=resume, n_train=len(train))
+        return {}
+
+    monkeypatch.setattr(labkit.train, "fit", fake_fit)
+    argv = ["train", "--model", "AE2", "--model-cfg", '{"upsample": "resize"}', "--b", "4", "--no-noise",
+            "--epochs", "7", "--batch-size", "5", "--lr", "0.01", "--schedule", "constant", "--weight-decay", "0.5",
+            "--loss", "l1", "--seed", "9", "--crop", "64", "--num-workers", "0", "--val-every", "2",
+            "--max-val-images", "3", "--max-steps", "11", "--checkpoint-every", "0", "--time-budget", "60",
+            "--device", "cpu", "--tf32", "--out", str(tmp_path / "run"), "--resume", "--no-progress"]
+    assert main(argv) == 0
+    cfg = seen["cfg"]
+    assert (cfg.model, cfg.model_cfg, cfg.b_train, cfg.noise) == ("ae2", {"upsample": "resize"}, 4, False)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule, cfg.weight_decay, cfg.loss) == \
+        (7, 5, 0.01, "constant", 0.5, "l1")
+    assert (cfg.seed, cfg.crop, cfg.num_workers, cfg.val_every, cfg.max_val_images, cfg.max_steps) == \
+        (9, 64, 0, 2, 3, 11)
+    assert (cfg.checkpoint_every_s, cfg.time_budget_s, cfg.device, cfg.tf32) == (0.0, 60.0, "cpu", True)
+    assert (seen["out_dir"], seen["progress"], seen["resume"]) == (str(tmp_path / "run"), False, True)
+    assert seen["n_train"] > 0
+
+
+def test_train_tiny_run_on_a_course_folder(tmp_path, eval_tiles, capsys):
+    """A real run of `labkit train` on six 128x128 PNGs in the course layout: two optimizer steps."""
+    for split, first in (("train", 0), ("test", 6)):
+        (tmp_path / "data" / split).mkdir(parents=True)
+        for i in range(first, first + (6 if split == "train" else 2)):
+            Image.fromarray(eval_tiles[i]).save(tmp_path / "data" / split / f"{i - first}.png")
+    out = tmp_path / "run"
+    assert main(["train", "--model", "ResAE", "--model-cfg", '{"widths": [8, 8, 8]}', "--data-dir",
+                 str(tmp_path / "data"), "--epochs", "1", "--max-steps", "2", "--batch-size", "2", "--crop", "32",
+                 "--max-val-images", "1", "--device", "cpu", "--checkpoint-every", "0", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert f"labkit train: model.pt, config.json and history.json in {out}" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"] == "resae" and config["model_cfg"]["widths"] == [8, 8, 8]
+    assert config["train"]["batch_size"] == 2 and config["train"]["max_steps"] == 2
+    assert len(json.loads((out / "history.json").read_text())["epoch"]) == 1
+    assert (out / "model.pt").is_file()
