@@ -6,6 +6,14 @@ and the (shipped) weights the file names: every other parameter is in the header
 Any image size works: the image is padded (edge replication) to the network's
 multiple of 8 and the reconstruction is cropped back.  bpp is always counted from
 the whole file (header + payload) over the *original* pixel count.
+
+Memory is bounded at any size: both networks run over overlapping tiles
+(``labkit.inference.encode_tiled`` / ``decode_tiled``) whose overlap covers their
+receptive field, so the result equals whole-image inference (tests check it); only the
+small latent of the whole image is held, and ``ymax`` is computed over all of it.
+
+Decoding checks every header field against the model it names (stride, latent
+channels, b, the pixel cap) before the coder allocates anything.
 """
 from __future__ import annotations
 
@@ -17,27 +25,37 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import bitstream, coder, quant
+from . import bitstream, coder, quant, settings, spec
 from .atomic import atomic_path, write_bytes
 from .bitstream import Header
-from .inference import optimize_for_inference
+from .inference import decode_tiled, encode_tiled, optimize_for_inference
 from .paths import WEIGHTS_DIR
 
-DEFAULT_CONTEXT = "neighbor"
+DEFAULT_CONTEXT = spec.DEFAULT_CONTEXT
+#: Core tile side (pixels) the networks run on; bounds their memory at any image size.
+DEFAULT_TILE = 512
 
 
 class CodecError(ValueError):
     """The codec cannot do what was asked; the message says why and what to do."""
 
 
-#: Largest image (in pixels) encoded or decoded, so a crafted header cannot demand
-#: gigabytes; raise it with the environment variable LABKIT_MAX_PIXELS.
-MAX_PIXELS = int(os.environ.get("LABKIT_MAX_PIXELS", 1 << 26))  # 64 megapixels, e.g. 8192 x 8192
+def max_pixels() -> int:
+    """Largest image (in pixels) encoded or decoded, so a crafted header cannot demand gigabytes.
+
+    ``$LABKIT_MAX_PIXELS`` (read when used; default 2**26 = 64 Mpx, e.g. 8192 x 8192).
+    A value that is not a positive integer raises ``CodecError`` naming the variable.
+    """
+    try:
+        return settings.max_pixels()
+    except settings.SettingsError as err:
+        raise CodecError(str(err)) from None
 
 
 def _check_size(height: int, width: int) -> None:
-    if height * width > MAX_PIXELS:
-        raise CodecError(f"image of {width}x{height} = {height * width} pixels exceeds the limit of {MAX_PIXELS}; "
+    cap = max_pixels()
+    if height * width > cap:
+        raise CodecError(f"image of {width}x{height} = {height * width} pixels exceeds the limit of {cap}; "
                          "set LABKIT_MAX_PIXELS to allow larger images")
 
 
@@ -49,10 +67,24 @@ def available_weights(weights_dir: str | os.PathLike[str] | None = None) -> list
     return sorted(p.name for p in root.iterdir() if (p / "model.pt").is_file())
 
 
-def load_pretrained(name: str, weights_dir: str | os.PathLike[str] | None = None) -> tuple[torch.nn.Module, dict]:
-    """Load the shipped checkpoint ``name`` (eval mode, CPU) and its config dict."""
-    from .train import load_checkpoint
+def registered_name(name: object) -> str:
+    """``name`` as a registered model name (any case), else ``CodecError``; nothing is read from disk."""
+    try:
+        return spec.model_name(name) if isinstance(name, str) else spec.model_name(repr(name))
+    except ValueError:
+        raise CodecError(f"unknown model {name!r}: a model is named by a registered name "
+                         f"({', '.join(spec.MODEL_NAMES)}; shipped weights: {', '.join(available_weights()) or 'none'}); "
+                         "to load a checkpoint file use Codec.from_checkpoint(path)") from None
 
+
+def load_pretrained(name: str, weights_dir: str | os.PathLike[str] | None = None) -> tuple[torch.nn.Module, dict]:
+    """Load the shipped checkpoint ``name`` (eval mode, CPU) and its config dict.
+
+    ``name`` must be a registered model name (checked before anything is read, so
+    ``"../../elsewhere/ckpt"`` is refused); checkpoints elsewhere load with
+    :func:`load_checkpoint_file`.
+    """
+    name = registered_name(name)
     root = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     if not root.is_dir():
         raise CodecError(f"weights folder {root} does not exist; pass a folder holding <model>/model.pt and config.json")
@@ -61,6 +93,13 @@ def load_pretrained(name: str, weights_dir: str | os.PathLike[str] | None = None
         have = ", ".join(available_weights(root)) or "none"
         raise CodecError(f"no pretrained weights named {name!r} in {root} (available: {have}); "
                          "train one with `python -m labkit.train` or pick an available name")
+    return load_checkpoint_file(path)
+
+
+def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, dict]:
+    """Load a checkpoint folder (``model.pt`` + ``config.json``) or ``.pt`` file: (eval model, config)."""
+    from .train import load_checkpoint
+
     model, config = load_checkpoint(path, map_location="cpu")
     model.eval()
     return model, config
@@ -108,10 +147,19 @@ class Codec:
     """A learned codec: one autoencoder, one bit depth ``b``, one coder context mode."""
 
     def __init__(self, model: torch.nn.Module, b: int, context: str = DEFAULT_CONTEXT, *,
-                 model_name: str = "resae", increment: int | None = None, limit: int | None = None) -> None:
-        if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or not 1 <= int(b) <= 8:
-            raise CodecError(f"b must be an integer in 1..8, got {b!r}")
-        b = int(b)
+                 model_name: str = "resae", increment: int | None = None, limit: int | None = None,
+                 scale: str = "max", tile: int = DEFAULT_TILE) -> None:
+        try:
+            b = spec.check_bits(b)
+        except ValueError:
+            raise CodecError(f"b must be an integer in {spec.MIN_BITS}..{spec.MAX_BITS}, got {b!r}") from None
+        try:
+            self.scale = quant.check_scale_rule(scale)
+        except ValueError as err:
+            raise CodecError(str(err)) from None
+        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
+            raise CodecError(f"tile must be a positive number of pixels, got {tile!r}")
+        self.tile = int(tile)
         if context not in coder.CONTEXT_MODES:
             raise CodecError(f"unknown context mode {context!r}; choose one of {', '.join(coder.CONTEXT_MODES)}")
         if model_name not in bitstream.MODEL_IDS:
@@ -123,34 +171,56 @@ class Codec:
         self.increment = coder.DEFAULT_INCREMENT if increment is None else increment
         self.limit = coder.DEFAULT_LIMIT if limit is None else limit
         self.downsample = int(getattr(model, "downsample", 8))
+        self.latent_channels = int(getattr(model, "latent_channels", 16))
 
     @classmethod
     def from_pretrained(cls, name: str = "resae", b: int = 2, context: str = DEFAULT_CONTEXT,
                         weights_dir: str | os.PathLike[str] | None = None, **kw: Any) -> "Codec":
-        """A codec over the shipped weights ``name`` (``resae``, ``ae1``, ``ae2``, ...)."""
-        model, _ = load_pretrained(name, weights_dir)
+        """A codec over the shipped weights of a registered model name (``resae``, ``ae1``, ``ae2``, ...).
+
+        Only registered names are accepted (a path is refused before anything is read);
+        use :meth:`from_checkpoint` for a checkpoint file.  ``scale`` defaults to the
+        checkpoint config's ``"scale"`` entry, else ``"max"``.
+        """
+        name = registered_name(name)
+        model, config = load_pretrained(name, weights_dir)
+        kw.setdefault("scale", config.get("scale", "max"))
         return cls(model, b, context, model_name=name, **kw)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], b: int = 2, context: str = DEFAULT_CONTEXT,
+                        **kw: Any) -> "Codec":
+        """A codec over an explicit checkpoint (folder with ``model.pt`` + ``config.json``, or a ``.pt``).
+
+        The model name written into files is the config's ``"model"`` (override with
+        ``model_name=``); decoding such files later needs weights under that name.
+        """
+        model, config = load_checkpoint_file(path)
+        kw.setdefault("scale", config.get("scale", "max"))
+        kw.setdefault("model_name", config.get("model", "resae"))
+        return cls(model, b, context, **kw)
 
     # -- the chain ------------------------------------------------------------------
     @torch.inference_mode()
     def analyse(self, image: Any) -> tuple[np.ndarray, float, tuple[int, int]]:
         """Image -> (quantized symbols uint8 [C,h,w], float32 ymax, original (H, W))."""
         arr = _as_uint8_rgb(image)
-        padded, (h, w) = pad_to_multiple(arr, self.downsample)
-        x = torch.from_numpy(np.array(padded, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0).div_(255.0)
-        y = self.model.encode(x.contiguous(memory_format=torch.channels_last))
-        ymax = quant.latent_max(y).to(torch.float32)  # stored as float32: both sides use the same value
+        h, w = arr.shape[:2]
+        y = encode_tiled(self.model, arr, self.tile)  # the whole (small) latent, network run tile by tile
+        ymax = quant.to_float32(quant.latent_scale(y, self.scale))  # stored as float32: both sides use it
         q = quant.quantize(y, ymax, self.b)[0]
-        return q.cpu().numpy().astype(np.uint8, copy=False), float(ymax[0]), (h, w)
+        return q.numpy().astype(np.uint8, copy=False), float(ymax[0]), (h, w)
 
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, ymax: float, size: tuple[int, int], b: int | None = None) -> np.ndarray:
         """(symbols, ymax) at bit depth ``b`` (default: this codec's) -> uint8 H x W x 3 cropped to ``size``."""
-        q = torch.from_numpy(np.ascontiguousarray(symbols)).unsqueeze(0)
-        y_hat = quant.dequantize(q, torch.tensor([ymax], dtype=torch.float32), b or self.b)
-        x_hat = self.model.decode(y_hat.contiguous(memory_format=torch.channels_last))[0]
-        out = x_hat.clamp(0, 1).mul(255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        return np.ascontiguousarray(out[: size[0], : size[1]])
+        q = torch.from_numpy(np.ascontiguousarray(symbols))
+        m, bits = torch.tensor([ymax], dtype=torch.float32), b or self.b
+
+        def latent_of(rows: slice, cols: slice) -> torch.Tensor:
+            return quant.dequantize(q[:, rows, cols].unsqueeze(0), m, bits)
+
+        return decode_tiled(self.model, latent_of, tuple(q.shape[1:]), size, self.tile)
 
     def encode(self, image: Any) -> bytes:
         """Compress an image (uint8 H x W x 3 array or PIL image) into ``.lkc`` bytes."""
@@ -167,17 +237,50 @@ class Codec:
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress ``.lkc`` bytes written by this codec's model into a uint8 H x W x 3 array."""
         header, payload = bitstream.unpack(data)
-        if header.model != self.model_name:
-            raise CodecError(f"this file was written by model {header.model!r} but this codec holds "
-                             f"{self.model_name!r}; use labkit.codec.decode(data) to pick the model from the file")
         return self._decode_parsed(header, payload)
 
     def _decode_parsed(self, header: Header, payload: bytes) -> np.ndarray:
         return self._decode_with_symbols(header, payload)[1]
 
+    def check_header(self, header: Header) -> None:
+        """Raise ``CodecError`` unless every field of ``header`` fits this codec's model.
+
+        Checked before anything is allocated: the model name, the stride and latent
+        channel count (must equal the model's), ``b`` (in :data:`labkit.spec.BITS`) and the
+        image size against the pixel cap, which bounds the memory decoding needs
+        (:meth:`decode_memory_bytes`).
+        """
+        if header.model != self.model_name:
+            raise CodecError(f"this file was written by model {header.model!r} but this codec holds "
+                             f"{self.model_name!r}; use labkit.codec.decode(data) to pick the model from the file")
+        if header.downsample != self.downsample:
+            raise CodecError(f"corrupt or crafted file: the header says stride {header.downsample} but model "
+                             f"{self.model_name!r} has stride {self.downsample}; re-encode the source image")
+        if header.latent_channels != self.latent_channels:
+            raise CodecError(f"corrupt or crafted file: the header says {header.latent_channels} latent channels but "
+                             f"model {self.model_name!r} has {self.latent_channels}; re-encode the source image")
+        if header.b not in spec.BITS:
+            raise CodecError(f"corrupt or crafted file: bit depth b={header.b!r} outside "
+                             f"{spec.MIN_BITS}..{spec.MAX_BITS}; re-encode the source image")
+        cap = max_pixels()
+        if header.height * header.width > cap:
+            need = self.decode_memory_bytes(header.height, header.width) / 2**20
+            raise CodecError(f"image of {header.width}x{header.height} = {header.height * header.width} pixels "
+                             f"(about {need:.0f} MiB to decode) exceeds the limit of {cap}; "
+                             "set LABKIT_MAX_PIXELS to allow larger images")
+
+    def decode_memory_bytes(self, height: int, width: int) -> int:
+        """Bytes decoding an ``height x width`` image allocates beyond the tile working set.
+
+        The output (3 bytes per pixel) and the symbols (one byte per latent value); the
+        networks run on tiles of at most ``(tile + 2 * margin)**2`` pixels, a constant.
+        """
+        d = self.downsample
+        return 3 * height * width + self.latent_channels * (-(-height // d)) * (-(-width // d))
+
     def _decode_with_symbols(self, header: Header, payload: bytes) -> tuple[np.ndarray, np.ndarray]:
         """(symbols, reconstruction) from a parsed file; the file's b and coder settings rule."""
-        _check_size(header.height, header.width)
+        self.check_header(header)
         symbols = coder.decode(payload, header.latent_shape, 1 << header.b, header.context,
                                increment=header.increment, limit=header.limit)
         return symbols, self.synthesise(symbols, header.ymax, (header.height, header.width), header.b)
@@ -187,7 +290,7 @@ class Codec:
         data = self.encode(image)
         header, payload = bitstream.unpack(data)
         symbols, recon = self._decode_with_symbols(header, payload)
-        return EncodeResult(data=data, recon=recon, bpp=len(data) * 8.0 / (header.height * header.width),
+        return EncodeResult(data=data, recon=recon, bpp=spec.bits_per_pixel(len(data), header.height, header.width),
                             header=header, symbols=symbols)
 
     # -- files ----------------------------------------------------------------------

@@ -575,3 +575,169 @@ def test_crafted_huge_header_is_refused_before_allocating(make_codec):
         decode(data)
     with pytest.raises(CodecError, match="exceeds the limit"):
         make_codec("resae", 2, "none").decode(data)
+
+
+# ----------------------------------------------------------------------------- header checked against the model
+
+def _crafted(**fields) -> bytes:
+    base = dict(model="resae", b=2, height=64, width=64, latent_channels=16, downsample=8, ymax=1.0, context="none")
+    base.update(fields)
+    return bitstream.pack(bitstream.Header(**base), b"")
+
+
+@pytest.mark.parametrize("fields,pattern", [
+    (dict(downsample=64), "stride 64 but model 'resae' has stride 8"),
+    (dict(downsample=1, latent_channels=255), "stride 1 but model 'resae' has stride 8"),
+    (dict(latent_channels=255), "255 latent channels but model 'resae' has 16"),
+    (dict(latent_channels=1), "1 latent channels but model 'resae' has 16"),
+], ids=["stride64", "stride1-255ch", "255ch", "1ch"])
+@pytest.mark.parametrize("decoder", ["module", "codec"])
+def test_header_fields_checked_before_the_coder_allocates(make_codec, monkeypatch, fields, pattern, decoder):
+    def no_coder(*a, **k):
+        raise AssertionError("the coder ran before the header was checked")
+
+    monkeypatch.setattr(coder, "decode", no_coder)
+    decode = labkit.codec.decode if decoder == "module" else make_codec("resae", 2, "none").decode
+    with pytest.raises(CodecError, match=pattern):
+        decode(_crafted(**fields))
+
+
+def test_check_header_bits_and_size(make_codec, monkeypatch):
+    codec = make_codec("resae", 2, "none")
+    good = bitstream.Header(model="resae", b=2, height=64, width=64, latent_channels=16, downsample=8, ymax=1.0)
+    codec.check_header(good)
+    with pytest.raises(CodecError, match=r"b=9 outside 1\.\.8"):
+        codec.check_header(bitstream.Header(**{**good.__dict__, "b": 9}))
+    monkeypatch.setenv("LABKIT_MAX_PIXELS", "4000")
+    with pytest.raises(CodecError, match=r"4096 pixels \(about 0 MiB to decode\) exceeds the limit of 4000"):
+        codec.check_header(good)
+    assert codec.decode_memory_bytes(8192, 8192) == 3 * 8192 * 8192 + 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize("value", ["abc", "1e6", "", "0", "-5"])
+def test_bad_max_pixels_is_a_clear_error_when_used(make_codec, monkeypatch, value):
+    monkeypatch.setenv("LABKIT_MAX_PIXELS", value)
+    with pytest.raises(CodecError, match="LABKIT_MAX_PIXELS=.*positive whole number"):
+        make_codec("ae1", 2).encode(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_bad_max_pixels_does_not_break_import():
+    import subprocess
+    import sys
+
+    env = dict(os.environ, LABKIT_MAX_PIXELS="abc")
+    imported = subprocess.run([sys.executable, "-c", "import labkit.codec, labkit.settings"], env=env,
+                              capture_output=True, text=True)
+    assert imported.returncode == 0 and not imported.stderr, "importing must not parse the variable"
+
+
+def test_max_pixels_env_is_read_when_used(make_codec, monkeypatch):
+    codec = make_codec("ae1", 2)
+    monkeypatch.setenv("LABKIT_MAX_PIXELS", "63")
+    with pytest.raises(CodecError, match="exceeds the limit of 63"):
+        codec.encode(np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setenv("LABKIT_MAX_PIXELS", "64")
+    codec.encode(np.zeros((8, 8, 3), np.uint8))
+
+
+# ----------------------------------------------------------------------------- tiles: bounded memory, same output
+
+#: Tiled inference must equal whole-image inference within this PSNR difference (the
+#: issue's bound); measured on this machine: identical symbols and pixels (0 dB).
+TILE_PSNR_TOL_DB = 0.01
+TILE_SYMBOL_TOL = 1e-3
+
+
+@pytest.mark.parametrize("name", ["ae1", "resae"])
+def test_tiled_equals_whole_image(load_model, real_image, name):
+    x = real_image(200, 301)  # odd width: the last tile column is edge-padded on its own
+    whole = Codec(load_model(name), 3, "none", model_name=name, tile=10**6)
+    tiled = Codec(load_model(name), 3, "none", model_name=name, tile=64)  # 4 x 5 tiles, each with margins
+    s_whole, ymax_whole, _ = whole.analyse(x)
+    s_tiled, ymax_tiled, _ = tiled.analyse(x)
+    assert np.isclose(ymax_tiled, ymax_whole, rtol=1e-6)
+    assert np.mean(s_tiled != s_whole) <= TILE_SYMBOL_TOL
+    r_whole = whole.synthesise(s_whole, ymax_whole, (200, 301))
+    r_tiled = tiled.synthesise(s_whole, ymax_whole, (200, 301))
+    assert r_tiled.shape == (200, 301, 3)
+    assert abs(metrics.psnr(x, r_tiled) - metrics.psnr(x, r_whole)) <= TILE_PSNR_TOL_DB
+    assert np.mean(r_tiled != r_whole) <= TILE_SYMBOL_TOL
+
+
+def test_too_small_margin_is_caught(load_model, real_image):
+    """The tolerance above is not vacuous: tiles without overlap differ from whole-image output."""
+    from labkit.inference import encode_tiled, optimize_for_inference
+
+    model = optimize_for_inference(load_model("resae"))
+    x = real_image(128, 128)
+    with torch_inference():
+        whole = encode_tiled(model, x, 10**6)
+        no_overlap = encode_tiled(model, x, 32, margin=0)
+        overlap = encode_tiled(model, x, 32)
+    assert (no_overlap - whole).abs().max() > 1e-2
+    assert (overlap - whole).abs().max() <= 1e-4 * float(whole.max())
+
+
+def torch_inference():
+    import torch
+
+    return torch.inference_mode()
+
+
+def test_receptive_radius_refuses_unknown_layers():
+    import torch
+
+    from labkit.inference import receptive_radius
+
+    assert receptive_radius(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 5, padding=2), torch.nn.AvgPool2d(2),
+                                                torch.nn.Conv2d(3, 3, 3, padding=1))) == 2 + 1 + 2
+    with pytest.raises(TypeError, match="Dropout"):
+        receptive_radius(torch.nn.Sequential(torch.nn.Dropout()))
+
+
+# ----------------------------------------------------------------------------- scale rule, names, checkpoints
+
+def test_scale_rule_sets_the_stored_ymax(load_model, crop):
+    import torch
+
+    from labkit import quant
+
+    c_max = Codec(load_model("ae1"), 2, model_name="ae1")
+    c_pct = Codec(load_model("ae1"), 2, model_name="ae1", scale="p90")
+    _, ymax, _ = c_max.analyse(crop)
+    _, ymax_p, _ = c_pct.analyse(crop)
+    with torch.inference_mode():
+        from labkit.inference import encode_tiled
+
+        y = encode_tiled(c_max.model, crop, 512)
+    assert ymax == float(quant.to_float32(quant.latent_scale(y, "max"))[0])
+    assert ymax_p == float(quant.to_float32(quant.latent_scale(y, "p90"))[0]) and ymax_p < ymax
+    with pytest.raises(CodecError, match="unknown scale rule"):
+        Codec(load_model("ae1"), 2, model_name="ae1", scale="median")
+
+
+def test_from_pretrained_reads_the_scale_from_config(monkeypatch, load_model):
+    monkeypatch.setattr(labkit.codec, "load_pretrained", lambda name, wd=None: (load_model("ae1"), {"scale": "p99.5"}))
+    assert Codec.from_pretrained("ae1").scale == "p99.5"
+    assert Codec.from_pretrained("ae1", scale="max").scale == "max"
+    monkeypatch.setattr(labkit.codec, "load_pretrained", lambda name, wd=None: (load_model("ae1"), {}))
+    assert Codec.from_pretrained("ae1").scale == "max"
+
+
+@pytest.mark.parametrize("name", ["../../elsewhere/ckpt", "/tmp/ckpt", "resae/../ae1", "labkit/weights/ae1"])
+def test_from_pretrained_refuses_paths_before_loading(monkeypatch, name):
+    def no_load(*a, **k):
+        raise AssertionError("a checkpoint was loaded for an unregistered name")
+
+    monkeypatch.setattr(labkit.codec, "load_checkpoint_file", no_load)
+    with pytest.raises(CodecError, match="registered name.*Codec.from_checkpoint"):
+        Codec.from_pretrained(name)
+
+
+def test_from_checkpoint_loads_an_explicit_path(crop):
+    from labkit.paths import WEIGHTS_DIR
+
+    codec = Codec.from_checkpoint(WEIGHTS_DIR / "ae1", b=2, context="none")
+    assert codec.model_name == "ae1"
+    assert codec.encode(crop) == Codec.from_pretrained("ae1", b=2, context="none").encode(crop)
+    assert Codec.from_pretrained("AE1", b=2).model_name == "ae1"  # names are case-insensitive
