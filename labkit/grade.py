@@ -151,3 +151,8 @@ def run(profile: str = "default", reference: str | Path | None = None, keep: str
         return 1
     print(f"GRADE OK: all {n} numbers of {ref_name} reproduced within tolerance (see labkit/grade.py)")
     return 0
+
+
+if __name__ == "__main__":  # the old entry point: say where the command went
+    raise SystemExit("labkit.grade has no command line of its own any more; run `labkit grade` "
+                     "(or `python -m labkit grade`)")

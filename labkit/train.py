@@ -1,4 +1,4 @@
-"""Training loop, checkpoints and the training CLI.
+"""Training loop and checkpoints (the command line is ``labkit train``).
 
 ``fit(model, train_images, val_images, cfg, out_dir)`` trains on random 128x128 tiles,
 validates every ``val_every`` epochs on whole validation images at the training bit depth
@@ -13,19 +13,17 @@ All writes are atomic (temp file + ``os.replace``).  Runs are seeded and use
 deterministic algorithms where torch has them; a ``time_budget_s`` run is only as
 reproducible as the number of epochs it manages.
 
-CLI: ``python -m labkit.train --model resae --b 3 --epochs 30 --out runs/resae``.
+Command line: ``labkit train --model resae --b 3 --epochs 30 --out runs/resae`` (:mod:`labkit.cli`).
 This module (and models/quant/data) must import without the compiled ``labkit._arith``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import os
 import platform
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +46,6 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "resolve_device",
-    "main",
 ]
 
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -732,67 +729,6 @@ def _fit(
     return history
 
 
-# --------------------------------------------------------------------------- CLI
-def _parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m labkit.train",
-        description="Train a labkit autoencoder; writes model.pt, config.json, history.json to --out.",
-    )
-    p.add_argument("--model", default=d.model, choices=MODEL_NAMES)
-    p.add_argument("--model-cfg", default="{}", help='JSON constructor config, e.g. \'{"upsample": "resize"}\'')
-    p.add_argument("--upsample", default=None, help="shortcut for model_cfg upsample (transpose|pixelshuffle|resize)")
-    p.add_argument("--b", type=int, default=d.b_train, help="training bit depth (noise + validation)")
-    p.add_argument("--noise", action=argparse.BooleanOptionalAction, default=None,
-                   help="training noise (default from the model: ae1 off, ae2/resae on)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--loss", default=d.loss, choices=LOSSES)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--crop", type=int, default=d.crop)
-    p.add_argument("--num-workers", type=int, default=d.num_workers)
-    p.add_argument("--val-every", type=int, default=d.val_every)
-    p.add_argument("--max-val-images", type=int, default=None)
-    p.add_argument("--max-steps", type=int, default=None, help="cap on optimizer steps")
-    p.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s,
-                   help="min seconds between last.pt writes (0: every epoch)")
-    p.add_argument("--time-budget", type=float, default=None, help="seconds; stops at an epoch boundary")
-    p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:1 ...")
-    p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (faster, less reproducible)")
-    p.add_argument("--data-dir", default=None, help="folder with train/ (and test/); default: embedded set")
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
-    p.add_argument("--no-progress", action="store_true", help="no tqdm bars (epoch lines still print)")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        model_cfg = json.loads(args.model_cfg)
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"--model-cfg is not valid JSON: {e}")
-    if args.upsample:
-        model_cfg["upsample"] = args.upsample
-    cfg = TrainConfig(
-        model=args.model, model_cfg=model_cfg, b_train=args.b, noise=args.noise,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
-        weight_decay=args.weight_decay, loss=args.loss, seed=args.seed, crop=args.crop,
-        num_workers=args.num_workers, device=args.device, tf32=args.tf32,
-        time_budget_s=args.time_budget, val_every=args.val_every, max_val_images=args.max_val_images,
-        max_steps=args.max_steps, checkpoint_every_s=args.checkpoint_every,
-    )
-    from .data import training_splits
-
-    splits = training_splits(args.data_dir, seed=args.seed)  # default data: random crops of 192px windows
-    model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
-    fit(model, splits["train"], splits.get("val"), cfg, out_dir=args.out,
-        progress=not args.no_progress, resume=args.resume)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the old entry point: say where the command went
+    raise SystemExit("labkit.train has no command line of its own any more; run `labkit train` "
+                     "(or `python -m labkit train`)")

@@ -1,4 +1,4 @@
-"""labkit.train: learning, determinism, checkpoints, resume, config, CLI parsing."""
+"""labkit.train: learning, determinism, checkpoints, resume, config (its command line: tests/test_cli.py)."""
 import json
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from labkit.models import build_model
-from labkit.train import CheckpointError, TrainConfig, fit, load_checkpoint, lr_at, main
+from labkit.train import CheckpointError, TrainConfig, fit, load_checkpoint, lr_at
 
 TINY = {"widths": [8, 8, 8]}
 
@@ -125,11 +125,3 @@ def test_lr_schedule_shape():
     cfg = TrainConfig(lr=1.0, warmup=0.1, final_lr_frac=0.01)
     assert lr_at(cfg, 0.0) == 0.0 and lr_at(cfg, 0.1) == pytest.approx(1.0)
     assert lr_at(cfg, 1.0) == pytest.approx(0.01) and lr_at(cfg, 0.5) < lr_at(cfg, 0.2)
-
-
-def test_cli_help_and_bad_args(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["--help"])
-    assert e.value.code == 0 and "--time-budget" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main(["--model", "nope", "--out", "x"])
