@@ -21,6 +21,7 @@ DPI = 110
 #: Learned codecs solid, conventional codecs dashed (RD-plot convention).
 STYLE: dict[str, dict[str, Any]] = {
     "resae": dict(color="C3", marker="o", ls="-", label="ResAE (ours)"),
+    "resae-rd": dict(color="C6", marker="D", ls="-", label="ResAE-RD (ours, rate-distortion)"),
     "ae2": dict(color="C0", marker="s", ls="-", label="AE2 (course, noise)"),
     "ae1": dict(color="C9", marker="^", ls="-", label="AE1 (course, plain)"),
     "jpeg-matched": dict(color="C1", marker="x", ls="none", label="JPEG @ matched bpp (course)"),
@@ -30,11 +31,22 @@ STYLE: dict[str, dict[str, Any]] = {
     "avif": dict(color="C4", marker=".", ls="--", label="AVIF"),
     "jpeg2000": dict(color="C7", marker=".", ls="--", label="JPEG 2000"),
 }
-LABELS = {"raw": "RAW", "resae": "ResAE", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG", "ae1/ae2": "AE1 / AE2 (course)"}
+LABELS = {"raw": "RAW", "resae": "ResAE", "resae-rd": "ResAE-RD", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG",
+          "jpeg-matched": "JPEG @ matched bpp", "jpeg-opt": "JPEG optimize", "webp": "WebP", "avif": "AVIF",
+          "jpeg2000": "JPEG 2000", "ae1/ae2": "AE1 / AE2 (course)"}
+#: Where each learned model's "b=…" labels sit relative to its points (points, offset), so that
+#: labels of models whose points nearly coincide (ResAE and AE1 at b=1) do not overlap.
+_LABEL_OFFSETS = [((5, -11), "left"), ((-6, 5), "right"), ((6, 4), "left"), ((-6, -11), "right")]
+
+
+def label(name: str) -> str:
+    """Display name of a codec or model: ``LABELS`` or the name itself."""
+    return LABELS.get(name, name)
 
 
 def style_for(name: str) -> dict[str, Any]:
-    return dict(STYLE.get(name, dict(marker="o", ls="-", label=name)))
+    """Line style of a codec in RD plots (``STYLE``; unknown names get a solid line with their name)."""
+    return dict(STYLE.get(name, dict(marker="o", ls="-", label=label(name))))
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
@@ -61,12 +73,13 @@ def comparison_grid(originals: Sequence[np.ndarray], columns: Mapping[str, Seque
                     title: str = "", row_labels: Sequence[str] | None = None) -> plt.Figure:
     """Rows = images; first column RAW, then one column per codec.
 
-    ``columns[name][i]`` holds ``recon`` (uint8 HxWx3), ``ssim`` and ``bpp`` for image i;
-    "Q=<SSIM> bpp=<bpp>" is printed under each picture.
+    ``columns[name][i]`` holds ``recon`` (uint8 HxWx3), ``ssim`` and ``bpp`` for image i, and
+    optionally ``caption``; without one, "SSIM <ssim>, <bpp> bpp" is printed under the picture.
     """
     names = list(columns)
     n, m = len(originals), 1 + len(names)
-    fig, axes = plt.subplots(n, m, figsize=(1.9 * m, 2.05 * n), squeeze=False)
+    two_lines = any("\n" in r.get("caption", "") for col in columns.values() for r in col)
+    fig, axes = plt.subplots(n, m, figsize=(2.05 * m, (2.25 if two_lines else 2.05) * n), squeeze=False)
     for i, orig in enumerate(originals):
         h, w = orig.shape[:2]
         axes[i, 0].imshow(orig)
@@ -76,12 +89,12 @@ def comparison_grid(originals: Sequence[np.ndarray], columns: Mapping[str, Seque
         for j, name in enumerate(names, start=1):
             rec = columns[name][i]
             axes[i, j].imshow(rec["recon"])
-            axes[i, j].set_xlabel(f"Q={rec['ssim']:.3f} bpp={rec['bpp']:.3f}", fontsize=8)
-        for j, label in enumerate(["RAW"] + [LABELS.get(k, k) for k in names]):
+            axes[i, j].set_xlabel(rec.get("caption") or f"SSIM {rec['ssim']:.3f}, {rec['bpp']:.3f} bpp", fontsize=7.5)
+        for j, name in enumerate(["raw"] + names):
             ax = axes[i, j]
             ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
             if i == 0:
-                ax.set_title(label, fontsize=10)
+                ax.set_title(label(name), fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -93,13 +106,16 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
               annotate: Mapping[str, Sequence[str]] | None = None) -> plt.Figure:
     """One line per codec: mean ``metric`` (``ssim`` or ``psnr``) against mean real bpp."""
     fig, ax = plt.subplots(figsize=(6.2, 4.3))
+    annotated = [n for n in curves if annotate and n in annotate]
     for name, c in curves.items():
         order = np.argsort(c["bpp"])
         x, y = np.asarray(c["bpp"])[order], np.asarray(c[metric])[order]
         ax.plot(x, y, ms=5, lw=1.4, **style_for(name))
         if annotate and name in annotate:
+            offset, ha = _LABEL_OFFSETS[annotated.index(name) % len(_LABEL_OFFSETS)]
             for xi, yi, t in zip(np.asarray(c["bpp"]), np.asarray(c[metric]), annotate[name]):
-                ax.annotate(t, (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7, color=style_for(name).get("color"))
+                ax.annotate(t, (xi, yi), textcoords="offset points", xytext=offset, ha=ha, fontsize=7,
+                            color=style_for(name).get("color"))
     ax.set_xlabel("bits per pixel (real file size)")
     ax.set_ylabel("SSIM (mean over RGB)" if metric == "ssim" else "PSNR (dB, RGB)")
     if xlim is None:  # zoom on the learned codecs' range; classic sweeps run far beyond it
@@ -108,8 +124,11 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
             xlim = (0.0, 1.6 * max(learned))
     if xlim:
         ax.set_xlim(*xlim)
-    ax.set_title(title or f"Mean {metric.upper()} vs bpp" + (" (zoomed to the learned codecs' range)" if xlim else ""))
-    ax.legend(fontsize=7.5, loc="lower right")
+    ax.margins(y=0.08)
+    ax.set_title(title or f"Mean {'SSIM' if metric == 'ssim' else 'PSNR'} vs bpp"
+                 + (" (zoomed to the learned codecs' range)" if xlim else ""))
+    # outside the axes, so that it hides no point or label
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig
 
@@ -126,8 +145,8 @@ def difference_view(original: np.ndarray, recons: Mapping[str, Mapping[str, Any]
     im = None
     for j, k in enumerate(names, start=1):
         axes[0, j].imshow(recons[k]["recon"])
-        axes[0, j].set_title(LABELS.get(k, k))
-        axes[0, j].set_xlabel(f"Q={recons[k]['ssim']:.3f} bpp={recons[k]['bpp']:.3f}", fontsize=8)
+        axes[0, j].set_title(label(k))
+        axes[0, j].set_xlabel(f"SSIM {recons[k]['ssim']:.3f}, {recons[k]['bpp']:.3f} bpp", fontsize=8)
         im = axes[1, j].imshow(errs[k], cmap="magma", vmin=0, vmax=vmax)
         axes[1, j].set_xlabel(f"mean |err| = {errs[k].mean():.2f}", fontsize=8)
     for ax in axes.ravel():
@@ -195,13 +214,14 @@ def compact_layers(layers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 continue
             ch = layer.get("out_channels")
             boxes.append(dict(type="ResBlock", summary=f"ResBlock {ch}ch: 2x(Conv 3x3+BN)+skip, ReLU",
-                              output_shape=layer.get("output_shape"), group=parent))
+                              output_shape=layer.get("output_shape"), group=parent, part=layer.get("part")))
             continue
         if t in suffix and boxes and boxes[-1]["type"] != "ResBlock":
             boxes[-1]["summary"] += f" + {suffix[t]}"
             boxes[-1]["output_shape"] = layer.get("output_shape")
             continue
-        boxes.append(dict(type=t, summary=_layer_label(layer), output_shape=layer.get("output_shape"), group=None))
+        boxes.append(dict(type=t, summary=_layer_label(layer), output_shape=layer.get("output_shape"), group=None,
+                          part=layer.get("part")))
     return boxes
 
 
@@ -218,19 +238,19 @@ def architecture_diagram(layers_by_model: Mapping[str, Sequence[Mapping[str, Any
     for ax, (name, boxes) in zip(axes[0], compact.items()):
         ax.set_xlim(0, 1), ax.set_ylim(height + 0.5, -1.2)
         ax.axis("off")
-        title = LABELS.get(name, name) + (f" ({params[name]:,} parameters)" if params and name in params else "")
+        title = label(name) + (f" ({params[name]:,} parameters)" if params and name in params else "")
         ax.set_title(title, fontsize=10)
-        marked = False
+        encoder = [i for i, box in enumerate(boxes) if box.get("part") == "encoder"]
+        latent_at = encoder[-1] if encoder else None   # the encoder's output is the latent y
         for i, box in enumerate(boxes):
             ax.add_patch(plt.Rectangle((0.02, i - 0.4), 0.96, 0.8, fc=palette.get(box["type"], "#ffffff"), ec="#555555", lw=0.6))
             shape = box.get("output_shape")
             ax.text(0.04, i, box["summary"], va="center", fontsize=7)
             ax.text(0.96, i, "x".join(str(s) for s in shape) if shape else "", va="center", ha="right", fontsize=7, color="#333333")
-            if not marked and shape and list(shape) == [16, 16, 16]:  # the latent y (16x16x16 for 128x128)
+            if i == latent_at:
                 ax.axhline(i + 0.5, color="C3", lw=1.2, ls=":")
                 ax.text(0.5, i + 0.5, "latent y", color="C3", fontsize=7, ha="center", va="center",
                         bbox=dict(fc="white", ec="none", pad=0.5))
-                marked = True
     fig.tight_layout()
     return fig
 
@@ -271,14 +291,25 @@ def bits_per_symbol_bars(table: Mapping[int, Mapping[str, float]], title: str = 
 
 
 def table_figure(rows: Sequence[Sequence[str]], header: Sequence[str], title: str = "") -> plt.Figure:
-    """A plain table rendered as a figure (used for the course-criteria table)."""
-    fig, ax = plt.subplots(figsize=(1.45 * len(header), 0.32 * (len(rows) + 2)))
+    """A plain table rendered as a figure (used for the course-criteria table), sized to its rows.
+
+    The table fills the whole axes (no empty band): the figure height is the row count
+    times a fixed row height, and the title sits just above the header row.
+    """
+    row_h = 0.22
+    widths = [max(3, len(str(h)), *(len(str(r[j])) for r in rows)) for j, h in enumerate(header)]
+    total = sum(widths)
+    fig = plt.figure(figsize=(max(6.0, 0.075 * total + 0.6), row_h * (len(rows) + 1) + (0.35 if title else 0.05)))
+    ax = fig.add_axes((0.0, 0.0, 1.0, (row_h * (len(rows) + 1)) / fig.get_figheight()))
     ax.axis("off")
-    t = ax.table(cellText=[list(r) for r in rows], colLabels=list(header), loc="upper center", cellLoc="center")
+    t = ax.table(cellText=[list(r) for r in rows], colLabels=list(header), loc="upper center", cellLoc="center",
+                 bbox=(0.0, 0.0, 1.0, 1.0), colWidths=[w / total for w in widths])
     t.auto_set_font_size(False)
     t.set_fontsize(8)
-    t.scale(1, 1.25)
+    for (r, _), cell in t.get_celld().items():
+        if r == 0:
+            cell.set_text_props(weight="bold")
+            cell.set_facecolor("#eeeeee")
     if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=9.5, y=1.0 - 0.04 / fig.get_figheight(), va="top")
     return fig

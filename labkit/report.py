@@ -1,20 +1,66 @@
-"""Turn evaluation records into the report's curves, tables, figures and prose.
+"""The report: turn measured records into the curves, tables, figures and prose of the report.
 
 Kept apart from :mod:`labkit.evaluate` (which only measures) and :mod:`labkit.plots`
-(which only draws), so every notebook builds its numbers the same way.
+(which only draws), so every notebook builds its numbers the same way. Every figure and
+table is built over the models it is given (``labkit.profiles.MODELS``), so a new model
+appears everywhere by being listed there.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import plots, rd
 from .evaluate import Record, mean_curve, select
+from .profiles import REFERENCE, proposed
 
 Curves = dict[str, dict[str, list[float]]]
+
+#: The course's criterion is stated against its baseline AE2.
+COURSE_ANCHOR = "ae2"
+
+#: Floats are stored (and figures drawn) at this many significant digits: further digits
+#: are float noise that may differ between CPUs.
+SIG_DIGITS = 6
+
+
+def rounded(obj: Any, digits: int = SIG_DIGITS) -> Any:
+    """``obj`` with every finite float rounded to ``digits`` significant digits.
+
+    Dicts, lists and tuples are walked (tuples come back as lists); numpy float scalars
+    become Python floats; arrays (e.g. reconstructions) and everything else pass unchanged.
+
+    Parameters
+    ----------
+    obj : Any
+        Records, curves or a single number.
+    digits : int
+        Significant digits to keep.
+
+    Returns
+    -------
+    Any
+        The same structure with rounded floats.
+    """
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, digits) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return float(f"{v:.{digits}g}") if math.isfinite(v) else v
+    return obj
+
+
+def label(name: str) -> str:
+    """Display name of a codec or model (``plots.LABELS``)."""
+    return plots.label(name)
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
@@ -24,6 +70,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) ->
             return {True: "yes", False: "no", None: "–"}[v]
         if isinstance(v, float):
             return "–" if not math.isfinite(v) else f"{v:.4g}"
+        if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+            return f"{v[0]:.4g}–{v[1]:.4g}"
         return str(v)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
@@ -57,165 +105,334 @@ def spread_indices(total: int, n: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, total - 1, min(n, total))})
 
 
+def grid_models(models: Sequence[str]) -> list[str]:
+    """The learned columns of the comparison grids: the seed's view (ResAE, AE2) plus every other proposal.
+
+    Every proposal of ``models`` (not a course model), in order, then the course's AE2;
+    AE1 (the plain-trained course model) stays out of the grids, as in the seed's report.
+    """
+    return proposed(models) + [m for m in models if m == "ae2"]
+
+
+def jpeg_floor(sweeps: Sequence[Record], codec: str = "jpeg") -> dict[str, Any] | None:
+    """JPEG's smallest files: mean bpp over the images at the lowest quality swept (None if not swept)."""
+    recs = [r for r in sweeps if r["codec"] == codec]
+    if not recs:
+        return None
+    q = min(r["quality"] for r in recs)
+    bpps = [r["bpp"] for r in recs if r["quality"] == q]
+    return {"codec": codec, "quality": int(q), "mean_bpp": float(np.mean(bpps)),
+            "min_bpp": float(np.min(bpps)), "max_bpp": float(np.max(bpps))}
+
+
+def jpeg_caption(record: Mapping[str, Any]) -> str:
+    """Caption under a matched JPEG: SSIM, bpp, its quality q and its bits as a multiple of the matched model's."""
+    who = label(record.get("matched_to", REFERENCE))
+    ratio = record["bpp"] / record["target_bpp"] if record.get("target_bpp") else math.nan
+    return f"SSIM {record['ssim']:.3f}, {record['bpp']:.3f} bpp\nq={record['quality']}: {ratio:.1f}× {who}'s bits"
+
+
 def comparison_figure(images: Sequence[np.ndarray], learned: Sequence[Record], matched: Sequence[Record],
-                      b: int, n: int, codecs: Sequence[str] = ("resae", "ae2")):
-    """RAW / ResAE / AE2 / JPEG (matched to ResAE's bpp) for ``n`` test images spread over the set, at bit depth b."""
+                      b: int, n: int, models: Sequence[str], floor: Mapping[str, Any] | None = None,
+                      title: str | None = None):
+    """RAW / the learned models / JPEG at the bpp nearest the reference model's, for ``n`` images at bit depth b.
+
+    Under each picture: SSIM and real bpp; under JPEG also its Pillow quality and its bpp
+    as a multiple of the model it was matched to (the course method: per image, the JPEG
+    quality whose file size is nearest that model's).
+    """
     idx = spread_indices(len(images), n)
     columns: dict[str, list[Record]] = {}
-    for c in codecs:
+    for c in grid_models(models):
         by_image = {r["image"]: r for r in select(learned, codec=c, b=b)}
-        if by_image:
+        if all(i in by_image for i in idx):
             columns[c] = [by_image[i] for i in idx]
     jp = {r["image"]: r for r in select(matched, b=b)}
-    if jp:
-        columns["jpeg"] = [jp[i] for i in idx]
-    return plots.comparison_grid([images[i] for i in idx], columns,
-                                 title=f"b = {b}.  Q = SSIM (mean over RGB).\nJPEG: the Pillow quality whose real bpp "
-                                       "is nearest ResAE's (its smallest file is ≈0.45 bpp at 128x128)")
+    target = REFERENCE
+    if jp and all(i in jp for i in idx):
+        columns["jpeg"] = [dict(jp[i], caption=jpeg_caption(jp[i])) for i in idx]
+        target = jp[idx[0]].get("matched_to", target)
+    if title is None:
+        title = (f"b = {b}.  Under each picture: SSIM (mean over RGB) and real bpp.\n"
+                 f"JPEG: per image, the Pillow quality q whose file is nearest {label(target)}'s bpp (course method)")
+        if floor:
+            title += (f";\nJPEG's smallest files (q={floor['quality']}) average {floor['mean_bpp']:.2f} bpp "
+                      "on these test images")
+    return plots.comparison_grid([images[i] for i in idx], columns, title=title)
 
 
-def difference_figure(images: Sequence[np.ndarray], learned: Sequence[Record], b: int, index: int = 0,
-                      codecs: Sequence[str] = ("resae", "ae2", "ae1")):
-    """|error| maps of ResAE against the course baselines for one image at bit depth b."""
+def difference_figure(images: Sequence[np.ndarray], learned: Sequence[Record], b: int, models: Sequence[str],
+                      index: int = 0):
+    """|error| maps of every learned model (proposals and course models) for one image at bit depth b."""
     recons = {}
-    for c in codecs:
+    for c in models:
         hit = select(learned, codec=c, b=b, image=index)
         if hit:
             recons[c] = hit[0]
     return plots.difference_view(images[index], recons, title=f"Absolute error at b = {b} (same colour scale)")
 
 
-def criteria(curves_: Curves, anchors: Sequence[str], bits: Sequence[int], test: str = "resae") -> list[dict[str, Any]]:
-    """The course criteria for ``test`` at each b against each anchor's mean SSIM curve.
+def criteria(curves_: Curves, anchors: Sequence[str], bits: Sequence[int],
+             tests: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The course criteria for each ``tests`` model at each b against each anchor's mean SSIM curve.
 
-    Primary reading: ``test``'s point at b against the anchor's curve (ΔSSIM at the test's
-    bpp, Δbits at the test's SSIM).  When neither is defined there (the point lies outside
-    the anchor's range, e.g. ResAE's b=5 beyond AE2's best SSIM) and the anchor is also
-    indexed by b, the anchor's point at b is read against ``test``'s curve instead
-    (``where = "at anchor's b point"``).  Nothing is extrapolated.
+    Primary reading: the test model's point at b against the anchor's curve (ΔSSIM at the
+    test's bpp, Δbits at the test's SSIM; ``where = "at its b point"``). When neither is
+    defined there (the point lies outside the anchor's range, e.g. ResAE's b=5 beyond AE2's
+    best SSIM) and the anchor is also indexed by b, the anchor's point at b is read against
+    the test's curve instead (``where = "at anchor's b point"``). Nothing is extrapolated.
+    Thresholds: ``rd.SSIM_GAIN`` and ``rd.BITS_SAVING_PCT``.
+
+    Parameters
+    ----------
+    curves_ : dict
+        Mean curves by codec name (:func:`curves`).
+    anchors : sequence of str
+        Codecs to compare against (missing ones are skipped).
+    bits : sequence of int
+        The b values to report.
+    tests : sequence of str, optional
+        The models under test (default: the proposals among ``curves_``'s learned models).
+
+    Returns
+    -------
+    list of dict
+        One row per (test, anchor, b).
     """
+    if tests is None:
+        tests = proposed([n for n, c in curves_.items() if "b" in c and n != "jpeg-matched"])
     rows = []
-    t = curves_[test]
-    test_pts = _points(t, "ssim")
-    for anchor in anchors:
-        if anchor not in curves_:
+    for test in tests:
+        if test not in curves_:
             continue
-        a = curves_[anchor]
-        res = rd.course_criteria(test_pts, _points(a, "ssim"))
-        by_bpp = {round(bpp, 12): k for k, bpp in enumerate(res["bpp"])}
-        a_by_b = dict(zip(a.get("b", []), zip(a["bpp"], a["ssim"])))
-        for b, bpp, ssim_v in zip(t["b"], t["bpp"], t["ssim"]):
-            if b not in bits or round(bpp, 12) not in by_bpp:
+        t = curves_[test]
+        test_pts = _points(t, "ssim")
+        for anchor in anchors:
+            if anchor not in curves_ or anchor == test:
                 continue
-            k = by_bpp[round(bpp, 12)]
-            ds, db, where = res["dssim_at_equal_bpp"][k], res["dbits_pct_at_equal_ssim"][k], "at ResAE's point"
-            if not (math.isfinite(ds) or math.isfinite(db)) and b in a_by_b:
-                a_bpp, a_ssim = a_by_b[b]
-                ds = rd.quality_at_rate(test_pts, a_bpp) - a_ssim
-                r_test = rd.rate_at_quality(test_pts, a_ssim)
-                db = 100.0 * (r_test / a_bpp - 1.0) if r_test > 0 else math.nan
-                where = "at anchor's b point"
-            gain_ok = bool(math.isfinite(ds) and ds >= 0.05 - 1e-12)
-            save_ok = bool(math.isfinite(db) and db <= -3.0 + 1e-12)
-            defined = math.isfinite(ds) or math.isfinite(db)
-            rows.append(dict(test=test, anchor=anchor, b=int(b), bpp=bpp, ssim=ssim_v, dssim_at_equal_bpp=ds,
-                             dbits_pct_at_equal_ssim=db, ssim_gain_ok=gain_ok, bits_saving_ok=save_ok,
-                             holds=(gain_ok or save_ok) if defined else None, where=where if defined else "no overlap"))
+            a = curves_[anchor]
+            res = rd.course_criteria(test_pts, _points(a, "ssim"))
+            by_bpp = {round(bpp, 12): k for k, bpp in enumerate(res["bpp"])}
+            a_by_b = dict(zip(a.get("b", []), zip(a["bpp"], a["ssim"])))
+            for b, bpp, ssim_v in zip(t["b"], t["bpp"], t["ssim"]):
+                if b not in bits or round(bpp, 12) not in by_bpp:
+                    continue
+                k = by_bpp[round(bpp, 12)]
+                ds, db, where = res["dssim_at_equal_bpp"][k], res["dbits_pct_at_equal_ssim"][k], "at its b point"
+                if not (math.isfinite(ds) or math.isfinite(db)) and b in a_by_b:
+                    a_bpp, a_ssim = a_by_b[b]
+                    ds = rd.quality_at_rate(test_pts, a_bpp) - a_ssim
+                    r_test = rd.rate_at_quality(test_pts, a_ssim)
+                    db = 100.0 * (r_test / a_bpp - 1.0) if r_test > 0 else math.nan
+                    where = "at anchor's b point"
+                gain_ok = bool(math.isfinite(ds) and ds >= rd.SSIM_GAIN - 1e-12)
+                save_ok = bool(math.isfinite(db) and db <= -rd.BITS_SAVING_PCT + 1e-12)
+                defined = math.isfinite(ds) or math.isfinite(db)
+                rows.append(dict(test=test, anchor=anchor, b=int(b), bpp=bpp, ssim=ssim_v, dssim_at_equal_bpp=ds,
+                                 dbits_pct_at_equal_ssim=db, ssim_gain_ok=gain_ok, bits_saving_ok=save_ok,
+                                 holds=(gain_ok or save_ok) if defined else None,
+                                 where=where if defined else "no overlap"))
     return rows
 
 
-def rate_table(learned: Sequence[Record], codec: str = "resae") -> list[dict[str, Any]]:
-    """Real vs estimated rate per b: file bpp, payload-only bpp, and the adaptive model's ideal bpp.
+def criteria_rule() -> str:
+    """The course criteria in words, with the thresholds of :mod:`labkit.rd`."""
+    return (f"+{rd.SSIM_GAIN:g} SSIM at equal bpp, or ≥{rd.BITS_SAVING_PCT:g} % fewer bits at equal SSIM")
+
+
+def rate_table(learned: Sequence[Record], codec: str = REFERENCE) -> list[dict[str, Any]]:
+    """Real vs estimated rate per b: file bpp, header bpp, and the adaptive model's ideal bpp.
 
     ``estimated`` is the ideal code length of the payload under the coder's own adaptive model
     (labkit's independent reference model) plus the real header; the gap to ``real`` is what the
-    arithmetic coder loses to finite precision and its final flush.
+    arithmetic coder loses to finite precision and its final flush. Each is the real bpp scaled
+    by its share of the file's bits.
     """
     rows = []
     for b in sorted({r["b"] for r in learned if r["codec"] == codec}):
         rs = select(learned, codec=codec, b=b)
-        px = np.array([r["bytes"] * 8 / r["bpp"] for r in rs])
         real = np.array([r["bpp"] for r in rs])
-        header = np.array([r["header_bytes"] * 8 for r in rs]) / px
-        est = np.array([r["ideal_bits"] for r in rs]) / px + header
+        file_bits = np.array([r["bytes"] * 8.0 for r in rs])
+        header = real * np.array([r["header_bytes"] * 8.0 for r in rs]) / file_bits
+        est = real * np.array([r["ideal_bits"] for r in rs]) / file_bits + header
         rows.append(dict(b=b, real_bpp=float(real.mean()), estimated_bpp=float(est.mean()),
                          header_bpp=float(header.mean()), coder_overhead_pct=float(100 * (real.mean() / est.mean() - 1))))
     return rows
 
 
 def criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    cols = ["anchor", "b", "bpp", "ssim", "dssim_at_equal_bpp", "dbits_pct_at_equal_ssim", "holds", "where"]
+    """The criteria rows as a markdown table."""
+    cols = ["test", "anchor", "b", "bpp", "ssim", "dssim_at_equal_bpp", "dbits_pct_at_equal_ssim", "holds", "where"]
     return markdown_table(rows, cols)
 
 
-def bd_rates(curves_: Curves, test: str = "resae") -> list[dict[str, Any]]:
-    """BD-rate (%) of ``test`` against every other curve, on SSIM and on PSNR (negative = test saves bits)."""
-    import warnings
+def bd_rates(curves_: Curves, tests: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """BD-rate (%) of each test model against every other curve, on SSIM and on PSNR.
 
+    Negative = the test model needs fewer bits for the same quality. Each value comes with
+    the quality interval it averages over (``<metric>_overlap``, its share of the two curves'
+    joint range ``<metric>_overlap_fraction``); where that is missing or narrower than
+    ``rd.MIN_BD_OVERLAP`` the value is None and ``<metric>_left_out`` says why.
+    """
+    if tests is None:
+        tests = proposed([n for n, c in curves_.items() if "b" in c and n != "jpeg-matched"])
     rows = []
-    t = curves_[test]
-    for anchor, c in curves_.items():
-        if anchor == test:
+    for test in tests:
+        if test not in curves_:
             continue
-        row: dict[str, Any] = {"anchor": anchor}
-        for metric in ("ssim", "psnr"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", rd.RDWarning)
-                row[f"bd_rate_{metric}_pct"] = rd.bd_rate(c["bpp"], c[metric], t["bpp"], t[metric])
-        rows.append(row)
+        t = curves_[test]
+        for anchor, c in curves_.items():
+            if anchor == test:
+                continue
+            row: dict[str, Any] = {"test": test, "anchor": anchor}
+            for metric in ("ssim", "psnr"):
+                d = rd.bd_detail(c["bpp"], c[metric], t["bpp"], t[metric])
+                row[f"bd_rate_{metric}_pct"] = d["value"] if d["reason"] is None else None
+                row[f"{metric}_overlap"] = d["overlap"]
+                row[f"{metric}_overlap_fraction"] = d["overlap_fraction"]
+                row[f"{metric}_left_out"] = d["reason"]
+            rows.append(row)
     return rows
 
 
 def bd_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    return markdown_table(rows, ["anchor", "bd_rate_ssim_pct", "bd_rate_psnr_pct"])
+    """The BD rows as a markdown table (overlap shown as lo–hi and its share of the joint range)."""
+    table = []
+    for r in rows:
+        row = dict(r)
+        for m in ("ssim", "psnr"):
+            f = r.get(f"{m}_overlap_fraction")
+            row[f"{m}_overlap_share"] = f"{100 * f:.0f} %" if isinstance(f, (int, float)) and r.get(f"{m}_overlap") else "–"
+            if r.get(f"{m}_left_out"):
+                row[f"bd_rate_{m}_pct"] = str(r[f"{m}_left_out"]).split(":")[0]
+        table.append(row)
+    return markdown_table(table, ["test", "anchor", "bd_rate_ssim_pct", "ssim_overlap", "ssim_overlap_share",
+                                  "bd_rate_psnr_pct", "psnr_overlap", "psnr_overlap_share"])
 
 
 def criteria_figure(rows: Sequence[Mapping[str, Any]]):
     """The criteria table as a figure."""
-    def f(v: float, fmt: str) -> str:
+    def f(v: float | None, fmt: str) -> str:
         return "–" if v is None or not math.isfinite(v) else format(v, fmt)
-    body = [[r["anchor"], str(r["b"]), f(r["bpp"], ".3f"), f(r["ssim"], ".3f"), f(r["dssim_at_equal_bpp"], "+.3f"),
-             f(r["dbits_pct_at_equal_ssim"], "+.1f"), {True: "yes", False: "no", None: "n/a"}[r["holds"]]] for r in rows]
-    return plots.table_figure(body, ["anchor", "b", "ResAE bpp", "ResAE SSIM", "ΔSSIM @ bpp", "Δbits % @ SSIM", "holds"],
-                              title="Course criteria for ResAE (+0.05 SSIM at equal bpp, or ≥3% fewer bits at equal SSIM)")
+    tests = list(dict.fromkeys(r["test"] for r in rows))
+    body = [([label(r["test"])] if len(tests) > 1 else []) +
+            [label(r["anchor"]), str(r["b"]), f(r["bpp"], ".3f"), f(r["ssim"], ".3f"), f(r["dssim_at_equal_bpp"], "+.3f"),
+             f(r["dbits_pct_at_equal_ssim"], "+.1f"), {True: "yes", False: "no", None: "n/a"}[r["holds"]],
+             "anchor's b" if r["where"] == "at anchor's b point" else "its b" if r["holds"] is not None else "–"] for r in rows]
+    who = label(tests[0]) if len(tests) == 1 else "model"
+    header = (["model"] if len(tests) > 1 else []) + [
+        "anchor", "b", f"{who} bpp", f"{who} SSIM", "ΔSSIM @ bpp", "Δbits % @ SSIM", "holds", "read at"]
+    names = ", ".join(label(t) for t in tests)
+    return plots.table_figure(body, header, title=f"Course criteria for {names} ({criteria_rule()})")
+
+
+def training_summary(models: Sequence[str], weights_dir: str | os.PathLike[str],
+                     histories: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model: parameters, epochs, training time and device, last validation PSNR and its epoch.
+
+    Validation runs every ``val_every`` epochs, so the last validation may precede the last
+    epoch (e.g. epoch 330 of 336): ``val_epoch`` says which epoch ``val_psnr`` is from.
+    """
+    rows = []
+    for name in models:
+        cfg_path = Path(weights_dir) / name / "config.json"
+        meta = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+        h = histories.get(name, {})
+        epochs = h.get("epoch") or list(range(1, len(h.get("val_psnr", [])) + 1))
+        val = [(e, v) for e, v in zip(epochs, h.get("val_psnr", [])) if v is not None]
+        val_epoch, val_psnr = val[-1] if val else (None, meta.get("final_val_psnr"))
+        rows.append({"model": name, "params": meta.get("param_count"),
+                     "epochs": meta.get("epochs_completed", len(h.get("epoch", []))),
+                     "train_s": meta.get("train_seconds"), "device": meta.get("device"),
+                     "val_psnr": val_psnr, "val_epoch": val_epoch,
+                     "b_train": meta.get("train", {}).get("b_train"), "noise": meta.get("noise")})
+    return rows
+
+
+def context_savings(table: Mapping[int, Mapping[str, float]]) -> list[dict[str, Any]]:
+    """Per b: bits saved by each context mode relative to the memoryless (``none``) coder, in percent."""
+    rows = []
+    for b, t in table.items():
+        base = t["coded none"]
+        row: dict[str, Any] = {"b": b, "none bits/sym": round(base, 4)}
+        for k, v in t.items():
+            if k.startswith("coded ") and k != "coded none":
+                row[f"{k.removeprefix('coded ')} saves %"] = round(100.0 * (1.0 - v / base), 2) if base > 0 else 0.0
+        rows.append(row)
+    return rows
+
+
+def _mean(records: Sequence[Record], key: str) -> float:
+    return float(np.mean([r[key] for r in records]))
 
 
 def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record], crit: Sequence[Mapping[str, Any]],
-            bd: Sequence[Mapping[str, Any]], n_images: int) -> dict[str, Any]:
+            bd: Sequence[Mapping[str, Any]], n_images: int, floor: Mapping[str, Any] | None = None,
+            models: Sequence[str] | None = None) -> dict[str, Any]:
     """Headline numbers and an honest paragraph generated from them (quoted in the README)."""
+    if models is None:
+        models = [n for n, c in curves_.items() if "b" in c and n != "jpeg-matched"]
+    shown = grid_models(models)
     head: dict[str, Any] = {"n_images": n_images}
-    for b in (1, 2, 3):
-        r = select(learned, codec="resae", b=b)
-        j = select(matched, b=b)
-        a = select(learned, codec="ae2", b=b)
-        if r and j and a:
-            head[f"b{b}"] = dict(resae_bpp=float(np.mean([x["bpp"] for x in r])), resae_ssim=float(np.mean([x["ssim"] for x in r])),
-                                 ae2_bpp=float(np.mean([x["bpp"] for x in a])), ae2_ssim=float(np.mean([x["ssim"] for x in a])),
-                                 jpeg_bpp=float(np.mean([x["bpp"] for x in j])), jpeg_ssim=float(np.mean([x["ssim"] for x in j])))
-    vs_ae2 = [r for r in crit if r["anchor"] == "ae2"]
-    head["criterion_vs_ae2_holds_at"] = [r["b"] for r in vs_ae2 if r["holds"] is True]
-    head["criterion_vs_ae2_fails_at"] = [r["b"] for r in vs_ae2 if r["holds"] is False]
-    head["criterion_vs_ae2_undefined_at"] = [r["b"] for r in vs_ae2 if r["holds"] is None]
-    head["bd_rate_ssim_pct"] = {r["anchor"]: r["bd_rate_ssim_pct"] for r in bd}
-    head["bd_rate_psnr_pct"] = {r["anchor"]: r["bd_rate_psnr_pct"] for r in bd}
+    if floor:
+        head["jpeg_floor"] = dict(floor)
     lines = [f"On {n_images} test images:"]
     for b in (1, 2, 3):
-        h = head.get(f"b{b}")
-        if h:
-            lines.append(f"- b={b}: ResAE {h['resae_bpp']:.3f} bpp, SSIM {h['resae_ssim']:.3f}; AE2 {h['ae2_bpp']:.3f} bpp, "
-                         f"SSIM {h['ae2_ssim']:.3f}; JPEG at matched bpp {h['jpeg_bpp']:.3f} bpp, SSIM {h['jpeg_ssim']:.3f}.")
-    if vs_ae2:
-        held, failed = head["criterion_vs_ae2_holds_at"], head["criterion_vs_ae2_fails_at"]
-        undef = head["criterion_vs_ae2_undefined_at"]
-        lines.append(f"- Course criterion vs AE2 holds at b = {held or 'none'}" + (f", fails at b = {failed}" if failed else "")
-                     + (f", cannot be read at b = {undef} (no overlap)" if undef else "") + ".")
-    parts = []
-    for r in bd:
-        v = r["bd_rate_ssim_pct"]
-        parts.append(f"{r['anchor']} {v:+.1f}%" if v is not None and math.isfinite(v) else f"{r['anchor']} n/a")
-    if parts:
-        lines.append("- BD-rate of ResAE on SSIM (negative = fewer bits): " + ", ".join(parts) + ".")
+        j = select(matched, b=b)
+        row: dict[str, Any] = {}
+        for m in shown:
+            r = select(learned, codec=m, b=b)
+            if r:
+                row[f"{m}_bpp"], row[f"{m}_ssim"], row[f"{m}_psnr"] = _mean(r, "bpp"), _mean(r, "ssim"), _mean(r, "psnr")
+        if j:
+            row["jpeg_bpp"], row["jpeg_ssim"], row["jpeg_psnr"] = _mean(j, "bpp"), _mean(j, "ssim"), _mean(j, "psnr")
+            row["jpeg_matched_to"] = j[0].get("matched_to", REFERENCE)
+            row["jpeg_bits_ratio"] = float(np.mean([x["bpp"] / x["target_bpp"] for x in j]))
+        if not row:
+            continue
+        head[f"b{b}"] = row
+        parts = [f"{label(m)} {row[f'{m}_bpp']:.3f} bpp, SSIM {row[f'{m}_ssim']:.3f}, PSNR {row[f'{m}_psnr']:.2f} dB"
+                 for m in shown if f"{m}_bpp" in row]
+        if j:
+            parts.append(f"JPEG at matched bpp {row['jpeg_bpp']:.3f} bpp ({row['jpeg_bits_ratio']:.1f}× "
+                         f"{label(row['jpeg_matched_to'])}'s bits on average), SSIM {row['jpeg_ssim']:.3f}")
+        lines.append(f"- b={b}: " + "; ".join(parts) + ".")
+    if floor:
+        lines.append(f"- JPEG's smallest files (q={floor['quality']}) average {floor['mean_bpp']:.3f} bpp "
+                     f"({floor['min_bpp']:.3f}–{floor['max_bpp']:.3f}): below that, \"JPEG at matched bpp\" "
+                     "cannot match the learned codecs' rate.")
+    anchor = COURSE_ANCHOR
+    for test in dict.fromkeys(r["test"] for r in crit):
+        rows_ = [r for r in crit if r["test"] == test and r["anchor"] == anchor]
+        if rows_:
+            held = [r["b"] for r in rows_ if r["holds"] is True]
+            failed = [r["b"] for r in rows_ if r["holds"] is False]
+            undef = [r["b"] for r in rows_ if r["holds"] is None]
+            head.setdefault("criterion", {})[f"{test}_vs_{anchor}"] = dict(holds_at=held, fails_at=failed,
+                                                                          undefined_at=undef)
+            lines.append(f"- Course criterion, {label(test)} vs {label(anchor)}: holds at b = {held or 'none'}"
+                         + (f", fails at b = {failed}" if failed else "")
+                         + (f", cannot be read at b = {undef} (no overlap)" if undef else "") + ".")
+    for test in dict.fromkeys(r["test"] for r in bd):
+        for metric, name in (("ssim", "SSIM"), ("psnr", "PSNR")):
+            rows_ = [r for r in bd if r["test"] == test]
+            head.setdefault(f"bd_rate_{metric}_pct", {})[test] = {r["anchor"]: r[f"bd_rate_{metric}_pct"] for r in rows_}
+            parts = [f"{label(r['anchor'])} {r[f'bd_rate_{metric}_pct']:+.1f}% (over {name} "
+                     f"{_fmt_range(r[f'{metric}_overlap'])})" for r in rows_ if r[f"bd_rate_{metric}_pct"] is not None
+                     and math.isfinite(r[f"bd_rate_{metric}_pct"])]
+            out = [label(r["anchor"]) for r in rows_ if r[f"bd_rate_{metric}_pct"] is None
+                   or not math.isfinite(r[f"bd_rate_{metric}_pct"])]
+            lines.append(f"- BD-rate of {label(test)} on {name} (negative = fewer bits): " + (", ".join(parts) or "none")
+                         + (f"; left out (overlap missing or < {100 * rd.MIN_BD_OVERLAP:.0f} % of the joint range): "
+                            + ", ".join(out) if out else "") + ".")
     return {"headline": head, "text": "\n".join(lines)}
+
+
+def _fmt_range(r: Sequence[float] | None) -> str:
+    if not r:
+        return "–"
+    digits = 3 if max(abs(x) for x in r) < 2 else 1
+    return f"{r[0]:.{digits}f}–{r[1]:.{digits}f}"
 
 
 README_START = "<!-- results:start (generated by `make figures` from figures/metrics.json; do not edit) -->"
@@ -225,16 +442,19 @@ README_END = "<!-- results:end -->"
 def results_markdown(evaluate_metrics: Mapping[str, Any]) -> str:
     """The README's results block: headline prose, course-criteria table and BD-rates, from metrics.json."""
     s = evaluate_metrics["summary"]
-    def nan_for_null(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        return [{k: (float("nan") if v is None and k != "holds" else v) for k, v in r.items()} for r in rows]
 
-    crit = nan_for_null(evaluate_metrics["criteria"])
-    bd = nan_for_null(evaluate_metrics["bd_rate"])
+    def nan_for_null(rows: Sequence[Mapping[str, Any]], keep: Sequence[str]) -> list[dict[str, Any]]:
+        return [{k: (float("nan") if v is None and k not in keep else v) for k, v in r.items()} for r in rows]
+
+    crit = nan_for_null(evaluate_metrics["criteria"], ("holds",))
+    bd = evaluate_metrics["bd_rate"]
     parts = [s["text"], "",
-             "Course criteria for ResAE (+0.05 SSIM at equal bpp, or ≥3 % fewer bits at equal SSIM):", "",
+             f"Course criteria ({criteria_rule()}); \"at anchor's b point\" = the test model's point lies outside "
+             "the anchor's range, so the anchor's point at the same b is read against the test model's curve:", "",
              criteria_markdown(crit), "",
-             "BD-rate of ResAE against each codec (negative = ResAE needs fewer bits for the same quality; "
-             "Akima interpolation over the overlapping quality range only; – = the curves do not overlap):", "",
+             "BD-rate of each model against each codec (negative = fewer bits for the same quality; Akima "
+             "interpolation over the overlapping quality range only, shown with its share of the two curves' joint "
+             f"range; left out where the curves do not overlap or the overlap is < {100 * rd.MIN_BD_OVERLAP:.0f} %):", "",
              bd_markdown(bd)]
     return "\n".join(parts)
 

@@ -1,13 +1,16 @@
-"""The steps the notebooks call, so no logic is copied between notebooks.
+"""The notebooks' steps: resolve a run from plain parameters, load data and models, train, write metrics.
 
 Each notebook's ``parameters`` cell holds plain values; :func:`resolve` turns them into
 a :class:`Run` (profile defaults filled in, paths resolved).  Models come either from
-the shipped weights or, with ``retrain=True``, from ``run_dir`` where 01_train put them.
+the shipped weights or, with ``retrain=True``, from ``run_dir`` where 01_train put them;
+the list is ``labkit.profiles.MODELS``, and a listed model without shipped weights is
+skipped with a message.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,8 @@ class Run:
     device: str
     retrain: bool
     models: list[str] = field(default_factory=lambda: list(MODELS))
+    #: Listed models left out, with the reason (e.g. no shipped weights yet).
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def weights_dir(self) -> Path:
@@ -51,9 +56,13 @@ class Run:
             where = str(dest)
         models = ", ".join(self.models)
         source = f"retrained into {self.run_dir}" if self.retrain else "shipped weights (labkit/weights)"
-        return (f"profile  {self.profile}\nmodels   {models}: {source}\ndata     {data}\nfigures  {where}")
+        lines = [f"profile  {self.profile}", f"models   {models}: {source}"]
+        lines += [f"skipped  {name}: {why}" for name, why in self.skipped.items()]
+        lines += [f"data     {data}", f"figures  {where}"]
+        return "\n".join(lines)
 
     def figure(self, name: str) -> Path:
+        """Path of figure ``name`` in this run's figure folder."""
         return self.fig_dir / name
 
     def write_metrics(self, part: str, metrics: dict[str, Any]) -> Path:
@@ -66,14 +75,20 @@ class Run:
 
 
 def jsonable(obj: Any) -> Any:
-    """``obj`` with numpy scalars as Python numbers, floats rounded to 6 digits, non-finite as null."""
+    """``obj`` ready for JSON: floats to ``report.SIG_DIGITS`` significant digits, non-finite as null.
+
+    numpy scalars become Python numbers and paths strings, so the same measurement gives the
+    same file on any CPU (the digits dropped are float noise).
+    """
+    from .report import SIG_DIGITS
+
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [jsonable(v) for v in obj]
     if isinstance(obj, (np.floating, float)):
         v = float(obj)
-        return round(v, 6) if np.isfinite(v) else None
+        return float(f"{v:.{SIG_DIGITS}g}") if np.isfinite(v) else None
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, np.bool_):
@@ -81,6 +96,26 @@ def jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def available(models: list[str], weights_dir: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """Split ``models`` into those with weights (``<weights_dir>/<name>/model.pt`` and config.json) and the rest.
+
+    Returns
+    -------
+    (list of str, dict)
+        The models to use, in order, and ``{name: why it is skipped}`` for the others.
+    """
+    root = WEIGHTS_DIR if weights_dir is None else Path(weights_dir)
+    use, skipped = [], {}
+    for name in models:
+        folder = root / name
+        if (folder / "model.pt").is_file() and (folder / "config.json").is_file():
+            use.append(name)
+        else:
+            skipped[name] = (f"no weights in {folder} (model.pt and config.json); skipped -- add them, "
+                             "or remove the name from labkit.profiles.MODELS")
+    return use, skipped
 
 
 def resolve(profile: str = "default", data_dir: str | None = None, fig_dir: str | None = None,
@@ -95,9 +130,15 @@ def resolve(profile: str = "default", data_dir: str | None = None, fig_dir: str 
     fig.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     np.random.seed(seed)
+    # shipped weights are needed either way: evaluated as they are, or their recorded config retrained
+    use, skipped = available(list(models or MODELS))
+    for name, why in skipped.items():
+        print(f"labkit: {name}: {why}", file=sys.stderr)
+    if not use:
+        raise ValueError(f"none of the models {list(models or MODELS)} has shipped weights in {WEIGHTS_DIR}")
     return Run(profile=profile, settings=settings, data_dir=data_dir, fig_dir=fig, run_dir=run, seed=seed,
                device=device, retrain=settings["retrain"] if retrain is None else bool(retrain),
-               models=list(models or MODELS))
+               models=use, skipped=skipped)
 
 
 def test_images(run: Run) -> np.ndarray:
@@ -107,6 +148,27 @@ def test_images(run: Run) -> np.ndarray:
     test = get_splits(run.data_dir, run.seed)["test"]
     n = run.settings.get("n_test")
     return test[:n] if n else test
+
+
+def architectures(run: Run) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """Layer rows (``models.describe``) and parameter counts of every model, built from its recorded config.
+
+    AE1 and AE2 share one architecture (they differ only in training), so they are drawn once
+    as ``"ae1/ae2"``.
+    """
+    from .models import build_model, count_parameters, describe
+
+    described, params = {}, {}
+    for name in run.models:
+        cfg_path = WEIGHTS_DIR / name / "config.json"
+        model_cfg = json.loads(cfg_path.read_text()).get("model_cfg", {}) if cfg_path.is_file() else {}
+        net = build_model(name, **model_cfg)
+        described[name], params[name] = describe(net), count_parameters(net)
+    if "ae1" in described and "ae2" in described:
+        del described["ae1"]
+        described["ae1/ae2"], params["ae1/ae2"] = described.pop("ae2"), params.pop("ae2")
+        params.pop("ae1", None)
+    return described, params
 
 
 def load_models(run: Run) -> dict[str, torch.nn.Module]:
@@ -177,40 +239,6 @@ def env_info() -> dict[str, Any]:
 
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
             "pillow": PIL.__version__, "scikit-image": skimage.__version__, "cpu_count": os.cpu_count()}
-
-
-def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """See :func:`labkit.report.markdown_table`."""
-    from .report import markdown_table as _table
-
-    return _table(rows, columns)
-
-
-def training_summary(run: Run, histories: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per model: parameters, epochs, training time and device, final validation PSNR."""
-    rows = []
-    for name in run.models:
-        cfg_path = run.weights_dir / name / "config.json"
-        meta = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
-        h = histories.get(name, {})
-        rows.append({"model": name, "params": meta.get("param_count"), "epochs": meta.get("epochs_completed", len(h.get("epoch", []))),
-                     "train_s": meta.get("train_seconds"), "device": meta.get("device"),
-                     "final_val_psnr": meta.get("final_val_psnr", h.get("final_val_psnr")),
-                     "b_train": meta.get("train", {}).get("b_train"), "noise": meta.get("noise")})
-    return rows
-
-
-def context_savings(table: dict[int, dict[str, float]]) -> list[dict[str, Any]]:
-    """Per b: bits saved by each context mode relative to the memoryless (``none``) coder, in percent."""
-    rows = []
-    for b, t in table.items():
-        base = t["coded none"]
-        row: dict[str, Any] = {"b": b, "none bits/sym": round(base, 4)}
-        for k, v in t.items():
-            if k.startswith("coded ") and k != "coded none":
-                row[f"{k.removeprefix('coded ')} saves %"] = round(100.0 * (1.0 - v / base), 2) if base > 0 else 0.0
-        rows.append(row)
-    return rows
 
 
 def training_objectives(run: Run) -> dict[str, str]:

@@ -1,0 +1,160 @@
+"""labkit.report and labkit.evaluate.mean_curve on crafted records and curves."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from labkit import rd, report
+from labkit.evaluate import mean_curve
+
+# an anchor indexed by b whose range ends below the test model's b=3 point on both axes
+ANCHOR = {"b": [1, 2, 3], "bpp": [0.1, 0.2, 0.3], "ssim": [0.30, 0.40, 0.50], "psnr": [20.0, 22.0, 24.0]}
+TEST = {"b": [1, 2, 3], "bpp": [0.15, 0.35, 0.8], "ssim": [0.45, 0.60, 0.90], "psnr": [21.0, 24.0, 28.0]}
+
+
+def _row(rows, **match):
+    hit = [r for r in rows if all(r[k] == v for k, v in match.items())]
+    assert len(hit) == 1, (match, rows)
+    return hit[0]
+
+
+def test_criteria_primary_reading_at_the_models_point():
+    rows = report.criteria({"resae": TEST, "ae2": ANCHOR}, ["ae2"], bits=[1, 2, 3], tests=["resae"])
+    r = _row(rows, b=1)                        # (0.15, 0.45) lies inside the anchor's bpp range
+    pts = list(zip(ANCHOR["bpp"], ANCHOR["ssim"]))
+    assert r["where"] == "at its b point"
+    assert r["dssim_at_equal_bpp"] == pytest.approx(0.45 - rd.quality_at_rate(pts, 0.15))
+    assert r["holds"] is True and r["ssim_gain_ok"] is True
+
+
+def test_criteria_fall_back_to_the_anchors_b_point():
+    rows = report.criteria({"resae": TEST, "ae2": ANCHOR}, ["ae2"], bits=[3], tests=["resae"])
+    r = _row(rows, b=3)                        # (0.8, 0.9): outside the anchor's bpp and SSIM ranges
+    test_pts = list(zip(TEST["bpp"], TEST["ssim"]))
+    assert r["where"] == "at anchor's b point"
+    # the anchor's own b=3 point (0.3, 0.5) read against the test model's curve
+    assert r["dssim_at_equal_bpp"] == pytest.approx(rd.quality_at_rate(test_pts, 0.3) - 0.5)
+    assert r["dbits_pct_at_equal_ssim"] == pytest.approx(100 * (rd.rate_at_quality(test_pts, 0.5) / 0.3 - 1))
+    assert r["dbits_pct_at_equal_ssim"] < -3 and r["holds"] is True
+    # an anchor without b (a classic codec's quality sweep) has no b point: nothing can be read
+    sweep = {"quality": [10, 20, 30], "bpp": [0.1, 0.2, 0.3], "ssim": [0.30, 0.40, 0.50], "psnr": [20.0, 22.0, 24.0]}
+    r = _row(report.criteria({"resae": TEST, "jpeg": sweep}, ["jpeg"], bits=[3], tests=["resae"]), b=3)
+    assert r["where"] == "no overlap" and r["holds"] is None
+    assert math.isnan(r["dssim_at_equal_bpp"]) and math.isnan(r["dbits_pct_at_equal_ssim"])
+
+
+def test_criteria_thresholds_come_from_rd(monkeypatch):
+    curves = {"resae": TEST, "ae2": ANCHOR}
+    assert _row(report.criteria(curves, ["ae2"], bits=[1], tests=["resae"]), b=1)["holds"] is True
+    monkeypatch.setattr(rd, "SSIM_GAIN", 0.5)          # a stricter course: the gain no longer suffices
+    monkeypatch.setattr(rd, "BITS_SAVING_PCT", 99.0)
+    r = _row(report.criteria(curves, ["ae2"], bits=[1], tests=["resae"]), b=1)
+    assert r["ssim_gain_ok"] is False and r["holds"] is False
+    assert "+0.5 SSIM" in report.criteria_rule() and "99 %" in report.criteria_rule()
+
+
+def test_criteria_default_tests_are_the_proposals():
+    curves = {"resae": TEST, "resae-rd": TEST, "ae2": ANCHOR, "jpeg-matched": ANCHOR}
+    rows = report.criteria(curves, ["ae2"], bits=[1])
+    assert sorted(r["test"] for r in rows) == ["resae", "resae-rd"]
+
+
+def test_bd_rates_state_the_overlap_and_leave_out_slivers():
+    r = np.array([0.1, 0.2, 0.4, 0.8, 1.6])
+    test = {"b": [1, 2, 3, 4, 5], "bpp": list(r), "ssim": [0.5, 0.6, 0.7, 0.8, 0.85], "psnr": [20, 22, 24, 26, 27]}
+    same_quality = {"quality": [1, 2, 3, 4, 5], "bpp": list(2 * r), "ssim": test["ssim"], "psnr": test["psnr"]}
+    sliver = {"quality": [1, 2, 3, 4, 5], "bpp": list(r), "ssim": [0.84, 0.9, 0.93, 0.95, 0.97],
+              "psnr": [40, 42, 44, 46, 48]}
+    rows = report.bd_rates({"resae": test, "jpeg": same_quality, "webp": sliver})
+    j, w = _row(rows, anchor="jpeg"), _row(rows, anchor="webp")
+    assert j["bd_rate_ssim_pct"] == pytest.approx(-50, abs=1e-6) and j["ssim_left_out"] is None
+    assert j["ssim_overlap"] == pytest.approx([0.5, 0.85]) and j["ssim_overlap_fraction"] == pytest.approx(1.0)
+    assert w["bd_rate_ssim_pct"] is None and "too narrow" in w["ssim_left_out"]
+    assert w["ssim_overlap"] == pytest.approx([0.84, 0.85])
+    assert w["bd_rate_psnr_pct"] is None and w["psnr_overlap"] is None and "no overlap" in w["psnr_left_out"]
+    md = report.bd_markdown(rows)
+    assert "overlap too narrow" in md and "0.5–0.85" in md
+
+
+def test_mean_curve_caps_infinite_psnr_at_100_db():
+    recs = [dict(codec="x", b=1, bpp=0.5, psnr=math.inf, ssim=1.0), dict(codec="x", b=1, bpp=1.5, psnr=30.0, ssim=0.5),
+            dict(codec="x", b=2, bpp=2.0, psnr=40.0, ssim=0.9), dict(codec="y", b=1, bpp=9.0, psnr=1.0, ssim=0.1)]
+    c = mean_curve(recs, "x", by="b")
+    assert c == {"b": [1, 2], "bpp": [1.0, 2.0], "psnr": [65.0, 40.0], "ssim": [0.75, 0.9]}
+
+
+def test_rounded_keeps_six_significant_digits_and_arrays():
+    arr = np.arange(4, dtype=np.uint8)
+    out = report.rounded({"a": [0.123456789, np.float32(25.123456789)], "r": arr, "inf": math.inf, "n": 7})
+    assert out["a"] == [0.123457, 25.1235] and out["r"] is arr and out["inf"] == math.inf and out["n"] == 7
+    assert report.rounded(1234567.8) == 1234570.0
+
+
+def test_jpeg_floor_and_caption():
+    sweeps = [dict(codec="jpeg", quality=q, image=i, bpp=bpp) for q, i, bpp in
+              ((1, 0, 0.4), (1, 1, 0.5), (5, 0, 0.6), (5, 1, 0.7))] + [dict(codec="webp", quality=0, image=0, bpp=0.1)]
+    assert report.jpeg_floor(sweeps) == {"codec": "jpeg", "quality": 1, "mean_bpp": pytest.approx(0.45),
+                                         "min_bpp": 0.4, "max_bpp": 0.5}
+    assert report.jpeg_floor([]) is None
+    cap = report.jpeg_caption(dict(ssim=0.6, bpp=0.45, quality=3, target_bpp=0.15, matched_to="resae"))
+    assert cap == "SSIM 0.600, 0.450 bpp\nq=3: 3.0× ResAE's bits"
+
+
+def test_grid_keeps_the_seed_view_and_adds_new_proposals():
+    assert report.grid_models(["resae", "ae2", "ae1"]) == ["resae", "ae2"]
+    assert report.grid_models(["resae", "ae2", "ae1", "resae-rd"]) == ["resae", "resae-rd", "ae2"]
+
+
+def test_comparison_figure_has_a_column_per_listed_model():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    learned = [dict(codec=m, b=2, image=i, bpp=0.2, ssim=0.7, recon=images[i]) for m in ("resae", "resae-rd", "ae2", "ae1")
+               for i in range(3)]
+    matched = [dict(codec="jpeg-matched", b=2, image=i, quality=1, bpp=0.45, target_bpp=0.2, ssim=0.6,
+                    matched_to="resae", recon=images[i]) for i in range(3)]
+    fig = report.comparison_figure(images, learned, matched, 2, n=2, models=["resae", "ae2", "ae1", "resae-rd"],
+                                   floor={"quality": 1, "mean_bpp": 0.45})
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["RAW", "ResAE", "ResAE-RD", "AE2", "JPEG"]
+    assert "q=1: 2.2× ResAE's bits" in fig.axes[4].get_xlabel()
+    assert "smallest files (q=1) average 0.45 bpp" in fig._suptitle.get_text()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_rate_table_scales_the_real_rate_by_bit_shares():
+    recs = [dict(codec="resae", b=1, bytes=100, bpp=100 * 8 / 4096, header_bytes=22, ideal_bits=600.0)]
+    (row,) = report.rate_table(recs)
+    assert row["header_bpp"] == pytest.approx(22 * 8 / 4096)
+    assert row["estimated_bpp"] == pytest.approx((600 + 22 * 8) / 4096)
+    assert row["coder_overhead_pct"] == pytest.approx(100 * (800 / 776 - 1))
+
+
+def test_training_summary_says_which_epoch_the_validation_is_from(tmp_path):
+    import json
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"param_count": 10, "epochs_completed": 12,
+                                                            "final_val_psnr": 20.0, "train": {"b_train": 3}}))
+    hist = {"epoch": list(range(1, 13)), "val_psnr": [None] * 9 + [20.0, None, None]}
+    (row,) = report.training_summary(["m"], tmp_path, {"m": hist})
+    assert row["epochs"] == 12 and row["val_psnr"] == 20.0 and row["val_epoch"] == 10
+    (row,) = report.training_summary(["gone"], tmp_path, {})
+    assert row["params"] is None and row["val_epoch"] is None
+
+
+def test_context_savings():
+    rows = report.context_savings({2: {"entropy (static, pooled)": 1.0, "coded none": 2.0, "coded neighbor": 1.5}})
+    assert rows == [{"b": 2, "none bits/sym": 2.0, "neighbor saves %": 25.0}]
+
+
+def test_results_block_replaces_only_between_markers():
+    metrics = {"summary": {"text": "On 1 test images:"}, "criteria": [], "bd_rate": []}
+    readme = f"intro\n{report.README_START}\nstale text\n{report.README_END}\noutro\n"
+    new = report.update_readme(readme, metrics)
+    assert new.startswith("intro\n") and new.endswith("outro\n") and "stale text" not in new
+    assert "On 1 test images:" in new and report.criteria_rule() in new
+    assert report.update_readme("no markers", metrics) == "no markers"

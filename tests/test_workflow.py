@@ -1,0 +1,77 @@
+"""labkit.workflow: run resolution, skipped models, training configs, metrics precision."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from labkit import profiles, workflow
+from labkit.paths import WEIGHTS_DIR
+
+
+def _write_weights(root, name, meta):
+    (root / name).mkdir(parents=True)
+    (root / name / "model.pt").write_bytes(b"")
+    (root / name / "config.json").write_text(json.dumps(meta))
+
+
+def test_training_config_turns_a_time_budget_into_the_epochs_it_completed(tmp_path, monkeypatch):
+    train = {"model": "m", "epochs": 800, "time_budget_s": 330, "batch_size": 32, "seed": 0, "device": "cuda"}
+    _write_weights(tmp_path, "budget", {"train": train, "epochs_completed": 388})
+    _write_weights(tmp_path, "epochs", {"train": dict(train, time_budget_s=None, epochs=50), "epochs_completed": 50})
+    monkeypatch.setattr(workflow, "WEIGHTS_DIR", tmp_path)
+    run = workflow.resolve("full", fig_dir=str(tmp_path / "fig"), seed=3, device="cpu", models=["budget", "epochs"])
+    cfg = workflow.training_config(run, "budget")
+    assert cfg["epochs"] == 388 and cfg["time_budget_s"] is None       # replayed by epochs, no clock
+    assert cfg["seed"] == 3 and cfg["device"] == "cpu" and cfg["batch_size"] == 32
+    cfg = workflow.training_config(run, "epochs")
+    assert cfg["epochs"] == 50 and cfg["time_budget_s"] is None
+    smoke = workflow.resolve("smoke", fig_dir=str(tmp_path / "fig"), models=["budget"])
+    cfg = workflow.training_config(smoke, "budget")
+    small = profiles.get_profile("smoke")["train"]
+    assert cfg["epochs"] == small["epochs"] and cfg["max_steps"] == small["max_steps"]
+    assert cfg["time_budget_s"] == small["time_budget_s"] and cfg["batch_size"] == small["batch_size"]
+
+
+def test_training_config_of_the_shipped_resae():
+    meta = json.loads((WEIGHTS_DIR / "resae" / "config.json").read_text())
+    run = workflow.resolve("default", fig_dir=None, models=["resae"])
+    cfg = workflow.training_config(run, "resae")
+    assert meta["train"]["time_budget_s"] and cfg["epochs"] == meta["epochs_completed"] != meta["train"]["epochs"]
+
+
+def test_a_listed_model_without_weights_is_skipped_with_a_message(tmp_path, capsys):
+    run = workflow.resolve("default", fig_dir=str(tmp_path), models=["resae", "no-such-model", "ae2"])
+    assert run.models == ["resae", "ae2"]
+    assert "no-such-model" in run.skipped and "no weights" in run.skipped["no-such-model"]
+    assert "no-such-model" in capsys.readouterr().err
+    assert "skipped  no-such-model" in run.summary()
+    with pytest.raises(ValueError, match="none of the models"):
+        workflow.resolve("default", fig_dir=str(tmp_path), models=["no-such-model"])
+
+
+def test_every_listed_model_with_weights_is_used(tmp_path):
+    use, skipped = workflow.available(["a", "b"], tmp_path)
+    assert use == [] and set(skipped) == {"a", "b"}
+    _write_weights(tmp_path, "b", {})
+    assert workflow.available(["a", "b"], tmp_path)[0] == ["b"]
+    run = workflow.resolve("default", fig_dir=str(tmp_path / "f"))
+    assert run.models == [m for m in profiles.MODELS if (WEIGHTS_DIR / m / "model.pt").is_file()]
+
+
+def test_jsonable_rounds_to_significant_digits():
+    out = workflow.jsonable({"x": np.float64(0.1234567891), "y": [np.float32(27.0123456)], "n": np.int64(3),
+                             "bad": math.nan, "inf": np.inf, "ok": np.bool_(True)})
+    assert out == {"x": 0.123457, "y": [27.0123], "n": 3, "bad": None, "inf": None, "ok": True}
+    assert json.loads(json.dumps(out)) == out
+
+
+def test_architectures_draw_ae1_and_ae2_once(tmp_path):
+    run = workflow.resolve("default", fig_dir=str(tmp_path), models=["resae", "ae2", "ae1"])
+    described, params = workflow.architectures(run)
+    assert list(described) == ["resae", "ae1/ae2"] and set(params) == {"resae", "ae1/ae2"}
+    meta = json.loads((WEIGHTS_DIR / "resae" / "config.json").read_text())
+    assert params["resae"] == meta["param_count"]         # built from the recorded config
+    assert any(row.get("part") == "encoder" for row in described["resae"])
