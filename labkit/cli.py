@@ -96,6 +96,7 @@ def _check_output(path: Path, source: Path | None = None) -> None:
 # ----------------------------------------------------------------------------- train
 
 def _args_train(p: argparse.ArgumentParser) -> None:
+    from .spec import BITS
     from .train import LOSSES, SCHEDULES, TrainConfig  # defaults and choices from their one home (imports torch)
 
     d = TrainConfig()
@@ -112,6 +113,14 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", default=d.schedule, choices=SCHEDULES, help="(default %(default)s)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (default %(default)s)")
     p.add_argument("--loss", default=d.loss, choices=LOSSES, help="(default %(default)s)")
+    p.add_argument("--rate-weight", type=float, default=d.rate_weight, metavar="LAMBDA",
+                   help="rate-distortion training: loss D + LAMBDA * estimated bpp; 0: distortion only "
+                        "(default %(default)s)")
+    p.add_argument("--bits", type=int, nargs="+", default=d.bits, choices=BITS, metavar="B",
+                   help="bit depths drawn during training, one per batch (default: --b only)")
+    p.add_argument("--scale", type=_scale_rule, default=d.scale,
+                   help="encoder's rule for the stored scale ymax: max, or a percentile such as p99.9 "
+                        "(default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
     p.add_argument("--crop", type=_positive_int, default=d.crop, help="training crop size, a multiple of 8 (default %(default)s)")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loader workers (default %(default)s)")
@@ -128,6 +137,15 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: model.pt, config.json, history.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (epoch lines still print)")
+
+
+def _scale_rule(text: str) -> str:
+    from .quant import check_scale_rule
+
+    try:
+        return check_scale_rule(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _train_config(args: argparse.Namespace):  # -> labkit.train.TrainConfig
@@ -151,6 +169,7 @@ def _train_config(args: argparse.Namespace):  # -> labkit.train.TrainConfig
         num_workers=args.num_workers, device=args.device, tf32=args.tf32,
         time_budget_s=args.time_budget, val_every=args.val_every, max_val_images=args.max_val_images,
         max_steps=args.max_steps, checkpoint_every_s=args.checkpoint_every,
+        rate_weight=args.rate_weight, bits=args.bits, scale=args.scale,
     )
 
 

@@ -526,7 +526,8 @@ def test_train_help_and_bad_args(capsys):
 
     assert f"--epochs EPOCHS (default {TrainConfig().epochs})" in out
     for argv in (["--model", "nope", "--out", "x"], ["--out", "x", "--epochs", "0"], ["--out", "x", "--schedule", "step"],
-                 ["--out", "x", "--b", "9"], ["--model", "ae1"]):
+                 ["--out", "x", "--b", "9"], ["--out", "x", "--bits", "2", "0"], ["--out", "x", "--scale", "p10"],
+                 ["--model", "ae1"]):
         with pytest.raises(SystemExit) as exc:
             main(["train", *argv])
         assert exc.value.code == 2, argv
@@ -555,7 +556,8 @@ def test_train_options_reach_the_config(tmp_path, monkeypatch):
             "--epochs", "7", "--batch-size", "5", "--lr", "0.01", "--schedule", "constant", "--weight-decay", "0.5",
             "--loss", "l1", "--seed", "9", "--crop", "64", "--num-workers", "0", "--val-every", "2",
             "--max-val-images", "3", "--max-steps", "11", "--checkpoint-every", "0", "--time-budget", "60",
-            "--device", "cpu", "--tf32", "--out", str(tmp_path / "run"), "--resume", "--no-progress"]
+            "--device", "cpu", "--tf32", "--out", str(tmp_path / "run"), "--resume", "--no-progress",
+            "--rate-weight", "0.25", "--bits", "1", "3", "--scale", "p99.5"]
     assert main(argv) == 0
     cfg = seen["cfg"]
     assert (cfg.model, cfg.model_cfg, cfg.b_train, cfg.noise) == ("ae2", {"upsample": "resize"}, 4, False)
@@ -564,6 +566,7 @@ def test_train_options_reach_the_config(tmp_path, monkeypatch):
     assert (cfg.seed, cfg.crop, cfg.num_workers, cfg.val_every, cfg.max_val_images, cfg.max_steps) == \
         (9, 64, 0, 2, 3, 11)
     assert (cfg.checkpoint_every_s, cfg.time_budget_s, cfg.device, cfg.tf32) == (0.0, 60.0, "cpu", True)
+    assert (cfg.rate_weight, cfg.bits, cfg.scale) == (0.25, [1, 3], "p99.5")
     assert (seen["out_dir"], seen["progress"], seen["resume"]) == (str(tmp_path / "run"), False, True)
     assert seen["n_train"] > 0
 
