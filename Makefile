@@ -10,7 +10,7 @@ PROFILE ?= default
 export MPLBACKEND := agg
 export PYTHONHASHSEED := 0
 
-.PHONY: all setup test test-slow figures grade bench lab demo clean distclean
+.PHONY: all setup test test-slow test-lab figures grade bench lab demo clean distclean
 
 all: test
 
@@ -54,6 +54,20 @@ demo: $(STAMP)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --config=etc/jupyter/jupyter_server_config.py --notebook-dir=notebooks \
 	    $(if $(filter 0,$(shell id -u)),--allow-root,) $(LAB_ARGS)
+
+# The lab in a real browser (tests/test_lab.py): Debian's chromium, installed with apt when it is
+# missing and apt-get is usable (root); otherwise the test skips and says why.
+test-lab: $(STAMP)
+	@if [ -z "$$LABKIT_CHROMIUM" ] && [ ! -x /usr/lib/chromium/chromium ] && ! command -v chromium >/dev/null 2>&1; then \
+	    if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	        mkdir -p build && echo "test-lab: installing Debian's chromium (apt-get; log in build/apt-chromium.log)" && \
+	        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } >build/apt-chromium.log 2>&1 \
+	        || { echo "test-lab: apt-get install chromium failed, see build/apt-chromium.log"; exit 1; }; \
+	    else \
+	        echo "test-lab: no chromium and no apt-get as root: the browser test will skip (install chromium or set LABKIT_CHROMIUM)"; \
+	    fi; \
+	fi
+	$(PY) -m pytest -q -m lab -s tests/test_lab.py
 
 clean:
 	rm -rf build notebooks/executed/*.ipynb notebooks/executed/*/ .pytest_cache .hypothesis labkit/*.so ext/*.c $(STAMP)
