@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from . import bitstream, coder, quant, settings, spec
-from .atomic import atomic_path, write_bytes
+from .atomic import write_bytes
 from .bitstream import Header
+from .imageio import DataError, as_rgb8
 from .inference import decode_tiled, encode_tiled, optimize_for_inference
 from .paths import WEIGHTS_DIR
 
@@ -106,30 +107,15 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module,
 
 
 def _as_uint8_rgb(image: Any) -> np.ndarray:
-    """Accept a PIL image or an H x W x 3 uint8 array (H x W grey is promoted)."""
-    if hasattr(image, "mode") and hasattr(image, "convert"):  # PIL image
-        image = np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise CodecError(f"expected an H x W x 3 RGB image, got an array of shape {arr.shape}; "
-                         "load files with labkit.data.load_image, which converts any mode to RGB")
-    if arr.dtype != np.uint8:
-        raise CodecError(f"expected uint8 pixels, got {arr.dtype}; convert with labkit.data.to_uint8 or np.uint8")
+    """Any image (array, PIL image, path) as uint8 H x W x 3 via ``labkit.imageio.as_rgb8``, size-checked."""
+    try:
+        arr = as_rgb8(image, stacklevel=4)
+    except DataError as err:
+        raise CodecError(str(err)) from None
     if arr.shape[0] < 1 or arr.shape[1] < 1 or max(arr.shape[:2]) > 0xFFFF:
         raise CodecError(f"image size {arr.shape[0]}x{arr.shape[1]} is outside 1..65535 pixels per side")
     _check_size(arr.shape[0], arr.shape[1])
-    return np.ascontiguousarray(arr)
-
-
-def pad_to_multiple(arr: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Edge-pad an H x W x C array so H and W are multiples of ``multiple``; return it and (H, W) to crop back to."""
-    h, w = arr.shape[:2]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        arr = np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode="edge")
-    return arr, (h, w)
+    return arr
 
 
 @dataclass
@@ -296,9 +282,9 @@ class Codec:
     # -- files ----------------------------------------------------------------------
     def encode_file(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> int:
         """Read any image Pillow can open, write ``dst`` atomically; return the file size in bytes."""
-        from .data import load_image
+        from . import imageio
 
-        data = self.encode(load_image(src))
+        data = self.encode(imageio.load(src))
         write_bytes(dst, data)
         return len(data)
 
@@ -316,36 +302,21 @@ def decode(data: bytes, weights_dir: str | os.PathLike[str] | None = None) -> np
     return _MODEL_CACHE[key]._decode_parsed(header, payload)
 
 
-def image_format(dst: str | os.PathLike[str]) -> str:
-    """Pillow's format name for ``dst``'s suffix; CodecError when the suffix names no image format."""
-    from PIL import Image
-
-    fmt = Image.registered_extensions().get(Path(dst).suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise CodecError(f"cannot tell the image format from {Path(dst).name!r}; use a suffix such as .png")
-    return fmt
-
-
-def save_image(image: np.ndarray, dst: str | os.PathLike[str]) -> None:
-    """Write a uint8 RGB array atomically in the format named by ``dst``'s suffix."""
-    from PIL import Image
-
-    dst = Path(dst)
-    fmt = image_format(dst)
-    with atomic_path(dst) as tmp:
-        Image.fromarray(image, "RGB").save(tmp, format=fmt)
-
-
 def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                 weights_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
     """Decode the ``.lkc`` file ``src`` and write the image ``dst`` atomically (format from its suffix)."""
-    image_format(dst)  # fail before decoding, not after
+    from . import imageio
+
+    try:
+        imageio.image_format(dst)  # fail before decoding, not after
+    except DataError as err:
+        raise CodecError(str(err)) from None
     try:
         data = Path(src).read_bytes()
     except OSError as err:
         raise CodecError(f"cannot read {src}: {err.strerror or err}") from err
     image = decode(data, weights_dir)
-    save_image(image, dst)
+    imageio.save(image, dst)
     return image
 
 

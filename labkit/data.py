@@ -10,6 +10,9 @@ Two sources of images, one shape out (uint8 ``[N, 128, 128, 3]``):
 ``get_splits`` / ``get_images`` give a train/val/test split for either source;
 ``TileDataset`` feeds training with seeded augmentation; ``to_tensor`` / ``to_uint8``
 convert between uint8 images and float tensors in [0, 1].
+
+Reading and converting single images is ``labkit.imageio``'s job (one path to 8-bit
+RGB); ``load_image``, ``DataError`` and ``LabkitDataWarning`` are re-exported from it.
 """
 from __future__ import annotations
 
@@ -23,7 +26,11 @@ from typing import Literal, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from . import settings
+from .imageio import DataError, LabkitDataWarning, as_rgb8, as_rgb8_batch
+from .imageio import load as load_image
 
 __all__ = [
     "DataError", "LabkitDataWarning", "DEFAULT_SOURCES", "TILE", "default_dataset",
@@ -39,14 +46,6 @@ COURSE_LAYOUT = (
     "expected layout: <data_dir>/train/ and optionally <data_dir>/test/ (without it, 15% of "
     "train/ is held out as test), each holding images named 0.png, 1.png, ... (any format Pillow reads)"
 )
-
-
-class DataError(ValueError):
-    """An image or folder could not be used; the message names it and says what to do."""
-
-
-class LabkitDataWarning(UserWarning):
-    """An image was usable only after a conversion (mode, bit depth, frames)."""
 
 
 # --------------------------------------------------------------------------- default set
@@ -84,8 +83,7 @@ def _skimage_data_dir() -> Path:
 
 def cache_dir() -> Path:
     """Where the default dataset's .npz lives: ``$LABKIT_CACHE_DIR`` or ``<repo>/data/cache``."""
-    env = os.environ.get("LABKIT_CACHE_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "data" / "cache"
+    return settings.cache_dir(Path(__file__).resolve().parent.parent / "data" / "cache")
 
 
 def _recipe_key() -> str:
@@ -165,16 +163,38 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(f, **arrays)
 
 
+_CACHE_KEYS = ("train", "train_source", "test", "test_source", "train_pool")
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when the file is missing, unreadable or not what the recipe makes."""
+    import zipfile
+
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None  # corrupt cache: rebuilt by the caller and overwritten
+    if set(arrays) != set(_CACHE_KEYS):
+        return None
+    for split in ("train", "test"):
+        a = arrays[split]
+        if a.dtype != np.uint8 or a.ndim != 4 or a.shape[1:] != (TILE, TILE, 3) or len(arrays[f"{split}_source"]) != len(a):
+            return None
+    for a in arrays.values():
+        a.setflags(write=False)
+    return arrays
+
+
 @lru_cache(maxsize=1)
 def _default_arrays() -> dict[str, np.ndarray]:
     """The default tiles: from memory, else the .npz cache, else built (and cached)."""
     path = cache_dir() / f"default-{_recipe_key()}.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError):
-            pass  # corrupt cache: rebuild below and overwrite it
+    cached = _read_cache(path)
+    if cached is not None:
+        return cached
     arrays = _build_default()
     try:
         _atomic_savez(path, arrays)
@@ -219,72 +239,6 @@ def dataset_info() -> dict:
 
 # --------------------------------------------------------------------------- user images
 
-def _warn(path: Path | str, msg: str, depth: int = 0) -> None:
-    """Warn at the caller of ``load_image`` (``depth`` = extra frames in between)."""
-    warnings.warn(f"{path}: {msg}", LabkitDataWarning, stacklevel=3 + depth)
-
-
-def _on_white(im: Image.Image) -> Image.Image:
-    """Composite an image with alpha onto a white background, as RGB."""
-    rgba = im.convert("RGBA")
-    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(bg, rgba).convert("RGB")
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one image as uint8 ``HxWx3`` RGB.
-
-    Other modes are converted with a ``LabkitDataWarning`` naming the file and mode:
-    grey -> replicated to 3 channels; alpha (LA, RGBA, palette with transparency) ->
-    composited onto white; 16-bit (I;16*, I, 16-bit RGB PNG) -> top 8 bits (``>> 8``);
-    CMYK/YCbCr/others -> Pillow's RGB conversion; multi-frame files -> first frame.
-    ICC profiles and EXIF orientation are ignored (stored pixels are used as-is).
-    """
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            if getattr(im, "n_frames", 1) > 1:
-                _warn(path, f"has {im.n_frames} frames; using the first")
-            mode = im.mode
-            rawmodes = [str(getattr(t, "args", "")) for t in (im.tile or [])]
-            im.load()
-            return _to_rgb8(im, mode, rawmodes, path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file; check the path") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(
-            f"{path}: not a readable image ({type(e).__name__}: {e}); pass an image file "
-            "(re-save it as PNG if it is one), or remove it from a data folder"
-        ) from e
-
-
-def _to_rgb8(im: Image.Image, mode: str, rawmodes: list[str], path: Path) -> np.ndarray:
-    """Convert an opened Pillow image to uint8 RGB, warning about any lossy change."""
-    if mode == "RGB":
-        if any(";16" in r for r in rawmodes):
-            _warn(path, "16-bit RGB; reduced to 8 bits per channel (>> 8)", 1)
-        return np.asarray(im, dtype=np.uint8).copy()
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        a = np.asarray(im).astype(np.int64)
-        if a.min() < 0 or a.max() > 65535:
-            raise DataError(f"{path}: mode {mode} values outside 0..65535; convert it to 8-bit "
-                            "RGB PNG first")
-        _warn(path, f"mode {mode} (16-bit grey); reduced to 8-bit RGB (>> 8)", 1)
-        g = (a >> 8).astype(np.uint8)
-        return np.repeat(g[..., None], 3, axis=2)
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-            mode == "P" and "transparency" in im.info):
-        _warn(path, f"mode {mode} has alpha; composited onto white, converted to RGB", 1)
-        return np.asarray(_on_white(im), dtype=np.uint8).copy()
-    if mode in ("L", "1", "P", "CMYK", "YCbCr", "LAB", "HSV"):
-        _warn(path, f"mode {mode}; converted to RGB", 1)
-        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    raise DataError(f"{path}: unsupported image mode {mode}; re-save it as 8-bit RGB PNG")
-
-
 def _sorted_files(files: list[Path]) -> list[Path]:
     """Numeric order (2.png before 10.png) when every stem is an integer, else by name."""
     try:
@@ -319,9 +273,7 @@ def to_tiles(images: Sequence[np.ndarray] | np.ndarray, size: int = TILE,
         raise ValueError(f"mode must be 'grid' or 'center', got {mode!r}")
     out = []
     for i, img in enumerate(images):
-        img = np.asarray(img)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise DataError(f"image {i}: expected uint8 HxWx3, got {img.dtype} {img.shape}")
+        img = as_rgb8(img, name=f"image {i}", stacklevel=3)
         h, w = img.shape[:2]
         if h < size or w < size:
             raise DataError(f"image {i} is {h}x{w}, smaller than the {size}x{size} tile; "
@@ -427,8 +379,7 @@ def get_images(data_dir: str | os.PathLike | None,
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 ``[N,H,W,3]`` -> float32 ``[N,3,H,W]`` in [0, 1] (``[H,W,3]`` -> ``[3,H,W]``)."""
     a = np.asarray(images)
-    if a.dtype != np.uint8 or a.ndim not in (3, 4) or a.shape[-1] != 3:
-        raise ValueError(f"to_tensor expects uint8 [N,H,W,3] or [H,W,3], got {a.dtype} {a.shape}")
+    a = as_rgb8_batch(a, name="to_tensor") if a.ndim == 4 else as_rgb8(a, name="to_tensor", stacklevel=3)
     t = torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3)))
     return t.to(torch.float32).div_(255.0)
 
@@ -457,9 +408,7 @@ class TileDataset(torch.utils.data.Dataset):
 
     def __init__(self, images: np.ndarray, crop: int = TILE, augment: bool = False,
                  seed: int | None = None) -> None:
-        a = np.asarray(images)
-        if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3:
-            raise ValueError(f"TileDataset expects uint8 [N,H,W,3], got {a.dtype} {a.shape}")
+        a = as_rgb8_batch(np.asarray(images), name="TileDataset")
         if a.shape[1] < crop or a.shape[2] < crop:
             raise ValueError(f"images are {a.shape[1]}x{a.shape[2]}, smaller than crop={crop}")
         self.images, self.crop, self.augment, self.seed = a, crop, augment, seed

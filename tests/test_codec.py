@@ -89,9 +89,29 @@ def test_pil_image_input_matches_array(resae, eval_tiles):
         x_ro.setflags(write=False)
         assert resae.encode(x_ro) == from_pil
     assert from_pil == resae.encode(x)
-    # grey H x W arrays are promoted to RGB
+    # grey H x W arrays are promoted to RGB, with the same warning as everywhere
     g = x[:, :, 1].copy()
-    assert resae.encode(g) == resae.encode(np.repeat(g[:, :, None], 3, axis=2))
+    with pytest.warns(LabkitDataWarning, match="grey"):
+        assert resae.encode(g) == resae.encode(np.repeat(g[:, :, None], 3, axis=2))
+
+
+def test_pil_16bit_and_rgba_images_convert_like_files(make_codec, eval_tiles):
+    """Issue 7: Codec.encode(PIL I;16) turned the image almost white and RGBA dropped alpha."""
+    codec = make_codec("ae1", 2)
+    x = eval_tiles[3][:16, :24].copy()
+    grey16 = x[:, :, 1].astype(np.uint16) * 257  # 16-bit grey whose top 8 bits are x's green
+    im16 = Image.fromarray(grey16)
+    assert im16.mode.startswith("I;16")
+    with pytest.warns(LabkitDataWarning, match="16-bit"):
+        data16 = codec.encode(im16)
+    with pytest.warns(LabkitDataWarning, match="grey"):
+        assert data16 == codec.encode(x[:, :, 1])
+    alpha = np.dstack([x, np.full(x.shape[:2], 0, np.uint8)])  # fully transparent: white after compositing
+    with pytest.warns(LabkitDataWarning, match="alpha"):
+        data_rgba = codec.encode(Image.fromarray(alpha, "RGBA"))
+    assert data_rgba == codec.encode(np.full_like(x, 255))
+    with pytest.warns(LabkitDataWarning, match="alpha"):
+        assert codec.encode(alpha) == data_rgba  # arrays take the same path
 
 
 # ----------------------------------------------------------------------------- bpp / header
@@ -183,13 +203,13 @@ def test_decode_with_other_model_names_both(resae, ae2_result):
 
 @pytest.mark.parametrize("image,pattern", [
     (np.zeros((8, 8, 3), np.float32), "expected uint8 pixels, got float32"),
-    (np.zeros((8, 8, 3), np.int64), "expected uint8 pixels, got int64"),
-    (np.zeros((8, 8, 4), np.uint8), r"H x W x 3 RGB image, got an array of shape \(8, 8, 4\)"),
-    (np.zeros((8, 8, 1), np.uint8), r"shape \(8, 8, 1\)"),
+    (np.zeros((8, 8, 5), np.uint8), r"H x W x 3 RGB image .*got an array of shape \(8, 8, 5\)"),
+    (np.zeros((2, 8, 8, 3), np.uint8), r"shape \(2, 8, 8, 3\)"),
     (np.zeros(64, np.uint8), r"shape \(64,\)"),
+    (np.full((8, 8, 3), -1, np.int64), r"values outside 0\.\.65535"),
     (np.zeros((0, 5, 3), np.uint8), r"image size 0x5 is outside 1\.\.65535"),
     (np.zeros((70000, 1, 3), np.uint8), r"image size 70000x1 is outside 1\.\.65535"),
-], ids=["float32", "int64", "rgba", "hw1", "1d", "empty", "too-tall"])
+], ids=["float32", "5ch", "batch", "1d", "negative", "empty", "too-tall"])
 def test_bad_images_rejected(resae, image, pattern):
     with pytest.raises(CodecError, match=pattern):
         resae.encode(image)

@@ -1,8 +1,6 @@
 """labkit.data: user-folder loading, conversions, default dataset, tensors, TileDataset."""
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,81 +18,23 @@ def _rgb(h=16, w=16):
     return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def _write_png16_rgb(path: Path, a: np.ndarray) -> None:
-    """A 16-bit RGB PNG written by hand (Pillow cannot write one)."""
-    h, w, _ = a.shape
-    raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+# ---------------------------------------------------------------- image I/O lives in labkit.imageio
 
-    def chunk(t: bytes, d: bytes) -> bytes:
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+def test_image_io_is_reexported_from_imageio():
+    """data keeps datasets; reading/converting images is labkit.imageio's (tests/test_imageio.py)."""
+    from labkit import imageio
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n"
-                     + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    assert D.load_image is imageio.load
+    assert D.DataError is imageio.DataError and D.LabkitDataWarning is imageio.LabkitDataWarning
 
 
-# ---------------------------------------------------------------- load_image conversions
-
-def test_rgb_png_loads_without_warning(tmp_path, recwarn):
-    a = _rgb()
-    Image.fromarray(a).save(tmp_path / "0.png")
-    out = D.load_image(tmp_path / "0.png")
-    assert out.dtype == np.uint8 and np.array_equal(out, a)
-    assert not [w for w in recwarn if issubclass(w.category, D.LabkitDataWarning)]
-
-
-def test_grey_becomes_rgb_with_warning(tmp_path):
-    g = _rgb()[..., 0]
-    Image.fromarray(g, "L").save(tmp_path / "g.png")
-    with pytest.warns(D.LabkitDataWarning, match=r"g\.png.*mode L"):
-        out = D.load_image(tmp_path / "g.png")
-    assert out.shape == (16, 16, 3) and np.array_equal(out[..., 1], g)
-
-
-def test_rgba_composited_on_white(tmp_path):
-    a = np.zeros((4, 4, 4), np.uint8)
-    a[..., 0] = 200
-    a[0, 0, 3] = 255                      # one opaque red pixel, the rest transparent
-    Image.fromarray(a, "RGBA").save(tmp_path / "a.png")
-    with pytest.warns(D.LabkitDataWarning, match="RGBA"):
-        out = D.load_image(tmp_path / "a.png")
-    assert out[0, 0].tolist() == [200, 0, 0] and out[1, 1].tolist() == [255, 255, 255]
-
-
-def test_grey_alpha_and_palette(tmp_path):
-    Image.fromarray(np.dstack([np.full((4, 4), 100, np.uint8)] + [np.full((4, 4), 255, np.uint8)]), "LA").save(tmp_path / "la.png")
-    Image.fromarray(_rgb()).convert("P").save(tmp_path / "p.png")
-    with pytest.warns(D.LabkitDataWarning, match="LA"):
-        assert D.load_image(tmp_path / "la.png")[0, 0].tolist() == [100] * 3
-    with pytest.warns(D.LabkitDataWarning, match="mode P"):
-        assert D.load_image(tmp_path / "p.png").shape == (16, 16, 3)
-
-
-def test_16bit_grey_and_rgb_scaled_not_clipped(tmp_path):
-    g = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)   # 0..65535
-    Image.fromarray(g).save(tmp_path / "g16.png")
-    with pytest.warns(D.LabkitDataWarning, match="I;16"):
-        out = D.load_image(tmp_path / "g16.png")
-    assert np.array_equal(out[..., 2], (g >> 8).astype(np.uint8))
-    c = RNG.integers(0, 65536, (8, 8, 3)).astype(np.uint16)
-    _write_png16_rgb(tmp_path / "c16.png", c)
-    with pytest.warns(D.LabkitDataWarning, match="16-bit RGB"):
-        out = D.load_image(tmp_path / "c16.png")
-    assert np.array_equal(out, (c >> 8).astype(np.uint8))
-
-
-def test_cmyk_jpeg_to_rgb(tmp_path):
-    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(tmp_path / "k.jpg", quality=95)
-    with pytest.warns(D.LabkitDataWarning, match="CMYK"):
-        out = D.load_image(tmp_path / "k.jpg")
-    assert out.shape == (8, 8, 3) and out[4, 4, 0] > 200 and out[4, 4, 1] < 60
-
-
-def test_unreadable_file_is_data_error_naming_it(tmp_path):
-    (tmp_path / "0.png").write_bytes(b"not an image")
-    with pytest.raises(D.DataError, match=r"0\.png.*not a readable image") as e:
-        D.load_image(tmp_path / "0.png")
-    assert isinstance(e.value, ValueError)
+def test_to_tiles_converts_through_as_rgb8():
+    g = RNG.integers(0, 256, (128, 128), dtype=np.uint8)
+    with pytest.warns(D.LabkitDataWarning, match="image 0: grey"):
+        t = D.to_tiles([g])
+    assert t.shape == (1, 128, 128, 3) and np.array_equal(t[0, :, :, 2], g)
+    with pytest.raises(D.DataError, match="image 0: expected uint8 pixels, got float64"):
+        D.to_tiles([np.zeros((128, 128, 3))])
 
 
 # ---------------------------------------------------------------- folders
@@ -183,6 +123,26 @@ def test_default_dataset_build_cache_and_reuse(fresh_cache, monkeypatch):
     assert np.array_equal(D.default_dataset("test"), test)
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "wrong-keys"])
+def test_corrupt_cache_is_rebuilt(fresh_cache, damage):
+    """A damaged .npz (cut short, overwritten, empty, other content) is rebuilt, not fatal."""
+    good = D.default_dataset("test")
+    path = next(fresh_cache.glob("default-*.npz"))
+    whole = path.read_bytes()
+    if damage == "garbage":
+        path.write_bytes(b"\x00" * 100)
+    elif damage == "truncated":
+        path.write_bytes(whole[: len(whole) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        np.savez(path, something=np.zeros(3))
+    D._default_arrays.cache_clear()
+    assert np.array_equal(D.default_dataset("test"), good)
+    assert path.read_bytes() == whole, "the rebuilt cache was written back"
+    assert not list(fresh_cache.glob("*.tmp*")) and not list(fresh_cache.glob(".*"))
+
+
 def test_default_dataset_deterministic_and_disjoint():
     a, b = D._build_default(), D._build_default()
     for k in a:
@@ -229,5 +189,7 @@ def test_tile_dataset_shape_and_seeded_augment():
     a = D.TileDataset(x, augment=True)[0]
     torch.manual_seed(0)
     assert torch.equal(D.TileDataset(x, augment=True)[0], a)
+    with pytest.raises(ValueError, match="TileDataset"):
+        D.TileDataset(x.astype(np.float32))
     plain = D.TileDataset(x)[0]
     assert torch.equal(plain, D.to_tensor(x[0, 16:144, 8:136]))

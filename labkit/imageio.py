@@ -1,0 +1,248 @@
+"""Image I/O: one conversion path from files, PIL images and arrays to 8-bit RGB.
+
+Every entry point (the codec, the command line, user data folders) goes through
+:func:`as_rgb8`, so an image is converted the same way, with the same warning,
+wherever it comes from:
+
+* 8-bit RGB is used as is (no warning);
+* grey (``L``, ``1``, ``H x W`` or ``H x W x 1`` arrays) is replicated to 3 channels;
+* alpha (``RGBA``, ``LA``, ``PA``, palette with transparency, ``H x W x 4`` / ``x 2``
+  arrays) is composited onto white;
+* palette, CMYK, YCbCr, ... go through Pillow's RGB conversion;
+* 16-bit (``I;16*``, ``I``, 16-bit RGB PNG, ``uint16`` arrays) keeps the top 8 bits
+  (``>> 8``);
+* multi-frame files: the first frame.
+
+Each lossy or structural change emits one :class:`LabkitDataWarning` naming the
+source and what was done.  Anything that cannot be read or converted raises
+:class:`DataError` saying what was wrong and what to do.  ICC profiles and EXIF
+orientation are ignored (the stored pixels are used as they are).
+
+This module imports neither torch nor the compiled coder.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["DataError", "LabkitDataWarning", "as_rgb8", "as_rgb8_batch", "load", "save", "image_format"]
+
+_GREY16 = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+_VIA_PILLOW = ("L", "1", "P", "CMYK", "YCbCr", "LAB", "HSV")
+
+
+class DataError(ValueError):
+    """An image or folder could not be used; the message names it and says what to do."""
+
+
+class LabkitDataWarning(UserWarning):
+    """An image was usable only after a conversion (mode, bit depth, alpha, frames)."""
+
+
+def _warn(source: str, msg: str, stacklevel: int) -> None:
+    warnings.warn(f"{source}: {msg}", LabkitDataWarning, stacklevel=stacklevel + 1)
+
+
+def _is_pil(image: Any) -> bool:
+    return hasattr(image, "mode") and hasattr(image, "convert") and hasattr(image, "getbands")
+
+
+def as_rgb8(image: Any, *, name: str | None = None, stacklevel: int = 2) -> np.ndarray:
+    """Convert an image to a C-contiguous uint8 ``H x W x 3`` RGB array.
+
+    Parameters
+    ----------
+    image : path, PIL.Image.Image or array-like
+        A file path (``str`` / ``os.PathLike``) read with Pillow, an opened PIL image,
+        or an array: ``H x W`` (grey), ``H x W x 1`` (grey), ``H x W x 2`` (grey + alpha),
+        ``H x W x 3`` (RGB) or ``H x W x 4`` (RGBA), of dtype uint8 or uint16.
+    name : str, optional
+        How warnings and errors name the image (default: the path, ``"PIL image"`` or
+        ``"array"``).
+    stacklevel : int
+        Where warnings point (2 = the caller of ``as_rgb8``).
+
+    Returns
+    -------
+    np.ndarray
+        uint8 ``H x W x 3``; the input itself when it already is one and is contiguous.
+
+    Raises
+    ------
+    DataError
+        Unreadable files, unsupported modes, float or signed arrays, wrong shapes.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return load(image, stacklevel=stacklevel + 1)
+    if _is_pil(image):
+        return _pil_to_rgb8(image, [], name or "PIL image", stacklevel + 1)
+    return _array_to_rgb8(image, name or "array", stacklevel + 1)
+
+
+def as_rgb8_batch(images: Any, *, name: str = "images") -> np.ndarray:
+    """A uint8 ``[N, H, W, 3]`` array from one such array or a sequence of same-sized images.
+
+    A ``[N, H, W, 3]`` uint8 array is returned as is; anything else is converted image
+    by image with :func:`as_rgb8` (``DataError`` when the sizes differ).
+    """
+    a = images if isinstance(images, np.ndarray) else None
+    if a is not None and a.dtype == np.uint8 and a.ndim == 4 and a.shape[-1] == 3:
+        return a
+    if a is not None and a.ndim == 4 and a.dtype.kind in "ui":
+        items: Sequence[Any] = list(a)
+    elif a is not None:
+        raise DataError(f"{name}: expected a batch of images [N, H, W, 3] (uint8), got {a.dtype} {a.shape}")
+    else:
+        items = list(images)
+    out = [as_rgb8(im, name=f"{name}[{i}]", stacklevel=3) for i, im in enumerate(items)]
+    if not out:
+        raise DataError(f"{name}: no images")
+    if len({im.shape for im in out}) > 1:
+        raise DataError(f"{name}: images differ in size ({sorted({im.shape[:2] for im in out})}); "
+                        "cut them to one size first (labkit.data.to_tiles)")
+    return np.stack(out)
+
+
+def _array_to_rgb8(image: Any, source: str, stacklevel: int) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.dtype.kind == "f" or arr.dtype.kind == "b" or arr.dtype.kind not in "ui":
+        raise DataError(f"{source}: expected uint8 pixels, got {arr.dtype}; convert with labkit.data.to_uint8 "
+                        "(floats in [0, 1]) or np.uint8")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
+        raise DataError(f"{source}: expected an H x W x 3 RGB image (or H x W grey, H x W x 4 RGBA), "
+                        f"got an array of shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
+            raise DataError(f"{source}: {arr.dtype} values outside 0..65535; scale them to 8 bits (np.uint8) first")
+        if arr.dtype.itemsize == 1:  # int8 >= 0
+            arr = arr.astype(np.uint8)
+        else:
+            _warn(source, f"{arr.dtype} pixels taken as 16-bit; reduced to 8 bits (>> 8)", stacklevel)
+            arr = (arr.astype(np.uint32) >> 8).astype(np.uint8)
+    if arr.ndim == 2:
+        _warn(source, "grey (H x W); replicated to RGB", stacklevel)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if arr.shape[2] in (2, 4):
+        _warn(source, f"{arr.shape[2]} channels with alpha; composited onto white, converted to RGB", stacklevel)
+        return _composite_on_white(arr)
+    return np.ascontiguousarray(arr)
+
+
+def _composite_on_white(arr: np.ndarray) -> np.ndarray:
+    """uint8 ``H x W x (2|4)`` (colour + alpha) over white, with Pillow's rounding."""
+    from PIL import Image
+
+    rgba = arr if arr.shape[2] == 4 else np.concatenate([np.repeat(arr[:, :, :1], 3, axis=2), arr[:, :, 1:]], axis=2)
+    return _on_white(Image.fromarray(np.ascontiguousarray(rgba), "RGBA"))
+
+
+def _on_white(im: Any) -> np.ndarray:
+    """Composite a PIL image with alpha onto a white background: uint8 RGB array."""
+    from PIL import Image
+
+    rgba = im.convert("RGBA")
+    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"), dtype=np.uint8).copy()
+
+
+def _pil_to_rgb8(im: Any, rawmodes: list[str], source: str, stacklevel: int) -> np.ndarray:
+    """Convert an opened Pillow image to uint8 RGB, warning about any change."""
+    mode = im.mode
+    if mode == "RGB":
+        if any(";16" in r for r in rawmodes):
+            _warn(source, "16-bit RGB; reduced to 8 bits per channel (>> 8)", stacklevel)
+        return np.asarray(im, dtype=np.uint8).copy()
+    if mode in _GREY16:
+        a = np.asarray(im).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise DataError(f"{source}: mode {mode} values outside 0..65535; convert it to 8-bit RGB PNG first")
+        _warn(source, f"mode {mode} (16-bit grey); reduced to 8-bit RGB (>> 8)", stacklevel)
+        return np.ascontiguousarray(np.repeat((a >> 8).astype(np.uint8)[..., None], 3, axis=2))
+    if mode in _ALPHA or (mode == "P" and "transparency" in im.info):
+        _warn(source, f"mode {mode} has alpha; composited onto white, converted to RGB", stacklevel)
+        return _on_white(im)
+    if mode in _VIA_PILLOW:
+        _warn(source, f"mode {mode}; converted to RGB", stacklevel)
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+    raise DataError(f"{source}: unsupported image mode {mode}; re-save it as 8-bit RGB PNG")
+
+
+def load(path: str | os.PathLike[str], *, stacklevel: int = 2) -> np.ndarray:
+    """Read one image file as uint8 ``H x W x 3`` RGB (any format Pillow reads; see the module doc).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+    stacklevel : int
+        Where conversion warnings point (2 = the caller of ``load``).
+
+    Returns
+    -------
+    np.ndarray
+        uint8 ``H x W x 3``.
+
+    Raises
+    ------
+    DataError
+        Missing file, not an image, unsupported mode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            if getattr(im, "n_frames", 1) > 1:
+                _warn(str(path), f"has {im.n_frames} frames; using the first", stacklevel)
+            rawmodes = [str(getattr(t, "args", "")) for t in (im.tile or [])]
+            im.load()
+            return _pil_to_rgb8(im, rawmodes, str(path), stacklevel + 1)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not an image file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e}); pass an image file "
+                        "(re-save it as PNG if it is one), or remove it from a data folder") from e
+
+
+def image_format(path: str | os.PathLike[str]) -> str:
+    """Pillow's format name for ``path``'s suffix; ``DataError`` when the suffix names no writable format."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise DataError(f"cannot tell the image format from {Path(path).name!r}; use a suffix such as .png")
+    return fmt
+
+
+def save(image: Any, path: str | os.PathLike[str], **options: Any) -> None:
+    """Write an image atomically in the format named by ``path``'s suffix.
+
+    Parameters
+    ----------
+    image : array-like or PIL image
+        Anything :func:`as_rgb8` accepts (it is converted first).
+    path : str or os.PathLike
+        Destination; written through :func:`labkit.atomic.atomic_path` (a failure leaves
+        any existing file untouched and no temp file behind).
+    **options
+        Passed to ``PIL.Image.Image.save`` (e.g. ``quality``).
+    """
+    from PIL import Image
+
+    from .atomic import atomic_path
+
+    fmt = image_format(path)
+    rgb = as_rgb8(image, stacklevel=3)
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb, "RGB").save(tmp, format=fmt, **options)
