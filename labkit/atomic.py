@@ -1,24 +1,135 @@
 """Write files atomically: a temp file in the target folder, fsync, then ``os.replace``.
 
-A crash or a bad input never leaves a half-written output behind.
+A crash, a bad input or a termination signal never leaves a half-written output or a
+stray temp file behind, and a write never replaces something that is not a plain file:
+
+* the target must be absent or a regular file: a symlink, FIFO, device, socket or
+  folder at the output path is refused (``os.replace`` would silently put a file in
+  its place, e.g. replace ``/dev/null`` when run as root);
+* the target must not be the input being read (``source=``): ``encode a.png a.png``
+  is refused before anything is written;
+* while a temp file exists, SIGTERM and SIGHUP remove it before the process ends the
+  way it would have without labkit (the previous handler runs, or the default action).
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+__all__ = ["WriteError", "atomic_path", "check_target", "write_bytes", "write_text"]
 
 
 class WriteError(OSError):
     """An output could not be written; the message names the file and what to do."""
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed."""
+_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+_PENDING: set[Path] = set()
+_PREVIOUS: dict[int, Any] = {}
+_LOCK = threading.Lock()
+
+
+def _remove_pending() -> None:
+    for p in list(_PENDING):
+        with contextlib.suppress(OSError):
+            os.unlink(p)
+        _PENDING.discard(p)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """Remove every pending temp file, then let the signal do what it did before."""
+    _remove_pending()
+    previous = _PREVIOUS.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _track(tmp: Path) -> None:
+    with _LOCK:
+        if not _PENDING and threading.current_thread() is threading.main_thread():
+            for s in _SIGNALS:
+                try:
+                    prev = signal.getsignal(s)
+                    if prev is signal.SIG_IGN:
+                        continue
+                    _PREVIOUS[s] = prev
+                    signal.signal(s, _on_signal)
+                except (ValueError, OSError):  # not settable here
+                    pass
+        _PENDING.add(tmp)
+
+
+def _untrack(tmp: Path) -> None:
+    with _LOCK:
+        _PENDING.discard(tmp)
+        if not _PENDING and threading.current_thread() is threading.main_thread():
+            for s, prev in list(_PREVIOUS.items()):
+                with contextlib.suppress(ValueError, OSError, TypeError):
+                    if signal.getsignal(s) is _on_signal:
+                        signal.signal(s, prev if prev is not None else signal.SIG_DFL)
+                _PREVIOUS.pop(s, None)
+
+
+def check_target(path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None) -> Path:
+    """Raise :class:`WriteError` unless ``path`` may be (re)written as a regular file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output path.
+    source : str or os.PathLike, optional
+        The input being read; writing over it is refused.
+
+    Returns
+    -------
+    Path
+        ``path`` as a ``Path``.
+    """
     target = Path(path)
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as err:
+        raise WriteError(f"cannot write {target}: {err.strerror or err}; choose another output path") from err
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        kind = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode)
+                else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise WriteError(f"refusing to write {target}: it is {kind}, which a write would replace; "
+                         "choose a regular file name")
+    if source is not None and st is not None:
+        try:
+            same = os.path.samefile(source, target)
+        except OSError:
+            same = False
+        if same:
+            raise WriteError(f"refusing to write {target}: it is the input file; choose another output name")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final output; must be absent or a regular file (see :func:`check_target`).
+    source : str or os.PathLike, optional
+        The input file the output is made from; writing over it is refused.
+    """
+    target = check_target(path, source)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
@@ -26,15 +137,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise WriteError(f"cannot write {target}: {err.strerror or err}; choose a folder you can write to") from err
     os.close(fd)
     tmp_path = Path(tmp)
+    _track(tmp_path)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+        check_target(target, source)  # still a regular file (or absent) right before replacing it
         os.replace(tmp_path, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        _untrack(tmp_path)
 
 
 def _umask() -> int:
@@ -43,12 +157,12 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Atomically write ``data`` to ``path``."""
-    with atomic_path(path) as tmp:
+def write_bytes(path: str | os.PathLike[str], data: bytes, *, source: str | os.PathLike[str] | None = None) -> None:
+    """Atomically write ``data`` to ``path`` (never over ``source`` or a non-regular file)."""
+    with atomic_path(path, source=source) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path: str | os.PathLike[str], text: str) -> None:
+def write_text(path: str | os.PathLike[str], text: str, *, source: str | os.PathLike[str] | None = None) -> None:
     """Atomically write UTF-8 ``text`` to ``path``."""
-    write_bytes(path, text.encode("utf-8"))
+    write_bytes(path, text.encode("utf-8"), source=source)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import bitstream, coder, quant, settings, spec
-from .atomic import write_bytes
+from .atomic import check_target, write_bytes
 from .bitstream import Header
 from .imageio import DataError, as_rgb8
 from .inference import decode_tiled, encode_tiled, optimize_for_inference
@@ -284,8 +284,9 @@ class Codec:
         """Read any image Pillow can open, write ``dst`` atomically; return the file size in bytes."""
         from . import imageio
 
+        check_target(dst, source=src)  # refuse before the work, not after
         data = self.encode(imageio.load(src))
-        write_bytes(dst, data)
+        write_bytes(dst, data, source=src)
         return len(data)
 
 
@@ -311,12 +312,13 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
         imageio.image_format(dst)  # fail before decoding, not after
     except DataError as err:
         raise CodecError(str(err)) from None
+    check_target(dst, source=src)
     try:
         data = Path(src).read_bytes()
     except OSError as err:
         raise CodecError(f"cannot read {src}: {err.strerror or err}") from err
     image = decode(data, weights_dir)
-    imageio.save(image, dst)
+    imageio.save(image, dst, source=src)
     return image
 
 

@@ -225,7 +225,8 @@ def image_format(path: str | os.PathLike[str]) -> str:
     return fmt
 
 
-def save(image: Any, path: str | os.PathLike[str], **options: Any) -> None:
+def save(image: Any, path: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None,
+         **options: Any) -> None:
     """Write an image atomically in the format named by ``path``'s suffix.
 
     Parameters
@@ -234,7 +235,10 @@ def save(image: Any, path: str | os.PathLike[str], **options: Any) -> None:
         Anything :func:`as_rgb8` accepts (it is converted first).
     path : str or os.PathLike
         Destination; written through :func:`labkit.atomic.atomic_path` (a failure leaves
-        any existing file untouched and no temp file behind).
+        any existing file untouched and no temp file behind); a symlink, FIFO or device
+        there is refused with ``labkit.atomic.WriteError``.
+    source : str or os.PathLike, optional
+        The input the image was made from; writing over it is refused.
     **options
         Passed to ``PIL.Image.Image.save`` (e.g. ``quality``).
     """
@@ -244,5 +248,5 @@ def save(image: Any, path: str | os.PathLike[str], **options: Any) -> None:
 
     fmt = image_format(path)
     rgb = as_rgb8(image, stacklevel=3)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, source=source) as tmp:
         Image.fromarray(rgb, "RGB").save(tmp, format=fmt, **options)

@@ -1,0 +1,128 @@
+"""labkit.atomic: all-or-nothing writes that never replace a non-regular file or the input, and clean up on SIGTERM."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from labkit.atomic import WriteError, atomic_path, check_target, write_bytes
+
+
+def _listing(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_write_replaces_regular_file_and_leaves_no_temp(tmp_path):
+    write_bytes(tmp_path / "a.bin", b"one")
+    write_bytes(tmp_path / "a.bin", b"two")
+    assert (tmp_path / "a.bin").read_bytes() == b"two"
+    assert _listing(tmp_path) == {"a.bin"}
+
+
+def test_symlink_is_never_replaced(tmp_path):
+    (tmp_path / "real.txt").write_text("keep")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
+    with pytest.raises(WriteError, match="symbolic link"):
+        write_bytes(tmp_path / "link.txt", b"new")
+    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "real.txt").read_text() == "keep"
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(WriteError, match="symbolic link"):
+        write_bytes(tmp_path / "dangling", b"new")
+    assert _listing(tmp_path) == {"real.txt", "link.txt", "dangling"}
+
+
+def test_fifo_folder_and_device_are_refused(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(WriteError, match="FIFO"):
+        write_bytes(tmp_path / "pipe", b"x")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(WriteError, match="folder"):
+        write_bytes(tmp_path / "dir", b"x")
+    with pytest.raises(WriteError, match="device"):
+        check_target("/dev/null")  # checked only: nothing is written
+    assert _listing(tmp_path) == {"pipe", "dir"}
+
+
+def test_input_file_is_never_overwritten(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"source")
+    with pytest.raises(WriteError, match="is the input file"):
+        write_bytes(tmp_path / "a.png", b"x", source=tmp_path / "a.png")
+    os.link(tmp_path / "a.png", tmp_path / "hard.png")  # another name for the same file
+    with pytest.raises(WriteError, match="is the input file"):
+        write_bytes(tmp_path / "hard.png", b"x", source=tmp_path / "a.png")
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(WriteError, match="is the input file"):
+        write_bytes(tmp_path / "sub" / ".." / "a.png", b"x", source=tmp_path / "a.png")
+    assert (tmp_path / "a.png").read_bytes() == b"source"
+    assert _listing(tmp_path) == {"a.png", "hard.png", "sub"}
+    write_bytes(tmp_path / "b.png", b"x", source=tmp_path / "a.png")  # another output is fine
+
+
+def test_codec_encode_file_refuses_its_input(tmp_path, eval_tiles):
+    import labkit.codec
+    from PIL import Image
+
+    Image.fromarray(eval_tiles[0][:16, :16].copy()).save(tmp_path / "a.png")
+    before = (tmp_path / "a.png").read_bytes()
+    with pytest.raises(WriteError, match="is the input file"):
+        labkit.codec.encode_file(tmp_path / "a.png", tmp_path / "a.png", model="ae1")
+    assert (tmp_path / "a.png").read_bytes() == before
+
+
+def test_error_inside_keeps_old_file(tmp_path):
+    (tmp_path / "out").write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "out") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("boom")
+    assert (tmp_path / "out").read_bytes() == b"old" and _listing(tmp_path) == {"out"}
+
+
+_CHILD = textwrap.dedent("""
+    import signal, sys, time
+    from pathlib import Path
+    from labkit.atomic import atomic_path
+    if sys.argv[2] == "handler":
+        def mine(signum, frame):
+            print("own handler ran", flush=True)
+            sys.exit(7)
+        signal.signal(signal.SIGTERM, mine)
+    with atomic_path(Path(sys.argv[1]) / "out.bin") as tmp:
+        tmp.write_bytes(b"partial")
+        print("writing", flush=True)
+        time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("previous", ["default", "handler"])
+def test_sigterm_mid_write_removes_the_temp_file(tmp_path, previous):
+    (tmp_path / "out.bin").write_bytes(b"old")
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path), previous],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+        assert any(n.endswith(".tmp.bin") for n in _listing(tmp_path)), "the child is mid-write"
+        child.send_signal(signal.SIGTERM)
+        rest = child.communicate(timeout=30)[0]
+    finally:
+        if child.poll() is None:
+            child.kill()
+    if previous == "default":
+        assert child.returncode == -signal.SIGTERM  # ended by the signal, as without labkit
+    else:
+        assert child.returncode == 7 and "own handler ran" in rest  # the program's own handler still runs
+    assert _listing(tmp_path) == {"out.bin"}, "no temp file left"
+    assert (tmp_path / "out.bin").read_bytes() == b"old"
+
+
+def test_signal_handler_is_restored_after_the_write(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    with atomic_path(tmp_path / "x") as tmp:
+        assert signal.getsignal(signal.SIGTERM) is not before
+        tmp.write_bytes(b"1")
+    assert signal.getsignal(signal.SIGTERM) is before
