@@ -64,10 +64,10 @@ def _add_bits(p: argparse.ArgumentParser, default: int, what: str = "bits per la
 
 
 def _add_context(p: argparse.ArgumentParser) -> None:
-    from .coder import CONTEXT_MODES  # the compiled coder's list (numpy, no torch)
+    from .bitstream import CONTEXT_IDS  # the modes a file can hold (= coder.CONTEXT_MODES, tested); no numpy
     from .spec import DEFAULT_CONTEXT
 
-    p.add_argument("--context", default=DEFAULT_CONTEXT, choices=CONTEXT_MODES,
+    p.add_argument("--context", default=DEFAULT_CONTEXT, choices=tuple(CONTEXT_IDS),
                    help="coder context mode (default %(default)s)")
 
 
