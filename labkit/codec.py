@@ -93,7 +93,7 @@ def load_pretrained(name: str, weights_dir: str | os.PathLike[str] | None = None
     if not (path / "model.pt").is_file():
         have = ", ".join(available_weights(root)) or "none"
         raise CodecError(f"no pretrained weights named {name!r} in {root} (available: {have}); "
-                         "train one with `python -m labkit.train` or pick an available name")
+                         "train one with `labkit train` or pick an available name")
     return load_checkpoint_file(path)
 
 
