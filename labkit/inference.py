@@ -2,6 +2,8 @@
 
 * BatchNorm (eval mode) is folded into the preceding convolution, where one directly
   precedes it (in a ``Sequential``, or a ResBlock's ``convN``/``bnN`` pair);
+* a nearest x2 upsampling followed by a 3x3 convolution becomes one transposed
+  convolution (kernel 4, stride 2), 2.25x fewer multiply-adds;
 * weights are stored channels-last, which oneDNN runs markedly faster on CPU.
 
 Outputs match the original model to float rounding (checked by tests).
@@ -17,21 +19,28 @@ import torch
 from torch import nn
 
 
-def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A Conv2d computing ``bn(conv(x))`` (eval-mode BN statistics)."""
+_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+def _fold(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> nn.Module:
+    """A convolution computing ``bn(conv(x))`` (eval-mode BN statistics)."""
     fused = copy.deepcopy(conv)
     scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    fused.weight = nn.Parameter(conv.weight.detach() * scale.reshape(-1, 1, 1, 1))
+    shape = (1, -1, 1, 1) if isinstance(conv, nn.ConvTranspose2d) else (-1, 1, 1, 1)  # output-channel axis
+    if isinstance(conv, nn.ConvTranspose2d) and conv.groups != 1:
+        raise ValueError("cannot fold BatchNorm into a grouped transposed convolution")
+    fused.weight = nn.Parameter(conv.weight.detach() * scale.reshape(shape))
     bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
     fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias.detach())
     return fused
 
 
 def _last_conv(module: nn.Module) -> tuple[nn.Module, str] | None:
-    """(parent, attribute) of the Conv2d a module ends with, if it ends with one."""
-    if isinstance(module, nn.Conv2d):
+    """(parent, attribute) of the convolution a module ends with, if it ends with one."""
+    if isinstance(module, _CONVS):
         return None
-    if isinstance(module, nn.Sequential) and len(module) and isinstance(module[-1], nn.Conv2d):
+    if isinstance(module, nn.Sequential) and len(module) and isinstance(module[-1], _CONVS) \
+            and not (isinstance(module[-1], nn.ConvTranspose2d) and module[-1].groups != 1):
         return module, str(len(module) - 1)
     return None
 
@@ -47,7 +56,7 @@ def fold_batchnorm(module: nn.Module) -> int:
             first, second = module._modules[a], module._modules[b]
             if not isinstance(second, nn.BatchNorm2d):
                 continue
-            if isinstance(first, nn.Conv2d):
+            if isinstance(first, nn.Conv2d) or (isinstance(first, nn.ConvTranspose2d) and first.groups == 1):
                 module._modules[a] = _fold(first, second)
             else:
                 hit = _last_conv(first)
@@ -66,11 +75,75 @@ def fold_batchnorm(module: nn.Module) -> int:
     return folded
 
 
+#: Rows of the 3 x 3 -> 4 x 4 map below: nearest x2 upsampling followed by a 3x3 convolution
+#: (padding 1) reads, for output row 2m, input rows m-1 (tap 0) and m (taps 1+2), and for row
+#: 2m+1 rows m (taps 0+1) and m+1 (tap 2): a transposed convolution, kernel 4, stride 2, padding 1.
+_NEAREST2_TO_TRANSPOSE = torch.tensor([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=torch.float64)
+
+
+def _is_nearest_x2(m: nn.Module) -> bool:
+    if not isinstance(m, nn.Upsample) or m.mode != "nearest" or m.size is not None:
+        return False
+    f = m.scale_factor
+    return all(float(v) == 2.0 for v in (f if isinstance(f, tuple) else (f,)))
+
+
+def _plain_conv3(m: nn.Module) -> bool:
+    return (isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1)
+            and m.dilation == (1, 1) and m.groups == 1 and m.padding_mode == "zeros")
+
+
+def _as_transpose(conv: nn.Conv2d) -> nn.ConvTranspose2d:
+    """The ConvTranspose2d(k=4, s=2, p=1) computing ``conv(upsample_nearest_x2(x))``."""
+    t = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, 4, stride=2, padding=1,
+                           bias=conv.bias is not None)
+    m = _NEAREST2_TO_TRANSPOSE
+    w = torch.einsum("ak,oikl,bl->ioab", m, conv.weight.detach().to(torch.float64), m)
+    t.weight = nn.Parameter(w.to(conv.weight.dtype))
+    if conv.bias is not None:
+        t.bias = nn.Parameter(conv.bias.detach().clone())
+    return t
+
+
+def fuse_nearest_upsampling(module: nn.Module) -> int:
+    """Replace every ``Upsample(x2, nearest)`` + ``Conv2d(3x3, pad 1)`` pair by one transposed conv, in place.
+
+    The transposed convolution reads a 2 x 2 input window per output pixel instead of a
+    3 x 3 window of the 4x larger upsampled tensor: 16 instead of 36 multiply-adds per
+    input pixel and channel pair, and the upsampled tensor is never made.  Same output
+    up to float rounding (weights are summed in float64).  Returns the count.
+    """
+    fused = 0
+    for child in module.children():
+        fused += fuse_nearest_upsampling(child)
+    if isinstance(module, nn.Sequential):
+        names = list(module._modules)
+        for a, b in zip(names, names[1:]):
+            first, second = module._modules[a], module._modules[b]
+            if _is_nearest_x2(first) and _plain_conv3(second):
+                module._modules[a] = _as_transpose(second)
+                module._modules[b] = nn.Identity()
+                fused += 1
+    return fused
+
+
 def optimize_for_inference(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` with BatchNorm folded and channels-last weights."""
+    """An eval-mode copy of ``model``: BatchNorm folded, nearest upsampling fused, channels-last weights.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A trained model (left untouched).
+
+    Returns
+    -------
+    nn.Module
+        A copy computing the same function up to float rounding (tests check it).
+    """
     fast = copy.deepcopy(model).eval()
     with torch.no_grad():
         fold_batchnorm(fast)
+        fuse_nearest_upsampling(fast)
     for p in fast.parameters():
         p.requires_grad_(False)
     return fast.to(memory_format=torch.channels_last)
@@ -120,8 +193,8 @@ def receptive_radius(net: nn.Module) -> float:
             radius += _reach(k, p) * jump
             jump *= s
         elif isinstance(m, nn.ConvTranspose2d):
-            s = m.stride[0]
-            radius += (-(-max(m.kernel_size) // s) + 1) * jump
+            k, s, p = max(m.kernel_size), max(m.stride), max(m.padding)
+            radius += -(-max(k - 1 - p, p) // s) * jump
             jump /= s
         elif isinstance(m, nn.Upsample):
             radius += jump
