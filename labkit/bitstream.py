@@ -4,38 +4,66 @@ Every byte of the file counts in bpp, so the header is packed by hand.  Layout
 (little-endian, offsets in bytes)::
 
     0   2  magic            b"LK"
-    2   1  version          FORMAT_VERSION (1)
+    2   1  version          FORMAT_VERSION (2); version 1 is still read
     3   1  model id         MODEL_IDS (ae1=1, ae2=2, resae=3, ...)
-    4   1  b | context      high nibble: b - 1 (b = 1..8); low nibble: context mode id
-    5   1  log2 downsample  low 4 bits: k, the network's total stride is 2**k
+    4   1  b | context      high nibble: b - 1 (b in labkit.spec.BITS, 1..8); low nibble: context mode id
+    5   1  log2 downsample  low nibble: k (0..15), the network's total stride is 2**k;
+                            high nibble: payload length modulo 16 (version 2; 0 in version 1)
     6   2  height           original image height in pixels (1..65535)
     8   2  width            original image width in pixels (1..65535)
     10  1  latent channels  C (1..255)
     11  4  ymax             float32, the per-image latent maximum used to dequantize
     15  1  increment        coder model: count added per coded symbol (1..255)
     16  2  limit            coder model: halve the counts when their total exceeds this
+                            (2**b + increment .. MAX_LIMIT = 65535, what the coder accepts)
     18  4  crc32            CRC-32 of bytes 0..17 and of the whole payload
     22  .. payload          labkit.coder bytes for C x ceil(H/2**k) x ceil(W/2**k) symbols
 
 The latent shape is derived, not stored: ``(C, ceil(H / 2**k), ceil(W / 2**k))``.
 The CRC covers header and payload, so truncation and bit flips are caught before
-any decoding is attempted.
+any decoding is attempted.  :func:`unpack` accepts exactly the field values
+:func:`pack` can write.  A file whose CRC was recomputed after its payload was cut
+or extended is caught twice over, at no cost in bytes: by :func:`unpack` when the
+length changed by anything but a multiple of 16 (the spare nibble of byte 5 holds
+the payload length modulo 16), and by :func:`decode_symbols`, where the range decoder
+reports where the coded data ends, which must be where the payload ends (this
+catches all but about 0.2-1.5 % of cuts/extensions, measured; see the tests).
+
+Versions: 2 (written now) terminates the payload with exactly one byte and keeps
+trailing zero bytes, so its end can be checked; version 1 (labkit before
+2026-11-26) dropped trailing zero bytes.  Both are read; version-1 payloads get the
+weaker check that they are not longer than their coded data.  Model-specific checks
+(stride and channel count against the named model, the pixel cap) are
+``labkit.codec``'s job.
 """
 from __future__ import annotations
 
 import math
+import numbers
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 MAGIC = b"LK"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions :func:`unpack` reads (only ``FORMAT_VERSION`` is written).
+READ_VERSIONS: tuple[int, ...] = (1, 2)
+#: Largest coder ``limit`` the 16-bit field holds; equals ``labkit.coder.MAX_LIMIT`` (tested).
+MAX_LIMIT = 0xFFFF
+MAX_INCREMENT = 0xFF
 _BODY = struct.Struct("<2sBBBBHHBfBH")  # everything before the CRC
 _CRC = struct.Struct("<I")
 HEADER_SIZE = _BODY.size + _CRC.size  # 22 bytes
 
 #: Model name <-> one-byte id stored in the header.  Append only: ids are forever.
-MODEL_IDS: dict[str, int] = {"ae1": 1, "ae2": 2, "resae": 3, "resae-ps": 4, "resae-wide": 5}
+MODEL_IDS: dict[str, int] = {"ae1": 1, "ae2": 2, "resae": 3, "resae-ps": 4, "resae-wide": 5,
+                             "resae-rd": 6}
 
 #: Context mode <-> id; mirrors ``labkit.coder.CONTEXT_MODES`` (checked by a test).
 CONTEXT_IDS: dict[str, int] = {"none": 0, "channel": 1, "neighbor": 2, "neighbor+channel": 3}
@@ -86,31 +114,54 @@ def _check(cond: bool, message: str) -> None:
 
 
 def validate_header(h: Header) -> None:
-    """Raise :class:`BitstreamError` if any field cannot be stored or makes no sense."""
-    _check(h.version == FORMAT_VERSION, f"unsupported format version {h.version}; this labkit writes and reads version {FORMAT_VERSION}")
+    """Raise :class:`BitstreamError` unless every field is one :func:`pack` can write.
+
+    Coder parameters are checked against the coder's own bounds
+    (``1 <= increment <= 255``, ``2**b + increment <= limit <= 65535``), so a bad
+    header never reaches the coder.
+    """
+    _check(h.version in READ_VERSIONS,
+           f"unsupported format version {h.version}; this labkit reads versions "
+           f"{', '.join(map(str, READ_VERSIONS))}")
     _check(h.model in MODEL_IDS, f"unknown model {h.model!r}; known models: {', '.join(MODEL_IDS)}")
-    _check(isinstance(h.b, int) and 1 <= h.b <= 8, f"b must be an integer in 1..8, got {h.b!r}")
+    try:
+        b = spec.check_bits(h.b)
+    except ValueError as err:
+        raise BitstreamError(str(err)) from None
     _check(h.context in CONTEXT_IDS, f"unknown context mode {h.context!r}; valid: {', '.join(CONTEXT_IDS)}")
-    _check(1 <= h.height <= 0xFFFF and 1 <= h.width <= 0xFFFF, f"image size {h.height}x{h.width} outside 1..65535 pixels per side")
-    _check(1 <= h.latent_channels <= 255, f"latent channels {h.latent_channels} outside 1..255")
-    k = int(round(math.log2(h.downsample))) if h.downsample > 0 else -1
-    _check(0 <= k <= 15 and (1 << k) == h.downsample, f"downsample factor {h.downsample} must be a power of two up to 2**15")
-    _check(math.isfinite(h.ymax) and h.ymax > 0, f"ymax must be a finite positive number, got {h.ymax!r}")
-    _check(1 <= h.increment <= 255, f"coder increment {h.increment} outside 1..255")
-    _check(1 <= h.limit <= 0xFFFF, f"coder limit {h.limit} outside 1..65535")
+    _check(_is_int(h.height) and _is_int(h.width) and 1 <= h.height <= 0xFFFF and 1 <= h.width <= 0xFFFF,
+           f"image size {h.height!r}x{h.width!r} outside 1..65535 pixels per side")
+    _check(_is_int(h.latent_channels) and 1 <= h.latent_channels <= 255,
+           f"latent channels {h.latent_channels!r} outside 1..255")
+    k = int(round(math.log2(h.downsample))) if _is_int(h.downsample) and h.downsample > 0 else -1
+    _check(0 <= k <= 15 and (1 << k) == h.downsample, f"downsample factor {h.downsample!r} must be a power of two up to 2**15")
+    _check(isinstance(h.ymax, numbers.Real) and math.isfinite(h.ymax) and h.ymax > 0,
+           f"ymax must be a finite positive number, got {h.ymax!r}")
+    _check(_is_int(h.increment) and 1 <= h.increment <= MAX_INCREMENT,
+           f"coder increment {h.increment!r} outside 1..{MAX_INCREMENT}")
+    lo = (1 << b) + h.increment
+    _check(_is_int(h.limit) and lo <= h.limit <= MAX_LIMIT,
+           f"coder limit {h.limit!r} outside {lo}..{MAX_LIMIT} (it must be at least 2**b + increment = "
+           f"{1 << b} + {h.increment} and fit 16 bits)")
 
 
-def _body(h: Header) -> bytes:
+def _is_int(v: object) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _body(h: Header, payload_size: int) -> bytes:
     validate_header(h)
+    _check(h.version == FORMAT_VERSION,
+           f"labkit writes format version {FORMAT_VERSION} only, not {h.version}; leave Header.version at its default")
     nib = ((h.b - 1) << 4) | CONTEXT_IDS[h.context]
-    k = h.downsample.bit_length() - 1
+    k = (h.downsample.bit_length() - 1) | ((payload_size & 0x0F) << 4)
     return _BODY.pack(MAGIC, h.version, MODEL_IDS[h.model], nib, k, h.height, h.width,
                       h.latent_channels, h.ymax, h.increment, h.limit)
 
 
 def pack(header: Header, payload: bytes) -> bytes:
     """Serialise ``header`` and ``payload`` into one ``.lkc`` byte string."""
-    body = _body(header)
+    body = _body(header, len(payload))
     crc = zlib.crc32(payload, zlib.crc32(body))
     return body + _CRC.pack(crc) + bytes(payload)
 
@@ -124,8 +175,9 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     data = bytes(data)
     if len(data) < 3 or data[:2] != MAGIC:
         raise BitstreamError("not a labkit .lkc file (wrong magic bytes); pass a file written by `labkit encode`")
-    if data[2] != FORMAT_VERSION:
-        raise BitstreamError(f"unsupported .lkc format version {data[2]}; this labkit reads version {FORMAT_VERSION} (upgrade labkit or re-encode)")
+    if data[2] not in READ_VERSIONS:
+        raise BitstreamError(f"unsupported .lkc format version {data[2]}; this labkit reads versions "
+                             f"{', '.join(map(str, READ_VERSIONS))} (upgrade labkit or re-encode)")
     if len(data) < HEADER_SIZE:
         raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
     body, (crc,), payload = data[:_BODY.size], _CRC.unpack_from(data, _BODY.size), data[HEADER_SIZE:]
@@ -134,9 +186,60 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     _, version, model_id, nib, k, height, width, channels, ymax, inc, limit = _BODY.unpack(body)
     model = _name_for(MODEL_IDS, model_id, "model", "the file was written by a newer labkit")
     context = _name_for(CONTEXT_IDS, nib & 0x0F, "context mode", "the file was written by a newer labkit")
-    _check(k <= 15, f"corrupt header: log2 downsample {k} > 15")
+    k, size_tag = k & 0x0F, k >> 4
+    expected_tag = len(payload) & 0x0F if version >= 2 else 0
+    _check(version >= 2 or size_tag == 0,
+           f"corrupt .lkc header: log2 downsample {k | size_tag << 4} > 15; re-encode the source image")
+    if size_tag != expected_tag:
+        raise BitstreamError(
+            f"corrupt .lkc file: the header records a payload of {size_tag} bytes modulo 16, but the file "
+            f"carries {len(payload)} ({expected_tag} modulo 16): it was cut or extended (and its CRC "
+            f"recomputed); re-encode the source image")
     header = Header(model=model, b=(nib >> 4) + 1, height=height, width=width, latent_channels=channels,
                     downsample=1 << k, ymax=float(ymax), context=context, increment=inc, limit=limit,
                     version=version)
-    validate_header(header)
+    try:
+        validate_header(header)
+    except BitstreamError as err:
+        raise BitstreamError(f"corrupt .lkc header: {err}; re-encode the source image") from None
     return header, payload
+
+
+def decode_symbols(header: Header, payload: bytes) -> "np.ndarray":
+    """Decode the payload of a parsed file into its ``header.latent_shape`` uint8 symbols.
+
+    The coder settings come from the header.  A version-2 payload must end exactly
+    where its coded symbols end (a payload cut short or extended, even with the CRC
+    recomputed, is caught with probability about 99.8 %, measured); a version-1
+    payload must not be longer than its coded data.
+
+    Parameters
+    ----------
+    header : Header
+        From :func:`unpack` (already validated).
+    payload : bytes
+        The bytes after the header.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 array of shape ``header.latent_shape``.
+
+    Raises
+    ------
+    BitstreamError
+        When the payload does not fit the header, or the latent is larger than the
+        coder's cap (checked before anything is allocated).
+    """
+    from . import coder  # the compiled coder: imported only when decoding
+
+    if header.num_symbols > coder.MAX_SYMBOLS:
+        raise BitstreamError(
+            f"corrupt or crafted header: a latent of {header.latent_shape} = {header.num_symbols} symbols "
+            f"exceeds the coder's cap of {coder.MAX_SYMBOLS}; re-encode the source image")
+    termination = "exact" if header.version >= 2 else "trimmed"
+    try:
+        return coder.decode(payload, header.latent_shape, 1 << header.b, header.context,
+                            increment=header.increment, limit=header.limit, termination=termination)
+    except coder.PayloadError as err:
+        raise BitstreamError(f"corrupt .lkc payload (CRC matched, so it was rewritten): {err}") from None

@@ -40,6 +40,7 @@ def test_latent_shape_is_derived_with_ceil():
 
 @settings(max_examples=300, derandomize=True)
 @given(
+    data=st.data(),
     model=st.sampled_from(sorted(bitstream.MODEL_IDS)),
     b=st.integers(1, 8),
     hw=st.tuples(st.integers(1, 0xFFFF), st.integers(1, 0xFFFF)),
@@ -48,19 +49,37 @@ def test_latent_shape_is_derived_with_ceil():
     ymax=st.floats(2.0**-100, 2.0**100, allow_nan=False, width=32),
     context=st.sampled_from(sorted(bitstream.CONTEXT_IDS)),
     inc=st.integers(1, 255),
-    limit=st.integers(1, 0xFFFF),
     payload=st.binary(max_size=64),
 )
-def test_round_trip_any_valid_header(model, b, hw, c, k, ymax, context, inc, limit, payload):
+def test_round_trip_any_valid_header(data, model, b, hw, c, k, ymax, context, inc, payload):
+    limit = data.draw(st.integers((1 << b) + inc, 0xFFFF))
     h = Header(model=model, b=b, height=hw[0], width=hw[1], latent_channels=c, downsample=1 << k,
                ymax=ymax, context=context, increment=inc, limit=limit)
     assert unpack(pack(h, payload)) == (h, payload)
 
 
+def test_ranges_match_the_coder_and_spec():
+    from labkit import coder, spec
+
+    assert bitstream.MAX_LIMIT == coder.MAX_LIMIT
+    assert bitstream.CONTEXT_IDS == {m: coder.context_id(m) for m in coder.CONTEXT_MODES}
+    for b in spec.BITS:  # the extremes of every coder parameter round-trip ...
+        for inc, limit in ((1, (1 << b) + 1), (255, (1 << b) + 255), (255, 0xFFFF)):
+            h = make_header(b=b, increment=inc, limit=limit)
+            assert unpack(pack(h, b""))[0] == h
+            coder.encode(np.zeros(3, np.uint8), 1 << b, increment=inc, limit=limit)  # ... and the coder takes them
+        with pytest.raises(BitstreamError, match=rf"coder limit {(1 << b) + 23} outside {(1 << b) + 24}\.\.65535"):
+            pack(make_header(b=b, increment=24, limit=(1 << b) + 23), b"")
+
+
+def test_model_ids_are_append_only():
+    assert bitstream.MODEL_IDS == {"ae1": 1, "ae2": 2, "resae": 3, "resae-ps": 4, "resae-wide": 5, "resae-rd": 6}
+
+
 @pytest.mark.parametrize("field,value,needle", [
     ("model", "vgg", "unknown model"),
-    ("b", 0, "b must be"),
-    ("b", 9, "b must be"),
+    ("b", 0, "bit depth b must be"),
+    ("b", 9, "bit depth b must be"),
     ("context", "diagonal", "unknown context"),
     ("height", 0, "image size"),
     ("width", 70000, "image size"),
@@ -69,7 +88,15 @@ def test_round_trip_any_valid_header(model, b, hw, c, k, ymax, context, inc, lim
     ("ymax", 0.0, "ymax"),
     ("ymax", float("nan"), "ymax"),
     ("increment", 0, "increment"),
+    ("increment", 256, "increment"),
     ("limit", 1 << 16, "limit"),
+    ("limit", 27, r"coder limit 27 outside 28\.\.65535 \(it must be at least 2\*\*b \+ increment = 4 \+ 24"),
+    ("b", True, "bit depth b must be"),
+    ("b", 2.0, "bit depth b must be"),
+    ("height", 1.5, "image size"),
+    ("ymax", "3", "ymax"),
+    ("version", 1, "writes format version 2 only"),
+    ("version", 3, "unsupported format version 3"),
 ])
 def test_pack_rejects_bad_fields(field, value, needle):
     with pytest.raises(BitstreamError, match=needle):
@@ -85,9 +112,10 @@ def test_wrong_magic():
 
 def test_unknown_version():
     data = bytearray(pack(make_header(), b"abc"))
-    data[2] = 9
-    with pytest.raises(BitstreamError, match="version 9"):
-        unpack(bytes(data))
+    for v in (0, 3, 9, 255):
+        data[2] = v
+        with pytest.raises(BitstreamError, match=f"version {v}; this labkit reads versions 1, 2"):
+            unpack(bytes(data))
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 10, HEADER_SIZE - 1])
@@ -119,19 +147,30 @@ def _forge(body_fields: tuple) -> bytes:
     return body + struct.pack("<I", zlib.crc32(b"", zlib.crc32(body)))
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("fields,needle", [
-    ((b"LK", 1, 99, 0x12, 3, 128, 128, 16, 1.0, 24, 4096), "unknown model id 99"),
-    ((b"LK", 1, 3, 0x1F, 3, 128, 128, 16, 1.0, 24, 4096), "unknown context mode id 15"),
-    ((b"LK", 1, 3, 0x12, 3, 0, 128, 16, 1.0, 24, 4096), "image size"),
-    ((b"LK", 1, 3, 0x12, 3, 128, 128, 0, 1.0, 24, 4096), "latent channels"),
-    ((b"LK", 1, 3, 0x12, 3, 128, 128, 16, -1.0, 24, 4096), "ymax"),
-    ((b"LK", 1, 3, 0x12, 3, 128, 128, 16, float("inf"), 24, 4096), "ymax"),
-    ((b"LK", 1, 3, 0x12, 3, 128, 128, 16, 1.0, 0, 4096), "increment"),
-    ((b"LK", 1, 3, 0x12, 20, 128, 128, 16, 1.0, 24, 4096), "downsample"),
+    ((99, 0x12, 3, 128, 128, 16, 1.0, 24, 4096), "unknown model id 99"),
+    ((3, 0x1F, 3, 128, 128, 16, 1.0, 24, 4096), "unknown context mode id 15"),
+    ((3, 0x12, 3, 0, 128, 16, 1.0, 24, 4096), "image size"),
+    ((3, 0x12, 3, 128, 128, 0, 1.0, 24, 4096), "latent channels"),
+    ((3, 0x12, 3, 128, 128, 16, -1.0, 24, 4096), "ymax"),
+    ((3, 0x12, 3, 128, 128, 16, float("inf"), 24, 4096), "ymax"),
+    ((3, 0x12, 3, 128, 128, 16, float("nan"), 24, 4096), "ymax"),
+    ((3, 0x12, 3, 128, 128, 16, 1.0, 0, 4096), "increment"),
+    ((3, 0x12, 0x13, 128, 128, 16, 1.0, 24, 4096), "records a payload of 1 bytes modulo 16, but the file carries 0|log2 downsample 19 > 15"),
+    ((3, 0x12, 0xF3, 128, 128, 16, 1.0, 24, 4096), "cut or extended|log2 downsample 243"),
+    ((3, 0x82, 3, 128, 128, 16, 1.0, 24, 4096), r"bit depth b must be an integer in 1\.\.8, got 9"),
+    ((3, 0xF2, 3, 128, 128, 16, 1.0, 24, 4096), "got 16"),
+    ((3, 0x12, 3, 128, 128, 16, 1.0, 24, 27), r"coder limit 27 outside 28\.\.65535"),
+    ((3, 0x72, 3, 128, 128, 16, 1.0, 1, 256), r"coder limit 256 outside 257\.\.65535"),
+    ((3, 0x12, 3, 128, 128, 16, 1.0, 24, 0), "coder limit 0"),
 ])
-def test_inconsistent_fields_with_valid_crc(fields, needle):
-    with pytest.raises(BitstreamError, match=needle):
-        unpack(_forge(fields))
+def test_inconsistent_fields_with_valid_crc(version, fields, needle):
+    with pytest.raises(BitstreamError, match=needle) as info:
+        unpack(_forge((b"LK", version, *fields)))
+    msg = str(info.value)  # what is wrong, and what to do
+    assert msg.endswith("written by a newer labkit") or (
+        msg.startswith("corrupt .lkc ") and msg.endswith("re-encode the source image"))
 
 
 @settings(max_examples=500, derandomize=True)
@@ -145,3 +184,79 @@ def test_random_bytes_never_crash(data):
 
 def test_bitstream_error_is_value_error():
     assert issubclass(BitstreamError, ValueError)
+
+
+# ----------------------------------------------------------------- payload decoding
+def _recrc(data: bytes) -> bytes:
+    """``data`` with its CRC recomputed (what a crafted or rewritten file has)."""
+    body, payload = data[:bitstream._BODY.size], data[HEADER_SIZE:]
+    return body + struct.pack("<I", zlib.crc32(payload, zlib.crc32(body))) + payload
+
+
+def _coded(shape=(16, 16, 16), b=2, context="neighbor", seed=0, **kw):
+    from labkit import coder
+
+    rng = np.random.default_rng(seed)
+    x = np.minimum(rng.geometric(0.6, size=shape) - 1, (1 << b) - 1).astype(np.uint8)
+    h = make_header(b=b, context=context, height=shape[1] * 8, width=shape[2] * 8,
+                    latent_channels=shape[0], downsample=8, **kw)
+    inc, limit = h.increment, h.limit
+    return x, h, pack(h, coder.encode(x, 1 << b, context, increment=inc, limit=limit))
+
+
+def test_decode_symbols_round_trip():
+    for b in (1, 2, 5, 8):
+        for context in bitstream.CONTEXT_IDS:
+            x, h, data = _coded(b=b, context=context, shape=(3, 5, 7), increment=8, limit=1024)
+            np.testing.assert_array_equal(bitstream.decode_symbols(*unpack(data)), x)
+
+
+def test_cut_or_extended_payload_with_recomputed_crc_is_rejected():
+    # Length changes that are not a multiple of 16 are caught by unpack (the size
+    # nibble), always.  The others reach the decoder's end check, which is
+    # probabilistic: over 200 seeds of this construction none of 600 cuts/extensions
+    # by 16 bytes slipped; cuts by 1 byte, had they reached it, slip 3 of 200 times.
+    for seed in range(4):
+        x, h, data = _coded(seed=seed)
+        for k in (1, 2, 3, 10, 17):
+            for v in (data[:-k], data + bytes(range(1, k + 1))):
+                with pytest.raises(BitstreamError, match="cut or extended"):
+                    unpack(_recrc(v))
+        for v in (data[:-16], data + b"\0" * 16, data + bytes(range(7, 23))):
+            header, payload = unpack(_recrc(v))  # the container itself is fine
+            with pytest.raises(BitstreamError, match="corrupt .lkc payload.*re-encode"):
+                bitstream.decode_symbols(header, payload)
+    x, h, data = _coded(seed=0)
+    np.testing.assert_array_equal(bitstream.decode_symbols(*unpack(data)), x)
+
+
+def test_version1_file_still_decodes():
+    # A version-1 file as labkit wrote it before format version 2: the same header
+    # layout, and the version-1 coder's payload (kept in tests/golden/coder.json).
+    import json
+    from pathlib import Path
+
+    golden = json.loads((Path(__file__).parent / "golden" / "coder.json").read_text())
+    payload = bytes.fromhex(golden["v1_payloads"]["A4-neighbor"])
+    rng = np.random.default_rng(12345)  # the symbols of that golden case (tests/test_coder.py)
+    x = np.minimum(rng.geometric(0.5, size=(4, 8, 8)) - 1, 3).astype(np.uint8)
+    body = bitstream._BODY.pack(b"LK", 1, 3, 0x12, 0, 8, 8, 4, 1.5, 8, 1024)
+    data = body + struct.pack("<I", zlib.crc32(payload, zlib.crc32(body))) + payload
+    header, p = unpack(data)
+    assert header.version == 1 and header.latent_shape == (4, 8, 8)
+    np.testing.assert_array_equal(bitstream.decode_symbols(header, p), x)
+    with pytest.raises(BitstreamError, match="version-1"):  # extended: longer than its coded data
+        bitstream.decode_symbols(*unpack(_recrc(data + b"\x05" * 8)))
+    with pytest.raises(BitstreamError, match="writes format version 2 only"):
+        pack(header, p)
+    with pytest.raises(BitstreamError, match="log2 downsample 16 > 15"):  # version 1 has no size nibble
+        unpack(_recrc(data[:5] + b"\x10" + data[6:]))
+
+
+def test_huge_latent_is_refused_before_allocating():
+    from labkit import coder
+
+    h = make_header(height=0xFFFF, width=0xFFFF, downsample=1, latent_channels=255)
+    assert h.num_symbols > coder.MAX_SYMBOLS
+    with pytest.raises(BitstreamError, match="exceeds the coder's cap"):
+        bitstream.decode_symbols(h, b"")
