@@ -15,12 +15,15 @@ and argument errors answer without loading torch (``benchmarks/bench_cli.py`` ti
 """
 from __future__ import annotations
 
-import argparse
+# Only ``sys`` at import time: everything else is imported inside main()'s Ctrl-C handler,
+# so an interrupt while the command line loads is one line too.
 import sys
-from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
 
-from . import __version__
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+    from typing import Callable, Sequence
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -30,6 +33,8 @@ REPRODUCE_NOTEBOOK = "00_reproduce.ipynb"
 # ----------------------------------------------------------------------------- argument types
 
 def _positive_int(text: str) -> int:
+    import argparse
+
     try:
         value = int(text)
     except ValueError:
@@ -41,6 +46,8 @@ def _positive_int(text: str) -> int:
 
 def _model(text: str) -> str:
     """A registered model name in any case (``AE2`` -> ``ae2``)."""
+    import argparse
+
     from .spec import model_name
 
     try:
@@ -84,6 +91,8 @@ def _check_input(path: Path, what: str) -> None:
 
 
 def _check_output(path: Path, source: Path | None = None) -> None:
+    from pathlib import Path
+
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory; pass a file name such as {path / 'out'}")
@@ -96,6 +105,8 @@ def _check_output(path: Path, source: Path | None = None) -> None:
 # ----------------------------------------------------------------------------- train
 
 def _args_train(p: argparse.ArgumentParser) -> None:
+    import argparse
+
     from .spec import BITS
     from .train import LOSSES, SCHEDULES, TrainConfig  # defaults and choices from their one home (imports torch)
 
@@ -140,6 +151,8 @@ def _args_train(p: argparse.ArgumentParser) -> None:
 
 
 def _scale_rule(text: str) -> str:
+    import argparse
+
     from .quant import check_scale_rule
 
     try:
@@ -230,6 +243,7 @@ def papermill_value(text: str) -> bool | int | float | str | None:
 
 
 def _args_reproduce(p: argparse.ArgumentParser) -> None:
+    import argparse
     import textwrap
 
     from .pipeline import NOTEBOOK_DIR
@@ -286,6 +300,8 @@ def _args_encode(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     src, dst = Path(args.input), Path(args.output)
     _check_input(src, "input image")
     _check_output(dst, src)
@@ -310,6 +326,8 @@ def _args_decode(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     src, dst = Path(args.input), Path(args.output)
     _check_input(src, "input file")
     _check_output(dst, src)
@@ -340,6 +358,7 @@ def info_record(path: str | Path) -> dict:
         ``header_bytes``, ``payload_bytes`` and ``bpp`` (whole file over the image's pixels).
     """
     import dataclasses
+    from pathlib import Path
 
     from .bitstream import unpack
     from .spec import bits_per_pixel
@@ -354,6 +373,8 @@ def info_record(path: str | Path) -> dict:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     _check_input(Path(args.input), "input file")
     r = info_record(args.input)
     if args.json:
@@ -420,13 +441,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- the parser
 
-class Command(NamedTuple):
+class Command:
     """One subcommand: its ``--help`` line, its description, its options and what it runs."""
 
-    summary: str
-    description: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
+    __slots__ = ("summary", "description", "add_arguments", "run")
+
+    def __init__(self, summary: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None],
+                 run: Callable[[argparse.Namespace], int]) -> None:
+        self.summary, self.description, self.add_arguments, self.run = summary, description, add_arguments, run
 
 
 COMMANDS: dict[str, Command] = {
@@ -489,6 +511,10 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
     -------
     argparse.ArgumentParser
     """
+    import argparse
+
+    from . import __version__
+
     p = argparse.ArgumentParser(
         prog="labkit", description="Learned image compression lab: autoencoder + arithmetic coding.",
         epilog="Run `labkit COMMAND --help` for a command's options.")

@@ -436,7 +436,7 @@ def test_ctrl_c_in_process(workdir, capsys, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(cli.COMMANDS, "info", cli.COMMANDS["info"]._replace(run=interrupted))
+    monkeypatch.setattr(cli.COMMANDS["info"], "run", interrupted)
     assert main(["info", str(workdir / "img.png")]) == 130
     assert capsys.readouterr().err == "labkit: interrupted\n"
 
@@ -457,7 +457,7 @@ def test_settings_error_is_one_line(workdir, capsys, monkeypatch):
     def bad_setting(args):
         raise SettingsError("environment variable LABKIT_MAX_PIXELS='abc' is not a positive whole number")
 
-    monkeypatch.setitem(cli.COMMANDS, "info", cli.COMMANDS["info"]._replace(run=bad_setting))
+    monkeypatch.setattr(cli.COMMANDS["info"], "run", bad_setting)
     assert main(["info", "x.lkc"]) == 1
     assert_one_error_line(capsys.readouterr().err, "LABKIT_MAX_PIXELS='abc'")
 
