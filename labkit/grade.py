@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,8 @@ def committed_reference(path: Path) -> tuple[dict[str, Any], str]:
         return json.loads(path.read_text()), str(path)
 
 
-def run(profile: str = "default", reference: str | Path | None = None, keep: str | Path | None = None) -> int:
+def run(profile: str = "default", reference: str | Path | None = None, keep: str | Path | None = None,
+        progress: bool | None = None) -> int:
     """Rerun ``profile`` and compare its metrics with the reference (``labkit grade``).
 
     Parameters
@@ -112,6 +114,9 @@ def run(profile: str = "default", reference: str | Path | None = None, keep: str
         committed at git HEAD (:func:`committed_reference`).
     keep : str or Path, optional
         Write the fresh run here instead of a temporary folder.
+    progress : bool, optional
+        Show a progress bar over the steps on stderr (default yes; ``False``: none).
+        The executed notebooks land in ``notebooks/executed/grade-<profile>/``.
 
     Returns
     -------
@@ -123,8 +128,9 @@ def run(profile: str = "default", reference: str | Path | None = None, keep: str
     FileNotFoundError
         When there is no reference to compare with.
     """
-    from .pipeline import default_out_dir, reproduce
+    from .pipeline import NOTEBOOKS, default_out_dir, display_path, executed_dir_for, reproduce, step_progress
 
+    started = time.monotonic()
     if reference:
         ref_path = Path(reference)
         if not ref_path.is_file():
@@ -135,21 +141,33 @@ def run(profile: str = "default", reference: str | Path | None = None, keep: str
         if not ref_path.is_file():
             raise FileNotFoundError(f"no reference {ref_path}; run `make figures` once and commit it")
         ref, ref_name = committed_reference(ref_path)
-    with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
-        out = Path(keep) if keep else Path(tmp) / "figures"
-        reproduce(profile=profile, out_dir=out, executed_dir=Path(tmp) / "executed", run_dir=Path(tmp) / "runs",
-                  log_output=False)
-        fresh = json.loads((out / "metrics.json").read_text())  # compare what was written, rounded alike
-    bad = compare(fresh, ref)
+    executed = executed_dir_for(f"grade-{profile}")
+    bar = step_progress(NOTEBOOKS + ["publish", "compare"], progress, f"labkit grade {profile}")
+    try:
+        with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
+            out = Path(keep) if keep else Path(tmp) / "figures"
+            reproduce(profile=profile, out_dir=out, executed_dir=executed, run_dir=Path(tmp) / "runs",
+                      log_output=False, progress=bar if bar is not None else False)
+            fresh = json.loads((out / "metrics.json").read_text())  # compare what was written, rounded alike
+        if bar is not None:
+            bar.set_postfix_str("compare", refresh=True)
+        bad = compare(fresh, ref)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str("done", refresh=True)
+    finally:
+        if bar is not None:
+            bar.close()
     n = len(flatten(ref))
+    took = f"{time.monotonic() - started:.0f} s; executed notebooks in {display_path(executed)}"
     if bad:
-        print(f"GRADE FAILED: {len(bad)} of {n} numbers disagree with {ref_name}")
+        print(f"GRADE FAILED: {len(bad)} of {n} numbers disagree with {ref_name} ({took})")
         for path, a, b, why in bad[:60]:
             print(f"  {path}: reference {a!r}, fresh {b!r} ({why})")
         if len(bad) > 60:
             print(f"  ... and {len(bad) - 60} more")
         return 1
-    print(f"GRADE OK: all {n} numbers of {ref_name} reproduced within tolerance (see labkit/grade.py)")
+    print(f"GRADE OK: all {n} numbers of {ref_name} reproduced within tolerance (see labkit/grade.py) ({took})")
     return 0
 
 

@@ -67,3 +67,67 @@ def test_committed_report_is_complete():
 def test_default_profile_reproduces_committed_metrics(capsys):
     """`make grade` as a test: rerun the default profile and compare with figures/metrics.json."""
     assert grade.run() == 0, capsys.readouterr().out
+
+
+def _git(repo: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def committed_repo(tmp_path, monkeypatch):
+    """A git repository whose HEAD holds figures/metrics.json = _metrics(); the file on disk then differs."""
+    from labkit import pipeline
+
+    repo = tmp_path / "repo"
+    ref = repo / "figures" / "metrics.json"
+    ref.parent.mkdir(parents=True)
+    ref.write_text(json.dumps(_metrics()))
+    _git(repo, "init", "-q")
+    _git(repo, "add", "figures/metrics.json")
+    _git(repo, "commit", "-q", "-m", "reference")
+    on_disk = _metrics()
+    on_disk["evaluate"]["curves"]["resae"]["ssim"] = [0.9, 0.95]   # e.g. a `make figures` run not committed
+    ref.write_text(json.dumps(on_disk))
+    monkeypatch.setattr(grade, "ROOT", repo)
+    monkeypatch.setattr(pipeline, "default_out_dir", lambda profile, data_dir: repo / "figures")
+    return repo, on_disk
+
+
+def test_committed_reference_reads_git_head_not_the_file_on_disk(committed_repo):
+    repo, on_disk = committed_repo
+    ref, name = grade.committed_reference(repo / "figures" / "metrics.json")
+    assert ref == _metrics() and ref != on_disk
+    assert name == "figures/metrics.json at git HEAD"
+
+
+def test_committed_reference_outside_git_falls_back_to_the_file(tmp_path):
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(_metrics()))
+    ref, name = grade.committed_reference(path)
+    assert ref == _metrics() and name == str(path)
+
+
+@pytest.mark.parametrize("fresh_is_head,expected", [(True, 0), (False, 1)])
+def test_grade_compares_a_fresh_run_with_git_head(committed_repo, monkeypatch, capsys, fresh_is_head, expected):
+    """`grade.run()` without --reference: a run equal to HEAD passes, one equal to the edited file fails."""
+    from labkit import pipeline
+
+    repo, on_disk = committed_repo
+    seen = {}
+
+    def fake_reproduce(profile, out_dir, executed_dir, run_dir, log_output, progress):
+        seen.update(profile=profile, out_dir=Path(out_dir), executed_dir=Path(executed_dir))
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "metrics.json").write_text(json.dumps(_metrics() if fresh_is_head else on_disk))
+        return {}
+
+    monkeypatch.setattr(pipeline, "reproduce", fake_reproduce)
+    assert grade.run(progress=False) == expected
+    out = capsys.readouterr().out
+    assert "figures/metrics.json at git HEAD" in out
+    assert ("GRADE OK" in out) is (expected == 0)
+    assert seen["out_dir"] != repo / "figures", "the fresh run must not be written over the reference"
+    assert seen["executed_dir"].name == "grade-default"

@@ -92,10 +92,22 @@ def _finite_number(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def test_smoke_pipeline_end_to_end(tmp_path):
+#: Lines a successful run must not print (what ipykernel/jupyter_client/papermill used to print).
+ERROR_LOOKING = ("ERROR", "Error", "Traceback", "WARNING", "KeyboardInterrupt", "without encryption")
+
+
+def test_smoke_pipeline_end_to_end(tmp_path, capfd):
     out = tmp_path / "figures"
     metrics = pipeline.reproduce(profile="smoke", out_dir=out, executed_dir=tmp_path / "executed",
                                  run_dir=tmp_path / "runs", log_output=False)
+    # quiet: a progress bar on stderr and one summary line on stdout, from this process and its kernels
+    printed = capfd.readouterr()
+    noisy = [ln for ln in (printed.out + printed.err).replace("\r", "\n").splitlines()
+             if any(word in ln for word in ERROR_LOOKING)]
+    assert not noisy, noisy
+    assert "labkit smoke: 4/4" in printed.err, printed.err[-500:]
+    summary = printed.out.strip().splitlines()
+    assert len(summary) == 1 and summary[0].startswith(f"labkit: smoke report in {out}"), printed.out
     for name in EXPECTED_FIGURES:
         f = out / name
         assert f.is_file() and f.stat().st_size > 0, f"missing {name}"
@@ -136,3 +148,25 @@ def test_failing_notebook_names_cell_and_leaves_figures_untouched(tmp_path):
 def test_unknown_profile_is_rejected_before_running(tmp_path):
     with pytest.raises(ValueError, match="unknown profile"):
         pipeline.reproduce(profile="huge", out_dir=tmp_path / "f")
+
+
+def test_kernels_start_and_stop_without_error_looking_lines(tmp_path, capfd):
+    """The pipeline's kernel manager: no TCP-without-encryption warning, no KeyboardInterrupt at shutdown."""
+    import papermill as pm
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    nb.metadata["kernelspec"] = {"name": pipeline.kernel_name(), "display_name": "k", "language": "python"}
+    src, dst = tmp_path / "tiny.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, src)
+    for _ in range(3):
+        pm.execute_notebook(str(src), str(dst), kernel_name=pipeline.kernel_name(), progress_bar=False,
+                            kernel_manager_class=pipeline.quiet_kernel_manager_class())
+    assert nbformat.read(dst, as_version=4).cells[0].outputs[0]["text"] == "42\n"
+    printed = capfd.readouterr()
+    assert not [ln for ln in (printed.out + printed.err).splitlines() if any(w in ln for w in ERROR_LOOKING)], printed
+
+
+def test_executed_notebooks_land_under_notebooks_executed_tag():
+    assert pipeline.run_tag("default", None) == "default"
+    assert pipeline.run_tag("full", "/data/course-repo") == "full-course-repo"
+    assert pipeline.executed_dir_for("default") == NB_DIR / "executed" / "default"
