@@ -29,12 +29,14 @@ from . import bitstream, coder, quant, settings, spec
 from .atomic import check_target, write_bytes
 from .bitstream import Header
 from .imageio import DataError, as_rgb8
-from .inference import decode_tiled, encode_tiled, optimize_for_inference
+from .inference import auto_tiles, decode_tiled, encode_tiled, optimize_for_inference
 from .paths import WEIGHTS_DIR
 
 DEFAULT_CONTEXT = spec.DEFAULT_CONTEXT
-#: Core tile side (pixels) the networks run on; bounds their memory at any image size.
-DEFAULT_TILE = 512
+#: Working-set budget of one network tile (bytes of one layer's input + output); the tile
+#: side is derived per network from it (``labkit.inference.auto_tiles``), which bounds the
+#: networks' memory at any image size.
+TILE_BUDGET = 256 * 2**20
 
 
 class CodecError(ValueError):
@@ -134,7 +136,7 @@ class Codec:
 
     def __init__(self, model: torch.nn.Module, b: int, context: str = DEFAULT_CONTEXT, *,
                  model_name: str = "resae", increment: int | None = None, limit: int | None = None,
-                 scale: str = "max", tile: int = DEFAULT_TILE) -> None:
+                 scale: str = "max", tile: int | None = None) -> None:
         try:
             b = spec.check_bits(b)
         except ValueError:
@@ -143,9 +145,8 @@ class Codec:
             self.scale = quant.check_scale_rule(scale)
         except ValueError as err:
             raise CodecError(str(err)) from None
-        if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1:
-            raise CodecError(f"tile must be a positive number of pixels, got {tile!r}")
-        self.tile = int(tile)
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1):
+            raise CodecError(f"tile must be a positive number of pixels (or None: from the memory budget), got {tile!r}")
         if context not in coder.CONTEXT_MODES:
             raise CodecError(f"unknown context mode {context!r}; choose one of {', '.join(coder.CONTEXT_MODES)}")
         if model_name not in bitstream.MODEL_IDS:
@@ -158,6 +159,8 @@ class Codec:
         self.limit = coder.DEFAULT_LIMIT if limit is None else limit
         self.downsample = int(getattr(model, "downsample", 8))
         self.latent_channels = int(getattr(model, "latent_channels", 16))
+        #: core tile sides (pixels) of the encoder and the decoder network
+        self.tiles = auto_tiles(self.model, TILE_BUDGET) if tile is None else (int(tile), int(tile))
 
     @classmethod
     def from_pretrained(cls, name: str = "resae", b: int = 2, context: str = DEFAULT_CONTEXT,
@@ -192,7 +195,7 @@ class Codec:
         """Image -> (quantized symbols uint8 [C,h,w], float32 ymax, original (H, W))."""
         arr = _as_uint8_rgb(image)
         h, w = arr.shape[:2]
-        y = encode_tiled(self.model, arr, self.tile)  # the whole (small) latent, network run tile by tile
+        y = encode_tiled(self.model, arr, self.tiles[0])  # the whole (small) latent, network run tile by tile
         ymax = quant.to_float32(quant.latent_scale(y, self.scale))  # stored as float32: both sides use it
         q = quant.quantize(y, ymax, self.b)[0]
         return q.numpy().astype(np.uint8, copy=False), float(ymax[0]), (h, w)
@@ -206,7 +209,7 @@ class Codec:
         def latent_of(rows: slice, cols: slice) -> torch.Tensor:
             return quant.dequantize(q[:, rows, cols].unsqueeze(0), m, bits)
 
-        return decode_tiled(self.model, latent_of, tuple(q.shape[1:]), size, self.tile)
+        return decode_tiled(self.model, latent_of, tuple(q.shape[1:]), size, self.tiles[1])
 
     def encode(self, image: Any) -> bytes:
         """Compress an image (uint8 H x W x 3 array or PIL image) into ``.lkc`` bytes."""
@@ -267,8 +270,7 @@ class Codec:
     def _decode_with_symbols(self, header: Header, payload: bytes) -> tuple[np.ndarray, np.ndarray]:
         """(symbols, reconstruction) from a parsed file; the file's b and coder settings rule."""
         self.check_header(header)
-        symbols = coder.decode(payload, header.latent_shape, 1 << header.b, header.context,
-                               increment=header.increment, limit=header.limit)
+        symbols = bitstream.decode_symbols(header, payload)  # (H1) checks the payload's end; reads v1 and v2
         return symbols, self.synthesise(symbols, header.ymax, (header.height, header.width), header.b)
 
     def compress(self, image: Any) -> EncodeResult:

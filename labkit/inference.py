@@ -228,6 +228,49 @@ def _edge_rows_cols(image: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np
     return part
 
 
+def activation_bytes_per_pixel(net: nn.Module, x: torch.Tensor, pixels: int) -> float:
+    """Peak bytes of one layer's input plus output, per pixel, measured by running ``net`` on ``x``.
+
+    ``pixels`` is what the count is per (the input's pixels for an encoder, the output's
+    for a decoder).  Convolutional activations grow linearly with the area, so this times
+    a tile's area is the tile's working set (oneDNN's scratch aside).
+    """
+    peak = 0
+
+    def hook(module: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        nonlocal peak
+        size = sum(t.numel() * t.element_size() for t in inp if isinstance(t, torch.Tensor))
+        peak = max(peak, size + out.numel() * out.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if next(m.children(), None) is None]
+    try:
+        with torch.inference_mode():
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return peak / pixels
+
+
+def tile_for_budget(bytes_per_pixel: float, budget: int, stride: int, margin: int) -> int:
+    """Core tile side (pixels, a multiple of ``stride``) whose tile, margins included, fits ``budget`` bytes."""
+    side = int((budget / max(bytes_per_pixel, 1e-9)) ** 0.5)
+    core = (side - 2 * margin * stride) // stride * stride
+    return max(core, 2 * margin * stride, stride)
+
+
+def auto_tiles(model: nn.Module, budget: int) -> tuple[int, int]:
+    """(encoder tile, decoder tile) in pixels for ``model`` so each network's working set is about ``budget`` bytes."""
+    s = int(model.downsample)
+    x = torch.zeros((1, 3, 8 * s, 8 * s))
+    enc = activation_bytes_per_pixel(model.encoder, x, x.shape[-2] * x.shape[-1])
+    with torch.inference_mode():
+        y = model.encoder(x)
+    dec = activation_bytes_per_pixel(model.decoder, y, x.shape[-2] * x.shape[-1])
+    return (tile_for_budget(enc, budget, s, encoder_margin(model.encoder, s)),
+            tile_for_budget(dec, budget, s, decoder_margin(model.decoder)))
+
+
 def encoder_margin(encode: nn.Module, stride: int) -> int:
     """Overlap (in latent positions) the encoder needs on each side of a tile."""
     return int(math.ceil(receptive_radius(encode) / stride))

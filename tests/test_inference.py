@@ -126,3 +126,16 @@ def test_margins_cover_the_measured_receptive_field(load_model, name):
         reach = (fast.decode(z) - fast.decode(y0)).abs().sum(dim=(0, 1)) > 0
         rows = np.flatnonzero(reach.any(dim=1).numpy()) // s
         assert max(abs(rows - 10)).item() <= I.decoder_margin(fast.decoder)
+
+
+def test_tiles_fit_the_memory_budget(load_model):
+    fast = I.optimize_for_inference(load_model("resae"))
+    budget = 64 * 2**20
+    enc_tile, dec_tile = I.auto_tiles(fast, budget)
+    s = int(fast.downsample)
+    assert enc_tile % s == 0 and dec_tile % s == 0
+    x = torch.zeros((1, 3, 64, 64))
+    per_px = I.activation_bytes_per_pixel(fast.decoder, fast.encoder(x), 64 * 64)
+    side = dec_tile + 2 * I.decoder_margin(fast.decoder) * s
+    assert per_px * side * side <= budget * 1.01
+    assert I.tile_for_budget(1000.0, 10**6, 8, 2) == 32  # tiny budget: at least twice the margin

@@ -1,0 +1,163 @@
+"""Time and peak memory of the codec at 1, 16 and 64 megapixels, encode and decode.
+
+    python benchmarks/bench_memory.py [--sizes 1 16 64] [--threads 1]
+
+Each measurement runs in its own subprocess so that its peak resident set size
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own: the child loads the image
+(or the ``.lkc`` file), runs the codec once, and reports wall time and peak RSS
+(which includes the Python interpreter, torch and the image itself).  Images are real
+photo content (the embedded test tiles, resized with LANCZOS and repeated to size).
+
+Times are the best of ``--repeats`` runs for small inputs (one run at 16 and 64 Mpx).
+Target (issue 7): peak RSS <= 1.5 GB to encode and to decode 64 Mpx.  Time per Mpx of
+the tiled path is compared, in the same run and on the same 1-Mpx image, with the
+whole-image path (``tile`` larger than the image) and with the previous code's
+whole-image path (whole image, BatchNorm folded but no fused upsampling), which is what
+``Codec`` ran before tiling.  The CPU is printed beside every number.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+LIMIT_BYTES = int(1.5 * 2**30)
+TILE_HUGE = 1 << 20
+
+
+def _image(mpx: int) -> np.ndarray:
+    """A square-ish uint8 image of about ``mpx`` megapixels: test photos, resized and repeated."""
+    from PIL import Image
+
+    from labkit.data import default_dataset
+
+    tiles = default_dataset("test")
+    mosaic = np.concatenate([np.concatenate(list(tiles[r * 4:(r + 1) * 4]), axis=1) for r in range(3)], axis=0)
+    base = np.asarray(Image.fromarray(mosaic).resize((1024, 768), Image.Resampling.LANCZOS))
+    side_h = int(round((mpx * 2**20 * 3 / 4) ** 0.5))
+    side_w = int(round(mpx * 2**20 / side_h))
+    reps = (-(-side_h // base.shape[0]), -(-side_w // base.shape[1]), 1)
+    return np.ascontiguousarray(np.tile(base, reps)[:side_h, :side_w])
+
+
+def _child(args: argparse.Namespace) -> int:
+    """One measurement in this process: print a JSON line with seconds and peak RSS."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from labkit import codec as C
+    from labkit import inference
+
+    if args.variant == "previous":  # the code before tiling: whole image, no fused upsampling
+        inference.fuse_nearest_upsampling = lambda module: 0
+    tile = None if args.variant == "tiled" else TILE_HUGE
+    codec = C.Codec.from_pretrained(args.model, b=args.b, context=args.context, tile=tile)
+    rss_ready = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    seconds = float("inf")
+    if args.direction == "encode":
+        image = np.load(args.input)
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            data = codec.encode(image)
+            seconds = min(seconds, time.perf_counter() - t0)
+        pixels = image.shape[0] * image.shape[1]
+        Path(args.output).write_bytes(data)
+    else:
+        data = Path(args.input).read_bytes()
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            image = codec.decode(data)
+            seconds = min(seconds, time.perf_counter() - t0)
+            pixels = image.shape[0] * image.shape[1]
+            del image
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": seconds, "peak_rss": peak, "rss_after_load": rss_ready, "pixels": pixels}))
+    return 0
+
+
+def _run(direction: str, variant: str, src: Path, dst: Path, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--child", direction, "--variant", variant, "--input", str(src),
+           "--output", str(dst), "--model", args.model, "--b", str(args.b), "--context", args.context,
+           "--threads", str(args.threads), "--repeats", str(args.repeats if src.stat().st_size < 2**25 else 1)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64], help="megapixels")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--model", default="resae")
+    p.add_argument("--b", type=int, default=2)
+    p.add_argument("--context", default="neighbor")
+    p.add_argument("--compare-mpx", type=int, default=1, help="size at which the whole-image paths are timed too")
+    p.add_argument("--repeats", type=int, default=3, help="best of this many runs for inputs under 32 MiB (larger: 1)")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_memory.json"))
+    p.add_argument("--child", choices=["encode", "decode"], help=argparse.SUPPRESS)
+    p.add_argument("--variant", default="tiled", choices=["tiled", "whole", "previous"], help=argparse.SUPPRESS)
+    p.add_argument("--input", help=argparse.SUPPRESS)
+    p.add_argument("--output", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        args.direction = args.child
+        return _child(args)
+
+    from labkit.speed import cpu_name
+
+    cpu = cpu_name()
+    print(f"codec time and peak RSS, model={args.model} b={args.b} context={args.context}, "
+          f"{args.threads} thread(s), CPU: {cpu}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for mpx in args.sizes:
+            image = _image(mpx)
+            src = Path(tmp) / f"img{mpx}.npy"
+            np.save(src, image)
+            del image
+            variants = ["tiled"] + (["whole", "previous"] if mpx == args.compare_mpx else [])
+            for variant in variants:
+                lkc = Path(tmp) / f"img{mpx}-{variant}.lkc"
+                for direction, inp in (("encode", src), ("decode", lkc)):
+                    r = _run(direction, variant, inp, lkc, args)
+                    row = {"mpx": mpx, "variant": variant, "direction": direction, **r}
+                    rows.append(row)
+                    if "error" in r:
+                        print(f"  {mpx:3d} Mpx {variant:8s} {direction}: FAILED: {r['error']}")
+                        continue
+                    per = r["seconds"] / (r["pixels"] / 1e6)
+                    ok = "meets" if r["peak_rss"] <= LIMIT_BYTES else "MISSES"
+                    row["seconds_per_mpx"] = per
+                    print(f"  {mpx:3d} Mpx {variant:8s} {direction}: {r['seconds']:7.2f} s  {per:6.3f} s/Mpx  "
+                          f"peak RSS {r['peak_rss'] / 2**20:7.0f} MiB ({ok} <= 1536 MiB; "
+                          f"{r['rss_after_load'] / 2**20:.0f} MiB after imports and weights)", flush=True)
+    by = {(r["mpx"], r["variant"], r["direction"]): r for r in rows if "seconds_per_mpx" in r}
+    ratios = {}
+    for direction in ("encode", "decode"):
+        tiled = by.get((args.compare_mpx, "tiled", direction))
+        for other in ("whole", "previous"):
+            ref = by.get((args.compare_mpx, other, direction))
+            if tiled and ref:
+                ratios[f"{direction}_tiled_over_{other}"] = tiled["seconds_per_mpx"] / ref["seconds_per_mpx"]
+    for k, v in ratios.items():
+        print(f"  time per Mpx at {args.compare_mpx} Mpx, {k.replace('_', ' ')}: {v:.2f} (<= 1 means no slower)")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"cpu": cpu, "threads": args.threads, "model": args.model, "b": args.b,
+                                          "context": args.context, "rows": rows, "ratios": ratios}, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
