@@ -7,7 +7,7 @@ what went wrong and what to do (``labkit: error: ...``); argument errors exit 2 
 argparse's usage text; Ctrl-C at any moment prints ``labkit: interrupted`` and exits
 130.  Outputs are written atomically, so nothing is ever left half-written.
 
-Start-up cost: only :mod:`argparse` is imported up front.  The options of a command are
+Start-up cost: only :mod:`sys` is imported up front.  The options of a command are
 declared only when that command is the one being run, and torch, numpy and the codec are
 imported inside the commands that need a network, so ``labkit --help``, ``labkit info``
 and argument errors answer without loading torch (``benchmarks/bench_cli.py`` times them,
