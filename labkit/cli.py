@@ -551,6 +551,10 @@ def _run(argv: list[str]) -> int:
 
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
+        except ImportError as err:  # e.g. papermill (a dev extra) or the compiled coder not installed
+            print(f"labkit: error: {str(err).splitlines()[0]}; install labkit with its extras: `make setup` "
+                  "(or pip install -e .[dev,bench])", file=sys.stderr)
+            return 1
         except (ValueError, OSError, RuntimeError, MemoryError) as err:
             # SettingsError (bad environment variable), CodecError, BitstreamError, DataError and
             # CheckpointError are ValueErrors; WriteError (atomic writes refused) is an OSError.

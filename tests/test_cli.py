@@ -462,6 +462,15 @@ def test_settings_error_is_one_line(workdir, capsys, monkeypatch):
     assert_one_error_line(capsys.readouterr().err, "LABKIT_MAX_PIXELS='abc'")
 
 
+def test_missing_dependency_is_one_line(capsys, monkeypatch):
+    def missing(args):
+        raise ModuleNotFoundError("No module named 'papermill'", name="papermill")
+
+    monkeypatch.setattr(cli.COMMANDS["reproduce"], "run", missing)
+    assert main(["reproduce"]) == 1
+    assert_one_error_line(capsys.readouterr().err, "No module named 'papermill'", "make setup")
+
+
 # ----------------------------------------------------------------------------- reproduce / grade
 
 def test_papermill_value_reads_like_papermill():
