@@ -10,7 +10,7 @@ PROFILE ?= default
 export MPLBACKEND := agg
 export PYTHONHASHSEED := 0
 
-.PHONY: all setup test test-slow test-lab figures grade bench lab demo clean distclean
+.PHONY: all setup test test-slow test-lab figures grade bench fuzz lab demo clean distclean
 
 all: test
 
@@ -46,6 +46,14 @@ grade: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_coder.py
 	$(PY) benchmarks/bench_codec.py
+
+# Fuzz the .lkc container + coder, then the full decoder through the networks (bounded time;
+# atheris when installed, else a seeded mutator). Prints inputs, time and outcome counts.
+FUZZ_SECONDS ?= 120
+FUZZ_NET_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(PY) fuzz/fuzz_lkc.py --target container --seconds $(FUZZ_SECONDS)
+	$(PY) fuzz/fuzz_lkc.py --target network --seconds $(FUZZ_NET_SECONDS)
 
 demo: $(STAMP)
 	$(PY) -m labkit demo --out demo.png
