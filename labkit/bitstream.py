@@ -135,7 +135,7 @@ def validate_header(h: Header) -> None:
            f"latent channels {h.latent_channels!r} outside 1..255")
     k = int(round(math.log2(h.downsample))) if _is_int(h.downsample) and h.downsample > 0 else -1
     _check(0 <= k <= 15 and (1 << k) == h.downsample, f"downsample factor {h.downsample!r} must be a power of two up to 2**15")
-    _check(isinstance(h.ymax, numbers.Real) and math.isfinite(h.ymax) and h.ymax > 0,
+    _check((type(h.ymax) is float or isinstance(h.ymax, numbers.Real)) and math.isfinite(h.ymax) and h.ymax > 0,
            f"ymax must be a finite positive number, got {h.ymax!r}")
     _check(_is_int(h.increment) and 1 <= h.increment <= MAX_INCREMENT,
            f"coder increment {h.increment!r} outside 1..{MAX_INCREMENT}")
@@ -146,7 +146,7 @@ def validate_header(h: Header) -> None:
 
 
 def _is_int(v: object) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
 def _body(h: Header, payload_size: int) -> bytes:
