@@ -122,7 +122,8 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help="(default %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default %(default)s)")
     p.add_argument("--schedule", default=d.schedule, choices=SCHEDULES, help="(default %(default)s)")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (default %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="AdamW weight decay (default %(default)s)")
     p.add_argument("--loss", default=d.loss, choices=LOSSES, help="(default %(default)s)")
     p.add_argument("--rate-weight", type=float, default=d.rate_weight, metavar="LAMBDA",
                    help="rate-distortion training: loss D + LAMBDA * estimated bpp; 0: distortion only "
@@ -133,9 +134,11 @@ def _args_train(p: argparse.ArgumentParser) -> None:
                    help="encoder's rule for the stored scale ymax: max, or a percentile such as p99.9 "
                         "(default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
-    p.add_argument("--crop", type=_positive_int, default=d.crop, help="training crop size, a multiple of 8 (default %(default)s)")
+    p.add_argument("--crop", type=_positive_int, default=d.crop,
+                   help="training crop size, a multiple of 8 (default %(default)s)")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loader workers (default %(default)s)")
-    p.add_argument("--val-every", type=_positive_int, default=d.val_every, help="epochs between validations (default %(default)s)")
+    p.add_argument("--val-every", type=_positive_int, default=d.val_every,
+                   help="epochs between validations (default %(default)s)")
     p.add_argument("--max-val-images", type=_positive_int, default=None, help="validate on at most this many images")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="cap on optimizer steps")
     p.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s,

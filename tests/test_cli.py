@@ -167,8 +167,8 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["decode", "good.lkc", "nofolder/out.png"], ["nofolder", "does not exist"]),
     (["decode", "good.lkc", "."], ["is a directory"]),
     (["encode", "img.png", "out.lkc", "--weights", "nowhere"], ["weights folder", "does not exist"]),
-], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-no-weights", "enc-same", "dec-same", "dec-missing", "dec-txt", "dec-corrupt",
-        "dec-truncated", "dec-short", "dec-format", "info-corrupt", "info-truncated", "info-missing",
+], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-no-weights", "enc-same", "dec-same", "dec-missing", "dec-txt",
+        "dec-corrupt", "dec-truncated", "dec-short", "dec-format", "info-corrupt", "info-truncated", "info-missing",
         "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-out-dir", "enc-weights"])
 def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv, fragments):
     bad = bytearray(lkc_bytes)
@@ -533,7 +533,8 @@ def test_train_help_and_bad_args(capsys):
     from labkit.train import TrainConfig
 
     assert f"--epochs EPOCHS (default {TrainConfig().epochs})" in out
-    for argv in (["--model", "nope", "--out", "x"], ["--out", "x", "--epochs", "0"], ["--out", "x", "--schedule", "step"],
+    for argv in (["--model", "nope", "--out", "x"], ["--out", "x", "--epochs", "0"],
+                 ["--out", "x", "--schedule", "step"],
                  ["--out", "x", "--b", "9"], ["--out", "x", "--bits", "2", "0"], ["--out", "x", "--scale", "p10"],
                  ["--model", "ae1"]):
         with pytest.raises(SystemExit) as exc:
