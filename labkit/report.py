@@ -387,7 +387,8 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
         if j:
             row["jpeg_bpp"], row["jpeg_ssim"], row["jpeg_psnr"] = _mean(j, "bpp"), _mean(j, "ssim"), _mean(j, "psnr")
             row["jpeg_matched_to"] = j[0].get("matched_to", REFERENCE)
-            row["jpeg_bits_ratio"] = float(np.mean([x["bpp"] / x["target_bpp"] for x in j]))
+            # mean JPEG bpp over the mean bpp it was matched to (a ratio of the means quoted beside it)
+            row["jpeg_bits_ratio"] = _mean(j, "bpp") / _mean(j, "target_bpp")
         if not row:
             continue
         head[f"b{b}"] = row
@@ -395,7 +396,7 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
                  for m in shown if f"{m}_bpp" in row]
         if j:
             parts.append(f"JPEG at matched bpp {row['jpeg_bpp']:.3f} bpp ({row['jpeg_bits_ratio']:.1f}× "
-                         f"{label(row['jpeg_matched_to'])}'s bits on average), SSIM {row['jpeg_ssim']:.3f}")
+                         f"{label(row['jpeg_matched_to'])}'s mean bpp), SSIM {row['jpeg_ssim']:.3f}")
         lines.append(f"- b={b}: " + "; ".join(parts) + ".")
     if floor:
         lines.append(f"- JPEG's smallest files (q={floor['quality']}) average {floor['mean_bpp']:.3f} bpp "

@@ -158,3 +158,21 @@ def test_results_block_replaces_only_between_markers():
     assert new.startswith("intro\n") and new.endswith("outro\n") and "stale text" not in new
     assert "On 1 test images:" in new and report.criteria_rule() in new
     assert report.update_readme("no markers", metrics) == "no markers"
+
+
+def test_summary_quotes_the_records_it_is_given():
+    learned = [dict(codec=m, b=1, image=i, bpp=bpp, ssim=0.5, psnr=20.0) for m, bpp in (("resae", 0.1), ("ae2", 0.05))
+               for i in range(2)]
+    matched = [dict(codec="jpeg-matched", b=1, image=i, bpp=0.4 + 0.1 * i, target_bpp=0.1, ssim=0.6, psnr=22.0,
+                    matched_to="resae") for i in range(2)]
+    crit = [dict(test="resae", anchor="ae2", b=2, holds=True), dict(test="resae", anchor="ae2", b=3, holds=False)]
+    bd = [dict(test="resae", anchor="webp", bd_rate_ssim_pct=None, ssim_overlap=[0.8, 0.81], bd_rate_psnr_pct=12.5,
+               psnr_overlap=[20.0, 30.0])]
+    s = report.summary({}, learned, matched, crit, bd, n_images=2, floor={"quality": 1, "mean_bpp": 0.45,
+                                                                         "min_bpp": 0.4, "max_bpp": 0.5},
+                       models=["resae", "ae2", "ae1"])
+    assert s["headline"]["b1"]["jpeg_bits_ratio"] == pytest.approx(4.5)     # 0.45 / 0.1, ratio of the means
+    text = s["text"]
+    assert "ResAE 0.100 bpp, SSIM 0.500, PSNR 20.00 dB" in text and "4.5× ResAE's mean bpp" in text
+    assert "holds at b = [2], fails at b = [3]" in text
+    assert "WebP +12.5% (over PSNR 20.0–30.0)" in text and "left out" in text
