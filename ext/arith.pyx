@@ -201,17 +201,6 @@ cdef void _rescale(uint32_t* H, int A) noexcept nogil:
         H[s] = H[s + 1] + ((f + 1) >> 1)
 
 
-cdef inline void _update(uint32_t* H, int s, int A, uint32_t inc,
-                         uint32_t limit) noexcept nogil:
-    """Count one more ``s``: ``H[0..s] += inc``, then halve if the total > limit."""
-    if s == 0:
-        H[0] += inc
-    else:
-        lk_add_prefix(H, s, inc)
-    if LK_UNLIKELY(H[0] > limit):
-        _rescale(H, A)
-
-
 # --------------------------------------------------------------------------- encoder
 # Coder state is passed and returned *by value*: no pointer to it escapes, so the
 # C compiler keeps it in registers although the loops store through uint8_t* and
@@ -223,6 +212,7 @@ cdef struct Enc:
     Py_ssize_t cap
     uint8_t* out
     int err
+    uint32_t tot      # total count of the model in use (== its H[0])
 
 
 cdef void _carry(uint8_t* out, Py_ssize_t pos) noexcept nogil:
@@ -237,14 +227,20 @@ cdef void _carry(uint8_t* out, Py_ssize_t pos) noexcept nogil:
 
 cdef inline Enc _enc_put(Enc st, uint32_t* H, int s, int A, uint32_t inc,
                          uint32_t limit) noexcept nogil:
-    """Code ``s`` with the model ``H``, then count it in ``H``."""
-    cdef uint32_t r = <uint32_t>((<uint64_t>st.rng * _INV[H[0]]) >> 32)
+    """Code ``s`` with the model ``H``, then count it in ``H`` (``st.tot`` == ``H[0]``
+    on entry and on return, as in ``_dec_get``)."""
+    cdef uint32_t r = <uint32_t>((<uint64_t>st.rng * _INV[st.tot]) >> 32)
     cdef uint32_t lo = r * H[s + 1]
     if s == 0:                 # symbol 0 (top of the interval) takes the slack
         st.rng = st.rng - lo
+        H[0] += inc
     else:
         st.rng = r * H[s] - lo
-    _update(H, s, A, inc, limit)
+        lk_add_prefix(H, s, inc)
+    st.tot += inc
+    if LK_UNLIKELY(st.tot > limit):
+        _rescale(H, A)
+        st.tot = H[0]
     st.low += lo
     if LK_UNLIKELY((st.low >> 32) != 0):
         _carry(st.out, st.pos)
@@ -302,6 +298,7 @@ cdef Py_ssize_t _encode_loop(const uint8_t* sym, Py_ssize_t C, Py_ssize_t Hh,
     if mode == MODE_NONE or (mode == MODE_CHANNEL and C <= 1):
         H = models
         _model_init(H, A)
+        st.tot = H[0]
         for i in range(n):
             s = sym[i]
             if LK_UNLIKELY(s >= A):
@@ -312,6 +309,7 @@ cdef Py_ssize_t _encode_loop(const uint8_t* sym, Py_ssize_t C, Py_ssize_t Hh,
         i = 0
         for c in range(C):
             _model_init(H, A)
+            st.tot = H[0]
             for k in range(HW):
                 s = sym[i]
                 if LK_UNLIKELY(s >= A):
@@ -336,6 +334,7 @@ cdef Py_ssize_t _encode_loop(const uint8_t* sym, Py_ssize_t C, Py_ssize_t Hh,
                     H = models + (_BUCKET[left] * B + _BUCKET[top]) * stride
                     if LK_UNLIKELY(H[0] == 0):
                         _model_init(H, A)
+                    st.tot = H[0]
                     st = _enc_put(st, H, s, A, inc, limit)
     st = _enc_finish(st)
     result[0] = st
@@ -381,6 +380,7 @@ def encode_raw(const uint8_t[:, :, ::1] sym, int alphabet_size, int mode,
     st.rng = LK_ALL32
     st.pos = 0
     st.err = 0
+    st.tot = 0
     st.cap = 3 * n + 16   # every symbol emits at most 3 bytes, the flush 1
     st.out = <uint8_t*>malloc(st.cap)
     models = <uint32_t*>malloc(_n_models(mode, B) * stride * sizeof(uint32_t))
@@ -410,12 +410,17 @@ cdef struct Dec:
     Py_ssize_t n_in
     Py_ssize_t pos
     int sym           # last decoded symbol
+    uint32_t tot      # total count of the model in use (== its H[0])
 
 
 cdef inline Dec _dec_get(Dec st, uint32_t* H, int A, uint32_t inc,
                          uint32_t limit) noexcept nogil:
-    """Decode one symbol (into ``st.sym``) with the model ``H``, then count it."""
-    cdef uint32_t r = <uint32_t>((<uint64_t>st.rng * _INV[H[0]]) >> 32)
+    """Decode one symbol (into ``st.sym``) with the model ``H``, then count it.
+
+    ``st.tot`` must equal ``H[0]`` on entry and equals it again on return: the total
+    travels in a register instead of being reloaded right after it was stored.
+    """
+    cdef uint32_t r = <uint32_t>((<uint64_t>st.rng * _INV[st.tot]) >> 32)
     cdef uint32_t t = r * H[1]
     cdef uint32_t lo, b
     cdef int s
@@ -430,7 +435,14 @@ cdef inline Dec _dec_get(Dec st, uint32_t* H, int A, uint32_t inc,
         lo = r * H[s + 1]      # s <= A - 1 and H[A] == 0: never reads past H[A]
         st.d -= lo             # d >= r * H[s + 1] by the count: no wrap-around
         st.rng = r * H[s] - lo
-    _update(H, s, A, inc, limit)
+    if s == 0:
+        H[0] += inc
+    else:
+        lk_add_prefix(H, s, inc)
+    st.tot += inc
+    if LK_UNLIKELY(st.tot > limit):
+        _rescale(H, A)
+        st.tot = H[0]
     while st.rng < RC_TOP:
         b = 0
         if st.pos < st.n_in:   # explicit bounds check: past the end reads as 0
@@ -455,6 +467,7 @@ cdef Dec _decode_loop(uint8_t* out, Py_ssize_t C, Py_ssize_t Hh, Py_ssize_t W,
     if mode == MODE_NONE or (mode == MODE_CHANNEL and C <= 1):
         H = models
         _model_init(H, A)
+        st.tot = H[0]
         for i in range(n):
             st = _dec_get(st, H, A, inc, limit)
             out[i] = <uint8_t>st.sym
@@ -463,6 +476,7 @@ cdef Dec _decode_loop(uint8_t* out, Py_ssize_t C, Py_ssize_t Hh, Py_ssize_t W,
         i = 0
         for c in range(C):
             _model_init(H, A)
+            st.tot = H[0]
             for k in range(HW):
                 st = _dec_get(st, H, A, inc, limit)
                 out[i] = <uint8_t>st.sym
@@ -480,6 +494,7 @@ cdef Dec _decode_loop(uint8_t* out, Py_ssize_t C, Py_ssize_t Hh, Py_ssize_t W,
                     H = models + (_BUCKET[left] * B + _BUCKET[top]) * stride
                     if LK_UNLIKELY(H[0] == 0):
                         _model_init(H, A)
+                    st.tot = H[0]
                     st = _dec_get(st, H, A, inc, limit)
                     row[x] = <uint8_t>st.sym
     return st
@@ -515,6 +530,7 @@ def decode_raw(const uint8_t[::1] payload, uint8_t[:, :, ::1] out, int alphabet_
     st.inp = &payload[0] if st.n_in > 0 else NULL
     st.d = 0
     st.sym = 0
+    st.tot = 0
     for k in range(4):
         st.d <<= 8
         if k < st.n_in:
