@@ -49,10 +49,12 @@ bench: $(STAMP)
 
 # Fuzz the .lkc container + coder, then the full decoder through the networks (bounded time;
 # atheris when installed, else a seeded mutator). Prints inputs, time and outcome counts.
-FUZZ_SECONDS ?= 120
-FUZZ_NET_SECONDS ?= 60
+# The container run stops at FUZZ_RUNS inputs or FUZZ_SECONDS, whichever comes first.
+FUZZ_RUNS ?= 1000000
+FUZZ_SECONDS ?= 600
+FUZZ_NET_SECONDS ?= 120
 fuzz: $(STAMP)
-	$(PY) fuzz/fuzz_lkc.py --target container --seconds $(FUZZ_SECONDS)
+	$(PY) fuzz/fuzz_lkc.py --target container --runs $(FUZZ_RUNS) --seconds $(FUZZ_SECONDS)
 	$(PY) fuzz/fuzz_lkc.py --target network --seconds $(FUZZ_NET_SECONDS)
 
 demo: $(STAMP)
