@@ -227,8 +227,30 @@ def encode(
 ) -> bytes:
     """Losslessly code ``symbols`` (uint8 ``(C, H, W)`` or 1-D) into payload bytes.
 
-    The payload has no header: ``decode`` needs the same shape, alphabet size,
-    context, increment and limit.
+    Parameters
+    ----------
+    symbols : array-like of int
+        ``(C, H, W)`` or ``(N,)``, values in ``0..alphabet_size - 1``, at most
+        :data:`MAX_SYMBOLS` of them (checked before anything is allocated).
+    alphabet_size : int
+        ``2 ** b`` (2..256).
+    context : str
+        One of :data:`CONTEXT_MODES`.
+    increment, limit : int
+        The adaptive model: ``1 <= increment``, ``alphabet_size + increment <= limit
+        <= MAX_LIMIT``.
+
+    Returns
+    -------
+    bytes
+        The payload (format version 2), without a header: :func:`decode` needs the
+        same shape, alphabet size, context, increment and limit.
+
+    Raises
+    ------
+    ValueError
+        For bad parameters, a shape that is not 1-D or 3-D or too large, or a symbol
+        outside the alphabet (the message names its value and index).
     """
     mode = _mode(alphabet_size, context, increment, limit)
     res = None
