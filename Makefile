@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml setup.py $(wildcard ext/*.pyx ext/*.pxd)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q "setuptools>=68" "cython>=3.0" "numpy>=2.0" wheel
-	$(PY) -m pip install -q --no-build-isolation -e ".[dev,bench]"
+	@# setuptools prints an information-only "Editable installation" banner through pip -q: filtered by its text
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q --no-build-isolation -e ".[dev,bench]"
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (labkit)" >/dev/null
 	touch $(STAMP)
 
@@ -33,13 +34,14 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
-# All report figures + figures/metrics.json, through the one papermill command.
+# All report figures + figures/metrics.json: notebooks/00_reproduce.ipynb run with papermill
+# (`labkit reproduce`); one progress bar over its steps and a summary line. The executed copies
+# are in notebooks/executed/ (the three notebooks it runs: notebooks/executed/$(PROFILE)/).
 figures: $(STAMP)
-	mkdir -p notebooks/executed
-	$(VENV)/bin/papermill --cwd notebooks -k $(KERNEL) --log-output \
-	    notebooks/00_reproduce.ipynb notebooks/executed/00_reproduce.ipynb -p profile $(PROFILE)
+	$(PY) -m labkit reproduce -p profile $(PROFILE)
 
-# Rerun the default profile into a scratch folder and compare with the committed metrics.json.
+# Rerun the default profile into a scratch folder and compare with the committed metrics.json
+# (executed notebooks: notebooks/executed/grade-default/).
 grade: $(STAMP)
 	$(PY) -m labkit grade --profile default
 

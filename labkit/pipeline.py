@@ -127,8 +127,10 @@ def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], log_
     src, dst = NOTEBOOK_DIR / name, Path(executed_dir) / name
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
+        # log_output=False: papermill's own logging would print every stderr chunk a second time
+        # (as a WARNING); the two files relay the streams as they come, progress bars included
         pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=kernel_name(),
-                            cwd=str(NOTEBOOK_DIR), log_output=log_output, progress_bar=False,
+                            cwd=str(NOTEBOOK_DIR), log_output=False, progress_bar=False,
                             stdout_file=sys.stdout if log_output else None,
                             stderr_file=sys.stderr if log_output else None,
                             kernel_manager_class=quiet_kernel_manager_class())
@@ -156,7 +158,7 @@ def step_progress(steps: list[str], enabled: bool | None, desc: str) -> Any:
         return None
     from tqdm.std import tqdm
 
-    return tqdm(total=len(steps), desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True,
+    return tqdm(total=len(steps), desc=desc, unit="step", file=sys.stderr, ncols=80,
                 bar_format="{desc}: {n_fmt}/{total_fmt} {bar} {elapsed} {postfix}")
 
 
