@@ -244,7 +244,7 @@ def build_v1_coder(commit: str = V1_COMMIT):
     (tmp / "arith_v1.pyx").write_text(src)
     (tmp / "setup.py").write_text(
         "from setuptools import setup, Extension\nfrom Cython.Build import cythonize\n"
-        "setup(ext_modules=cythonize([Extension('arith_v1', ['arith_v1.pyx'], extra_compile_args=['-O2'])],"
+        "setup(ext_modules=cythonize([Extension('arith_v1', ['arith_v1.pyx'], extra_compile_args=['-O3'])],"
         " compiler_directives={'language_level': '3', 'boundscheck': False, 'wraparound': False,"
         " 'cdivision': True}, quiet=True))\n")
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tmp, check=True,
