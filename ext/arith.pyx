@@ -63,7 +63,7 @@ rows, and every decoded symbol is < alphabet by construction, whatever the paylo
 (every interval is >= 254 wide), so renormalisation always terminates.
 """
 from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport malloc, calloc, free
+from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 cdef extern from *:
@@ -428,6 +428,7 @@ cdef inline Dec _dec_get(Dec st, uint32_t* H, int A, uint32_t inc,
         s = 0
         st.d -= t
         st.rng -= t
+        H[0] += inc
     else:
         # d < r * H[1], so s >= 1: symbol s owns r * [H[s+1], H[s]), so
         # s = #{j in 1..A-1 : r * H[j] > d}, counted 8 entries at a time.
@@ -435,9 +436,6 @@ cdef inline Dec _dec_get(Dec st, uint32_t* H, int A, uint32_t inc,
         lo = r * H[s + 1]      # s <= A - 1 and H[A] == 0: never reads past H[A]
         st.d -= lo             # d >= r * H[s + 1] by the count: no wrap-around
         st.rng = r * H[s] - lo
-    if s == 0:
-        H[0] += inc
-    else:
         lk_add_prefix(H, s, inc)
     st.tot += inc
     if LK_UNLIKELY(st.tot > limit):
