@@ -240,22 +240,27 @@ def run_atheris(target: Target, seeds: list[bytes], seconds: float, runs: int,
 
     def one_input(data: bytes) -> None:
         # first byte: control (bit 0: also fix the size nibble); the rest: the file
-        if not data:
-            return
-        target.check_one(fix_crc(data[1:], fix_size=bool(data[0] & 1)))
-        if target.stats["inputs"] % 100_000 == 0:
+        calls[0] += 1
+        if data:
+            target.check_one(fix_crc(data[1:], fix_size=bool(data[0] & 1)))
+        now = time.perf_counter()
+        if now - last[0] > 30:
+            last[0] = now
+            summary()
+        if not final[0] and ((runs > 0 and calls[0] >= runs) or (seconds > 0 and now - t0 >= seconds)):
+            final[0] = True  # libFuzzer's own exit skips Python's atexit: print the total here
             summary()
 
     t0 = time.perf_counter()
+    last = [t0]
+    calls = [0]
+    final = [False]
 
     def summary() -> None:
         el = time.perf_counter() - t0
         print(f"fuzz {target.kind} (atheris): {target.stats['inputs']} inputs with the CRC recomputed in "
               f"{el:.1f} s ({target.stats['inputs'] / max(el, 1e-9):.0f}/s); {target.stats}", flush=True)
 
-    import atexit
-
-    atexit.register(summary)
     args = [sys.argv[0], str(corpus), f"-timeout={max(1, int(hang_seconds))}", "-rss_limit_mb=4096",
             "-print_final_stats=1", "-max_len=4096"]
     if seconds > 0:
