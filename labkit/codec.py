@@ -132,7 +132,28 @@ class EncodeResult:
 
 
 class Codec:
-    """A learned codec: one autoencoder, one bit depth ``b``, one coder context mode."""
+    """A learned codec: one autoencoder, one bit depth ``b``, one coder context mode.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A trained autoencoder (``encoder``, ``decoder``, ``downsample``,
+        ``latent_channels``); an optimised copy is used (``labkit.inference``).
+    b : int
+        Bit depth, in :data:`labkit.spec.BITS`.
+    context : str
+        Coder context mode (``labkit.coder.CONTEXT_MODES``).
+    model_name : str
+        Name written into files (must have a bitstream id).
+    increment, limit : int, optional
+        Coder model settings (default: the coder's).
+    scale : str
+        Encoder rule for the stored scale ``ymax`` (``labkit.quant.latent_scale``):
+        ``"max"`` or a percentile such as ``"p99.9"``.  The decoder only reads ``ymax``.
+    tile : int, optional
+        Core tile side in pixels for both networks; default: derived per network from
+        :data:`TILE_BUDGET`.  The output does not depend on it (tests check it).
+    """
 
     def __init__(self, model: torch.nn.Module, b: int, context: str = DEFAULT_CONTEXT, *,
                  model_name: str = "resae", increment: int | None = None, limit: int | None = None,
