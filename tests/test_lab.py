@@ -239,4 +239,6 @@ def test_every_notebook_runs_in_jupyterlab_and_leaves_git_clean(lab):
     assert metrics.is_file() and metrics.stat().st_mtime >= started and list(published.glob("*.png")), \
         f"00_reproduce published nothing in {published}"
     assert _git_status() == before_status, "running the notebooks in the lab changed `git status`"
+    unencrypted = [ln for ln in server_log.read_text().splitlines() if "without encryption" in ln]
+    assert not unencrypted, f"kernels started without CurveZMQ keys (etc/jupyter config): {unencrypted[:1]}"
     print("seconds per notebook in the lab:", {k: round(v, 1) for k, v in timings.items()})

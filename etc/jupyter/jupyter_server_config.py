@@ -59,3 +59,18 @@ def strip_outputs_before_save(model: dict[str, Any], path: str, **kwargs: Any) -
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821  (provided by traitlets when loaded as config)
 c.ContentsManager.pre_save_hook = strip_outputs_before_save
+
+
+def _curve_available() -> bool:
+    try:
+        import zmq
+
+        return bool(zmq.has("curve"))
+    except ImportError:  # pragma: no cover
+        return False
+
+
+# Kernels get CurveZMQ keys (as labkit.pipeline's papermill runs do), so ipykernel does not warn
+# "Kernel is running over TCP without encryption" into the server's log for every notebook opened.
+if _curve_available():
+    c.KernelManager.transport_encryption = "auto"
