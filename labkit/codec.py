@@ -28,6 +28,7 @@ import torch
 from . import bitstream, coder, quant, settings, spec
 from .atomic import check_target, write_bytes
 from .bitstream import Header
+from .checkpoint import available_weights
 from .imageio import DataError, as_rgb8
 from .inference import auto_tiles, decode_tiled, encode_tiled, optimize_for_inference
 from .paths import WEIGHTS_DIR
@@ -62,14 +63,6 @@ def _check_size(height: int, width: int) -> None:
                          "set LABKIT_MAX_PIXELS to allow larger images")
 
 
-def available_weights(weights_dir: str | os.PathLike[str] | None = None) -> list[str]:
-    """Names of the pretrained models shipped in ``weights_dir`` (default: the package's)."""
-    root = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "model.pt").is_file())
-
-
 def registered_name(name: object) -> str:
     """``name`` as a registered model name (any case), else ``CodecError``; nothing is read from disk."""
     try:
@@ -101,9 +94,9 @@ def load_pretrained(name: str, weights_dir: str | os.PathLike[str] | None = None
 
 def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, dict]:
     """Load a checkpoint folder (``model.pt`` + ``config.json``) or ``.pt`` file: (eval model, config)."""
-    from .train import load_checkpoint
+    from .checkpoint import load
 
-    model, config = load_checkpoint(path, map_location="cpu")
+    model, config = load(path, map_location="cpu")
     model.eval()
     return model, config
 
@@ -147,9 +140,11 @@ class Codec:
         Name written into files (must have a bitstream id).
     increment, limit : int, optional
         Coder model settings (default: the coder's).
-    scale : str
+    scale : str, optional
         Encoder rule for the stored scale ``ymax`` (``labkit.quant.latent_scale``):
         ``"max"`` or a percentile such as ``"p99.9"``.  The decoder only reads ``ymax``.
+        Default: the rule the model was trained with (``model.scale_rule``, set by
+        ``labkit.checkpoint.load`` from the checkpoint's config), else ``"max"``.
     tile : int, optional
         Core tile side in pixels for both networks; default: derived per network from
         :data:`TILE_BUDGET`.  The output does not depend on it (tests check it).
@@ -157,13 +152,13 @@ class Codec:
 
     def __init__(self, model: torch.nn.Module, b: int, context: str = DEFAULT_CONTEXT, *,
                  model_name: str = "resae", increment: int | None = None, limit: int | None = None,
-                 scale: str = "max", tile: int | None = None) -> None:
+                 scale: str | None = None, tile: int | None = None) -> None:
         try:
             b = spec.check_bits(b)
         except ValueError:
             raise CodecError(f"b must be an integer in {spec.MIN_BITS}..{spec.MAX_BITS}, got {b!r}") from None
         try:
-            self.scale = quant.check_scale_rule(scale)
+            self.scale = quant.check_scale_rule(getattr(model, "scale_rule", "max") if scale is None else scale)
         except ValueError as err:
             raise CodecError(str(err)) from None
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1):
@@ -194,7 +189,6 @@ class Codec:
         """
         name = registered_name(name)
         model, config = load_pretrained(name, weights_dir)
-        kw.setdefault("scale", config.get("scale", "max"))
         return cls(model, b, context, model_name=name, **kw)
 
     @classmethod
@@ -206,7 +200,6 @@ class Codec:
         ``model_name=``); decoding such files later needs weights under that name.
         """
         model, config = load_checkpoint_file(path)
-        kw.setdefault("scale", config.get("scale", "max"))
         kw.setdefault("model_name", config.get("model", "resae"))
         return cls(model, b, context, **kw)
 

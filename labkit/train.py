@@ -35,8 +35,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import __version__
+from . import checkpoint
 from .atomic import atomic_path, write_text
-from .models import MODEL_NAMES, build_model, count_parameters, default_noise
+from .checkpoint import CheckpointError, load as load_checkpoint
+from .models import MODEL_NAMES, count_parameters, default_noise
 
 __all__ = [
     "TrainConfig",
@@ -50,10 +52,6 @@ __all__ = [
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 LOSSES = ("mse", "l1", "mse+ssim")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or does not fit the model it names."""
 
 
 # --------------------------------------------------------------------------- config
@@ -207,46 +205,6 @@ def _images_to_tensor(images: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-class _Tiles(torch.utils.data.Dataset):
-    """Fallback for ``labkit.data.TileDataset``: one random crop (+ flips) per image."""
-
-    def __init__(self, images: np.ndarray, augment: bool = True, crop: int = 128) -> None:
-        self.x = _images_to_tensor(images)
-        h, w = self.x.shape[-2:]
-        if h < crop or w < crop:
-            raise ValueError(f"images ({h}x{w}) are smaller than the crop ({crop})")
-        self.augment, self.crop = augment, crop
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def __getitem__(self, i: int) -> Tensor:
-        img = self.x[i]
-        h, w = img.shape[-2:]
-        c = self.crop
-        if self.augment:
-            top = int(torch.randint(0, h - c + 1, ()))
-            left = int(torch.randint(0, w - c + 1, ()))
-        else:
-            top, left = (h - c) // 2, (w - c) // 2
-        t = img[:, top : top + c, left : left + c]
-        if self.augment:
-            if torch.rand(()) < 0.5:
-                t = t.flip(-1)
-            if torch.rand(()) < 0.5:
-                t = t.flip(-2)
-        return t.contiguous()
-
-
-def _tile_dataset(images: np.ndarray, augment: bool, crop: int) -> torch.utils.data.Dataset:
-    """``labkit.data.TileDataset`` when available, else the internal fallback."""
-    try:
-        from .data import TileDataset  # imported lazily: data.py is developed separately
-    except ImportError:
-        return _Tiles(images, augment=augment, crop=crop)
-    return TileDataset(images, augment=augment, crop=crop)
-
-
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
     g = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     g = torch.exp(-(g**2) / (2 * sigma**2))
@@ -360,10 +318,8 @@ def validate_rd(model: nn.Module, val: Tensor, cfg: "TrainConfig", device: torch
 
 # --------------------------------------------------------------------------- checkpoints
 def _model_identity(model: nn.Module, cfg: TrainConfig) -> tuple[str, dict[str, Any]]:
-    """(name, constructor config) to rebuild ``model``; prefers ``model.config``."""
-    mc = dict(getattr(model, "config", None) or {})
-    name = mc.pop("name", cfg.model)
-    mc.pop("noise", None)
+    """(name, constructor config) of ``model``; it must be the model ``cfg`` trains."""
+    name, mc = checkpoint.model_identity(model, cfg.model)
     if name != cfg.model:
         raise ValueError(f"model is {name!r} but TrainConfig.model is {cfg.model!r}")
     return name, mc or dict(cfg.model_cfg)
@@ -372,98 +328,9 @@ def _model_identity(model: nn.Module, cfg: TrainConfig) -> tuple[str, dict[str, 
 def save_checkpoint(
     model: nn.Module, out_dir: str | Path, cfg: TrainConfig, extra: dict[str, Any] | None = None
 ) -> Path:
-    """Write ``model.pt`` (state_dict) and ``config.json`` atomically; returns ``out_dir``."""
-    out = Path(out_dir)
-    name, mcfg = _model_identity(model, cfg)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _torch_save(out / "model.pt", state)
-    meta = {
-        "model": name,
-        "model_cfg": mcfg,
-        "train": {**cfg.to_dict(), "model_cfg": mcfg},  # resolved: retraining rebuilds this exact net
-        "labkit_version": __version__,
-        "torch_version": torch.__version__,
-        "param_count": count_parameters(model),
-        **(extra or {}),
-    }
-    _write_json(out / "config.json", meta)
-    return out
-
-
-def _resolve_ckpt(path_or_dir: str | Path) -> tuple[Path, Path]:
-    p = Path(path_or_dir)
-    if p.is_dir():
-        return p / "model.pt", p / "config.json"
-    return p, p.with_name("config.json")
-
-
-def load_checkpoint(
-    path_or_dir: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model named in ``config.json`` and load ``model.pt`` into it.
-
-    Accepts the run directory or the ``.pt`` path (``config.json`` sits next to it).
-    Returns ``(model in eval mode, config dict)``.  Raises ``CheckpointError`` with the
-    missing/unexpected keys and shape mismatches when the weights do not fit.
-    """
-    weights, cfg_path = _resolve_ckpt(path_or_dir)
-    if not weights.is_file():
-        raise CheckpointError(f"no checkpoint weights at {weights}")
-    if not cfg_path.is_file():
-        raise CheckpointError(f"no config.json next to {weights}; it records which model to build")
-    try:
-        config = json.loads(cfg_path.read_text())
-        name, mcfg = config["model"], config.get("model_cfg", {})
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointError(f"unreadable checkpoint config {cfg_path}: {e}") from None
-    try:
-        model = build_model(name, **mcfg)
-    except ValueError as e:
-        raise CheckpointError(f"{cfg_path}: cannot build model: {e}") from None
-    try:
-        state = torch.load(weights, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle errors, truncated file, non-weights content
-        raise CheckpointError(f"cannot read {weights} as a weights-only state_dict: {e}") from None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # also accept last.pt
-    _check_state(model, state, name, mcfg, weights)
-    model.load_state_dict(state)
-    model.to(map_location).eval()
-    return model, config
-
-
-def _check_state(model: nn.Module, state: Any, name: str, mcfg: dict, where: Path) -> None:
-    """Raise ``CheckpointError`` listing every key/shape difference."""
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{where} does not hold a state_dict (got {type(state).__name__})")
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)
-    ]
-    if not (missing or unexpected or shapes):
-        return
-
-    def head(items: list[str], n: int = 8) -> str:
-        more = f" ... (+{len(items) - n} more)" if len(items) > n else ""
-        return ", ".join(items[:n]) + more
-
-    parts = []
-    if missing:
-        parts.append(f"missing keys ({len(missing)}): {head(missing)}")
-    if unexpected:
-        parts.append(f"unexpected keys ({len(unexpected)}): {head(unexpected)}")
-    if shapes:
-        parts.append(f"shape mismatches ({len(shapes)}): {head(shapes, 5)}")
-    raise CheckpointError(
-        f"checkpoint {where} does not fit model {name!r} with config {mcfg}: "
-        + "; ".join(parts)
-        + ". The weights were probably written by a different model or config: fix "
-        "'model'/'model_cfg' in config.json to match the run that produced them, or retrain."
-    )
+    """``labkit.checkpoint.save`` with the run's TrainConfig (checked against the model)."""
+    _model_identity(model, cfg)
+    return checkpoint.save(model, out_dir, cfg.to_dict(), {"scale": cfg.scale, **(extra or {})})
 
 
 def _rng_state(loader_gen: torch.Generator) -> dict[str, Any]:
@@ -498,6 +365,34 @@ def _empty_history() -> dict[str, list]:
     return {k: [] for k in ("epoch", "train_loss", "val_mse", "val_psnr", "lr", "seconds", "elapsed")}
 
 
+@dataclass
+class _Run:
+    """The mutable state of one training run (what ``last.pt`` saves and resume restores)."""
+
+    cfg: TrainConfig
+    device: torch.device
+    out: Path | None
+    total_steps: int
+    epoch: int = 0
+    step: int = 0
+    elapsed: float = 0.0
+    history: dict[str, Any] = field(default_factory=_empty_history)
+    best: dict[str, Any] = field(default_factory=lambda: {"objective": math.inf, "epoch": None, "state": None})
+    stop_reason: str | None = None
+
+    def out_of_time(self) -> bool:
+        """Another epoch (at the mean epoch time so far) would overrun the time budget."""
+        n = len(self.history["epoch"])
+        return bool(self.cfg.time_budget_s) and n > 0 and self.elapsed + self.elapsed / n > self.cfg.time_budget_s
+
+    def progress(self, epoch_seconds: float) -> float:
+        """Run progress in [0, 1]: the step fraction, or the budget's time fraction if larger."""
+        p = self.step / max(self.total_steps, 1)
+        if self.cfg.time_budget_s:
+            p = max(p, (self.elapsed + epoch_seconds) / self.cfg.time_budget_s)
+        return p
+
+
 def fit(
     model: nn.Module,
     train_images: np.ndarray,
@@ -510,10 +405,28 @@ def fit(
 ) -> dict[str, Any]:
     """Train ``model`` in place; returns the history dict (also ``out_dir/history.json``).
 
-    ``train_images``/``val_images``: uint8 [N, H, W, 3].  Per epoch: mean train loss,
-    val MSE/PSNR at ``cfg.b_train`` with hard quantization, lr, seconds.  With
-    ``resume=True`` and ``out_dir/last.pt`` present, continues that run exactly.
-    ``log`` receives the one-line epoch summaries (default: print / tqdm.write).
+    Parameters
+    ----------
+    model : nn.Module
+        A model from ``labkit.models.build_model`` named as ``cfg.model``.
+    train_images, val_images : ndarray
+        uint8 ``[N, H, W, 3]``; training takes random ``cfg.crop`` crops of ``train_images``.
+    cfg : TrainConfig
+        The run's settings.
+    out_dir : path, optional
+        Where ``model.pt``, ``config.json``, ``history.json`` and ``last.pt`` go.
+    progress : bool
+        Show a tqdm bar per epoch.
+    resume : bool
+        Continue the run saved in ``out_dir/last.pt`` exactly (same TrainConfig).
+    log : callable, optional
+        Receives the one-line epoch summaries (default: print / tqdm.write).
+
+    Returns
+    -------
+    dict
+        Per epoch: mean train loss, val MSE/PSNR at ``cfg.b_train`` with hard quantization,
+        lr, seconds; ``val_rd`` and ``best_epoch`` for rate-distortion runs.
     """
     device = resolve_device(cfg.device)
     prev_det = (torch.are_deterministic_algorithms_enabled(),
@@ -525,208 +438,200 @@ def fit(
         torch.use_deterministic_algorithms(prev_det[0], warn_only=prev_det[1])
 
 
-def _fit(
-    model: nn.Module,
-    train_images: np.ndarray,
-    val_images: np.ndarray | None,
-    cfg: TrainConfig,
-    device: torch.device,
-    out_dir: str | Path | None,
-    progress: bool,
-    resume: bool,
-    log: Callable[[str], None] | None,
-) -> dict[str, Any]:
-    from tqdm.auto import tqdm
+def _make_loader(train_images: np.ndarray, cfg: TrainConfig,
+                 device: torch.device) -> tuple[torch.utils.data.DataLoader, torch.Generator]:
+    """Seeded loader of random augmented crops, and the generator that drives its order."""
+    from .data import TileDataset
 
-    out = Path(out_dir) if out_dir is not None else None
-    noise = cfg.use_noise
-    _model_identity(model, cfg)  # fail early on a name mismatch
-
-    ds = _tile_dataset(train_images, augment=cfg.augment, crop=cfg.crop)
+    ds = TileDataset(train_images, augment=cfg.augment, crop=cfg.crop)
     if len(ds) == 0:
         raise ValueError("no training images")
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = torch.utils.data.DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        drop_last=len(ds) >= cfg.batch_size,
-        num_workers=cfg.num_workers,
-        generator=gen,
-        pin_memory=device.type == "cuda",
+        ds, batch_size=cfg.batch_size, shuffle=True, drop_last=len(ds) >= cfg.batch_size,
+        num_workers=cfg.num_workers, generator=gen, pin_memory=device.type == "cuda",
         persistent_workers=cfg.num_workers > 0,
     )
-    val = None
-    if val_images is not None and len(val_images):
-        val = _images_to_tensor(val_images[: cfg.max_val_images] if cfg.max_val_images else val_images)
+    return loader, gen
 
-    model.to(device)
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on weights only (not on biases or BatchNorm)."""
     decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        (no_decay if p.dim() <= 1 else decay).append(p)  # no decay on biases / BN
-    opt = torch.optim.AdamW(
+    for _, p in model.named_parameters():
+        (no_decay if p.dim() <= 1 else decay).append(p)
+    return torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=lr_at(cfg, 0.0),
     )
-    loss_fn = _loss_fn(cfg.loss, cfg.ssim_weight)
-    rd, train_bits = cfg.rate_weight > 0, cfg.train_bits
-    best: dict[str, Any] = {"objective": math.inf, "epoch": None, "state": None}
-    steps_per_epoch = len(loader)
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    history = _empty_history()
-    start_epoch, step, elapsed = 0, 0, 0.0
 
-    if resume and out is not None and (out / "last.pt").is_file():
-        st = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-        if st.get("config") != cfg.to_dict():
-            diff = sorted(k for k, v in cfg.to_dict().items() if st.get("config", {}).get(k) != v)
-            raise ValueError(f"cannot resume {out}: TrainConfig differs from the saved run in {diff}")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        start_epoch, step, elapsed = st["epoch"], st["step"], st["elapsed"]
-        history = st["history"]
-        best = st.get("best", best)
-        _set_rng_state(st["rng"], gen)
-    say = log or (tqdm.write if progress else lambda s: print(s, flush=True))
-    n_params = count_parameters(model)
-    if start_epoch == 0:
-        say(
-            f"train {cfg.model} ({n_params:,} params) on {device} | {len(ds)} train / "
-            f"{0 if val is None else len(val)} val images | b={cfg.b_train} noise={noise} "
-            f"| {cfg.epochs} epochs x {steps_per_epoch} steps"
-        )
-    else:
-        say(f"resuming {out} at epoch {start_epoch + 1}/{cfg.epochs}")
 
-    def progress_frac() -> float:
-        p = step / max(total_steps, 1)
-        if cfg.time_budget_s:
-            p = max(p, (elapsed + time.perf_counter() - t_epoch) / cfg.time_budget_s)
-        return p
+def _resume(run: _Run, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> None:
+    """Load ``last.pt`` into the model, optimizer, RNGs and ``run`` (the TrainConfig must match)."""
+    st = torch.load(run.out / "last.pt", map_location="cpu", weights_only=True)
+    if st.get("config") != run.cfg.to_dict():
+        diff = sorted(k for k, v in run.cfg.to_dict().items() if st.get("config", {}).get(k) != v)
+        raise ValueError(f"cannot resume {run.out}: TrainConfig differs from the saved run in {diff}")
+    model.load_state_dict(st["model"])
+    opt.load_state_dict(st["optimizer"])
+    run.epoch, run.step, run.elapsed, run.history = st["epoch"], st["step"], st["elapsed"], st["history"]
+    run.best = st.get("best", run.best)
+    _set_rng_state(st["rng"], gen)
 
-    def out_of_time() -> bool:
-        """Another epoch (at the mean epoch time so far) would overrun the time budget."""
-        n = len(history["epoch"])
-        return bool(cfg.time_budget_s) and n > 0 and elapsed + elapsed / n > cfg.time_budget_s
 
-    budget_msg = f"time budget {cfg.time_budget_s or 0:g}s reached"
-    stop_reason = budget_msg if out_of_time() else None  # a resumed run may already be done
-    t_epoch = last_save = time.perf_counter()
-    lr = lr_at(cfg, progress_frac())
-    for epoch in range(start_epoch, cfg.epochs if stop_reason is None else start_epoch):
-        t_epoch = time.perf_counter()
-        model.train()
-        total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not progress)
-        for x in bar:
-            if step >= total_steps:
-                break
-            if isinstance(x, (list, tuple)):
-                x = x[0]
-            x = x.to(device, non_blocking=True)
-            lr = lr_at(cfg, progress_frac())
-            for g in opt.param_groups:
-                g["lr"] = lr
-            b = random.choice(train_bits)
-            out_d = model(x, b=b if (noise or rd) else None, noise=noise, scale=cfg.scale)
-            loss = loss_fn(out_d["x_hat"], x)
-            if rd:
-                loss = loss + cfg.rate_weight * rate_bpp(out_d, b, x.shape[-2] * x.shape[-1])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            step += 1
-            li = loss.item()
-            total += li * x.shape[0]
-            count += x.shape[0]
-            bar.set_postfix(loss=f"{li:.5f}", lr=f"{lr:.2e}")
-        bar.close()
+def _train_step(model: nn.Module, x: Tensor, opt: torch.optim.Optimizer, cfg: TrainConfig) -> float:
+    """One optimizer step on batch ``x``: distortion (+ lambda * estimated bpp), b drawn per batch."""
+    b = random.choice(cfg.train_bits)
+    rd = cfg.rate_weight > 0
+    out = model(x, b=b if (cfg.use_noise or rd) else None, noise=cfg.use_noise, scale=cfg.scale)
+    loss = distortion(out["x_hat"], x, cfg)
+    if rd:
+        loss = loss + cfg.rate_weight * rate_bpp(out, b, x.shape[-2] * x.shape[-1])
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss.item()
 
-        vm = None
-        if val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            vm = validate(model, val, cfg.b_train, device, cfg.val_batch_size, cfg.scale)
-            if rd:
-                vr = validate_rd(model, val, cfg, device)
-                history.setdefault("val_rd", []).append({"epoch": epoch + 1, **vr})
-                if vr["objective"] < best["objective"]:
-                    best = {"objective": vr["objective"], "epoch": epoch + 1,
-                            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        seconds = time.perf_counter() - t_epoch
-        elapsed += seconds
-        history["epoch"].append(epoch + 1)
-        history["train_loss"].append(total / max(count, 1))
-        history["val_mse"].append(None if vm is None else vm["mse"])
-        history["val_psnr"].append(None if vm is None else vm["psnr"])
-        history["lr"].append(lr)
-        history["seconds"].append(seconds)
-        history["elapsed"].append(elapsed)
-        if epoch + 1 < cfg.epochs and step >= total_steps:
-            stop_reason = f"max_steps={cfg.max_steps} reached"
-        elif epoch + 1 < cfg.epochs and out_of_time():
-            stop_reason = budget_msg
-        final_epoch = bool(stop_reason) or epoch + 1 == cfg.epochs
-        if final_epoch and vm is None and val is not None:  # always end on a validated epoch
-            vm = validate(model, val, cfg.b_train, device, cfg.val_batch_size, cfg.scale)
-            history["val_mse"][-1], history["val_psnr"][-1] = vm["mse"], vm["psnr"]
-        if out is not None and (final_epoch or time.perf_counter() - last_save >= cfg.checkpoint_every_s):
-            last_save = time.perf_counter()
-            _torch_save(out / "last.pt", {
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimizer": opt.state_dict(),
-                "epoch": epoch + 1,
-                "step": step,
-                "elapsed": elapsed,
-                "history": history,
-                "config": cfg.to_dict(),
-                "rng": _rng_state(gen),
-                "best": best,
-            })
-            _write_json(out / "history.json", history)
-        val_s = "" if vm is None else f" | val(b={cfg.b_train}) mse {vm['mse']:.5f} psnr {vm['psnr']:.2f} dB"
-        say(
-            f"epoch {epoch + 1:3d}/{cfg.epochs} | loss {history['train_loss'][-1]:.5f}{val_s}"
-            f" | lr {lr:.2e} | {seconds:.1f}s"
-        )
-        if stop_reason:
+
+def _train_epoch(run: _Run, model: nn.Module, loader: torch.utils.data.DataLoader,
+                 opt: torch.optim.Optimizer, t_epoch: float, progress: bool) -> tuple[float, float]:
+    """One pass over the loader (stops at ``total_steps``); returns (mean loss, last lr)."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    total, count, lr = 0.0, 0, lr_at(run.cfg, run.progress(0.0))
+    bar = tqdm(loader, desc=f"epoch {run.epoch + 1}/{run.cfg.epochs}", leave=False, disable=not progress)
+    for x in bar:
+        if run.step >= run.total_steps:
             break
+        x = (x[0] if isinstance(x, (list, tuple)) else x).to(run.device, non_blocking=True)
+        lr = lr_at(run.cfg, run.progress(time.perf_counter() - t_epoch))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        try:
+            li = _train_step(model, x, opt, run.cfg)
+        except FloatingPointError as e:
+            raise FloatingPointError(f"{e} at epoch {run.epoch + 1}, step {run.step}") from None
+        run.step += 1
+        total, count = total + li * x.shape[0], count + x.shape[0]
+        bar.set_postfix(loss=f"{li:.5f}", lr=f"{lr:.2e}")
+    bar.close()
+    return total / max(count, 1), lr
 
-    history["stopped"] = stop_reason or "epochs done"
-    if best["state"] is not None:  # RD runs keep the epoch with the best validation objective
-        model.load_state_dict(best["state"])
-        history["best_epoch"] = best["epoch"]
-        history["best_objective"] = best["objective"]
+
+def _validate_epoch(run: _Run, model: nn.Module, val: Tensor | None, final: bool) -> dict[str, float] | None:
+    """Validation when due (every ``val_every`` epochs and at the end); tracks an RD run's best weights."""
+    cfg = run.cfg
+    if val is None or not (final or (run.epoch + 1) % cfg.val_every == 0):
+        return None
+    vm = validate(model, val, cfg.b_train, run.device, cfg.val_batch_size, cfg.scale)
+    if cfg.rate_weight > 0:
+        vr = validate_rd(model, val, cfg, run.device)
+        run.history.setdefault("val_rd", []).append({"epoch": run.epoch + 1, **vr})
+        if vr["objective"] < run.best["objective"]:
+            run.best = {"objective": vr["objective"], "epoch": run.epoch + 1,
+                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+    return vm
+
+
+def _record_epoch(run: _Run, loss: float, vm: dict[str, float] | None, lr: float, seconds: float) -> None:
+    run.elapsed += seconds
+    h = run.history
+    for key, value in (("epoch", run.epoch + 1), ("train_loss", loss), ("val_mse", vm and vm["mse"]),
+                       ("val_psnr", vm and vm["psnr"]), ("lr", lr), ("seconds", seconds), ("elapsed", run.elapsed)):
+        h[key].append(value)
+
+
+def _save_last(run: _Run, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.Generator) -> None:
+    """Everything resume needs, in ``last.pt``, and the history so far."""
+    _torch_save(run.out / "last.pt", {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(), "epoch": run.epoch + 1, "step": run.step, "elapsed": run.elapsed,
+        "history": run.history, "config": run.cfg.to_dict(), "rng": _rng_state(gen), "best": run.best,
+    })
+    _write_json(run.out / "history.json", run.history)
+
+
+def _finish(run: _Run, model: nn.Module, val: Tensor | None) -> dict[str, float] | None:
+    """Keep an RD run's best weights, measure the final validation, write the checkpoint."""
+    cfg, h = run.cfg, run.history
+    h["stopped"] = run.stop_reason or "epochs done"
+    if run.best["state"] is not None:
+        model.load_state_dict(run.best["state"])
+        h["best_epoch"], h["best_objective"] = run.best["epoch"], run.best["objective"]
     last = None
     if val is not None:
-        if best["state"] is None and history["val_psnr"] and history["val_psnr"][-1] is not None:
-            last = {"mse": history["val_mse"][-1], "psnr": history["val_psnr"][-1]}
+        if run.best["state"] is None and h["val_psnr"] and h["val_psnr"][-1] is not None:
+            last = {"mse": h["val_mse"][-1], "psnr": h["val_psnr"][-1]}
         else:
-            last = validate(model, val, cfg.b_train, device, cfg.val_batch_size, cfg.scale)
-    final = {"final_val_mse": None if last is None else last["mse"],
-             "final_val_psnr": None if last is None else last["psnr"]}
-    history.update(final)
-    if out is not None:
-        save_checkpoint(model, out, cfg, {
-            "train_seconds": round(elapsed, 3),
-            "epochs_completed": len(history["epoch"]),
-            "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
-            "python": platform.python_version(),
-            "noise": noise,
-            "best_epoch": history.get("best_epoch"),
+            last = validate(model, val, cfg.b_train, run.device, cfg.val_batch_size, cfg.scale)
+    final = {"final_val_mse": last and last["mse"], "final_val_psnr": last and last["psnr"]}
+    h.update(final)
+    if run.out is not None:
+        dev = run.device
+        save_checkpoint(model, run.out, cfg, {
+            "train_seconds": round(run.elapsed, 3), "epochs_completed": len(h["epoch"]),
+            "device": str(dev) if dev.type != "cuda" else f"cuda ({torch.cuda.get_device_name(dev)})",
+            "python": platform.python_version(), "noise": cfg.use_noise, "best_epoch": h.get("best_epoch"),
             **final,
         })
-        _write_json(out / "history.json", history)
-    say(
-        f"done: {len(history['epoch'])} epochs, {elapsed:.1f}s, {history['stopped']}"
+        _write_json(run.out / "history.json", h)
+    return last
+
+
+def _fit(model: nn.Module, train_images: np.ndarray, val_images: np.ndarray | None, cfg: TrainConfig,
+         device: torch.device, out_dir: str | Path | None, progress: bool, resume: bool,
+         log: Callable[[str], None] | None) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    _model_identity(model, cfg)  # fail early on a name mismatch
+    loader, gen = _make_loader(train_images, cfg, device)
+    val = None
+    if val_images is not None and len(val_images):
+        val = _images_to_tensor(val_images[: cfg.max_val_images] if cfg.max_val_images else val_images)
+    model.to(device)
+    opt = _make_optimizer(model, cfg)
+    total_steps = cfg.epochs * len(loader) if cfg.max_steps is None else min(cfg.epochs * len(loader), cfg.max_steps)
+    run = _Run(cfg, device, Path(out_dir) if out_dir is not None else None, total_steps)
+    if resume and run.out is not None and (run.out / "last.pt").is_file():
+        _resume(run, model, opt, gen)
+    say = log or (tqdm.write if progress else lambda s: print(s, flush=True))
+    say(f"resuming {run.out} at epoch {run.epoch + 1}/{cfg.epochs}" if run.epoch else
+        f"train {cfg.model} ({count_parameters(model):,} params) on {device} | {len(loader.dataset)} train / "
+        f"{0 if val is None else len(val)} val images | b={cfg.train_bits} noise={cfg.use_noise} "
+        f"| {cfg.epochs} epochs x {len(loader)} steps")
+    budget_msg = f"time budget {cfg.time_budget_s or 0:g}s reached"
+    run.stop_reason = budget_msg if run.out_of_time() else None  # a resumed run may already be done
+    last_save = time.perf_counter()
+    while run.stop_reason is None and run.epoch < cfg.epochs:
+        t_epoch = time.perf_counter()
+        loss, lr = _train_epoch(run, model, loader, opt, t_epoch, progress)
+        vm = _validate_epoch(run, model, val, final=run.epoch + 1 == cfg.epochs)
+        _record_epoch(run, loss, vm, lr, time.perf_counter() - t_epoch)
+        if run.epoch + 1 < cfg.epochs and run.step >= run.total_steps:
+            run.stop_reason = f"max_steps={cfg.max_steps} reached"
+        elif run.epoch + 1 < cfg.epochs and run.out_of_time():
+            run.stop_reason = budget_msg
+        final = bool(run.stop_reason) or run.epoch + 1 == cfg.epochs
+        if final and vm is None and val is not None:  # always end on a validated epoch
+            vm = _validate_epoch(run, model, val, final=True)
+            run.history["val_mse"][-1], run.history["val_psnr"][-1] = vm["mse"], vm["psnr"]
+        if run.out is not None and (final or time.perf_counter() - last_save >= cfg.checkpoint_every_s):
+            last_save = time.perf_counter()
+            _save_last(run, model, opt, gen)
+        val_s = "" if vm is None else f" | val(b={cfg.b_train}) mse {vm['mse']:.5f} psnr {vm['psnr']:.2f} dB"
+        say(f"epoch {run.epoch + 1:3d}/{cfg.epochs} | loss {loss:.5f}{val_s} | lr {lr:.2e} "
+            f"| {run.history['seconds'][-1]:.1f}s")
+        run.epoch += 1
+    last = _finish(run, model, val)
+    say(f"done: {len(run.history['epoch'])} epochs, {run.elapsed:.1f}s, {run.history['stopped']}"
         + ("" if last is None else f", val psnr(b={cfg.b_train}) {last['psnr']:.2f} dB")
-        + ("" if out is None else f" -> {out}")
-    )
-    return history
+        + ("" if run.out is None else f" -> {run.out}"))
+    return run.history
 
 
 if __name__ == "__main__":  # the old entry point: say where the command went

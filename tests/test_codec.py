@@ -736,12 +736,23 @@ def test_scale_rule_sets_the_stored_ymax(load_model, crop):
         Codec(load_model("ae1"), 2, model_name="ae1", scale="median")
 
 
-def test_from_pretrained_reads_the_scale_from_config(monkeypatch, load_model):
-    monkeypatch.setattr(labkit.codec, "load_pretrained", lambda name, wd=None: (load_model("ae1"), {"scale": "p99.5"}))
-    assert Codec.from_pretrained("ae1").scale == "p99.5"
-    assert Codec.from_pretrained("ae1", scale="max").scale == "max"
-    monkeypatch.setattr(labkit.codec, "load_pretrained", lambda name, wd=None: (load_model("ae1"), {}))
-    assert Codec.from_pretrained("ae1").scale == "max"
+def test_the_scale_rule_comes_from_the_checkpoint_config(tmp_path):
+    import json
+    import shutil
+
+    from labkit.checkpoint import load
+    from labkit.paths import WEIGHTS_DIR
+
+    shutil.copytree(WEIGHTS_DIR / "ae1", tmp_path / "ae1")
+    assert Codec.from_checkpoint(tmp_path / "ae1").scale == "max"  # no "scale" entry: the course maximum
+    cfg = json.loads((tmp_path / "ae1" / "config.json").read_text())
+    (tmp_path / "ae1" / "config.json").write_text(json.dumps({**cfg, "scale": "p99.5"}))
+    assert load(tmp_path / "ae1")[0].scale_rule == "p99.5"
+    assert Codec.from_checkpoint(tmp_path / "ae1").scale == "p99.5"
+    assert Codec.from_checkpoint(tmp_path / "ae1", scale="max").scale == "max"
+    assert Codec(load(tmp_path / "ae1")[0], 2, model_name="ae1").scale == "p99.5"  # also for a bare model
+    assert Codec.from_pretrained("resae").scale == "max"  # the seed's view keeps the plain maximum
+    assert Codec.from_pretrained("resae-rd").scale == "p99.9"
 
 
 @pytest.mark.parametrize("name", ["../../elsewhere/ckpt", "/tmp/ckpt", "resae/../ae1", "labkit/weights/ae1"])
