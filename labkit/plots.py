@@ -97,7 +97,10 @@ def comparison_grid(originals: Sequence[np.ndarray], columns: Mapping[str, Seque
                 ax.set_title(label(name), fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    if n < 3:  # tight_layout lets a multi-line title and two-line captions overlap one or two rows
+        fig.set_layout_engine("constrained")
+    else:
+        fig.tight_layout()
     return fig
 
 
