@@ -5,6 +5,7 @@ try:
     from .cli import main
 except KeyboardInterrupt:  # Ctrl-C while the command line itself is being imported
     print("labkit: interrupted", file=sys.stderr)
-    raise SystemExit(130) from None
+    sys.excepthook = lambda *args: None  # end by SIGINT, as Python does, without a traceback
+    raise
 
 raise SystemExit(main())

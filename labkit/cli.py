@@ -4,8 +4,9 @@ Installed as the ``labkit`` console script and reachable as ``python -m labkit``
 
 Contract: exit 0 on success; on failure a non-zero exit and one line on stderr saying
 what went wrong and what to do (``labkit: error: ...``); argument errors exit 2 with
-argparse's usage text; Ctrl-C at any moment prints ``labkit: interrupted`` and exits
-130.  Outputs are written atomically, so nothing is ever left half-written.
+argparse's usage text; Ctrl-C at any moment prints ``labkit: interrupted`` and ends with
+status 130 (as a process: by SIGINT, as Python does, so calling scripts stop too).
+Outputs are written atomically, so nothing is ever left half-written.
 
 Start-up cost: only :mod:`sys` is imported up front.  The options of a command are
 declared only when that command is the one being run, and torch, numpy and the codec are
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Callable, Sequence
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "interrupted", "main"]
 
 REPRODUCE_NOTEBOOK = "00_reproduce.ipynb"
 
@@ -544,6 +545,7 @@ def _run(argv: list[str]) -> int:
 
     with warnings.catch_warnings():
         warnings.simplefilter("default")
+        warnings.simplefilter("ignore", ResourceWarning)  # e.g. a file an interrupted import left open
         warnings.showwarning = lambda msg, cat, *a, **k: print(f"labkit: warning: {msg}", file=sys.stderr)
         try:
             command = _command_in(argv)
@@ -569,25 +571,57 @@ def _run(argv: list[str]) -> int:
             return 1
 
 
+def _quiet_excepthook(kind: type[BaseException], value: BaseException, tb: object) -> None:
+    if not issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)  # type: ignore[arg-type]
+
+
+def interrupted(program: bool) -> int:
+    """Report Ctrl-C in one line; as the program, end the way Python ends on Ctrl-C.
+
+    Parameters
+    ----------
+    program : bool
+        True when labkit is the process (console script, ``python -m labkit``): the
+        ``KeyboardInterrupt`` being handled is re-raised with a silent excepthook, so
+        Python finalizes and then dies by SIGINT -- a shell reports status 130 and a
+        script looping over ``labkit`` stops too (a plain ``exit(130)`` would not stop
+        it).  False (``main([...])`` called from Python): return 130.
+
+    Returns
+    -------
+    int
+        130, when ``program`` is False.
+    """
+    print("labkit: interrupted", file=sys.stderr)
+    sys.stderr.flush()
+    if program:
+        sys.excepthook = _quiet_excepthook
+        raise KeyboardInterrupt
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``labkit`` with ``argv`` (default: the process's arguments).
 
     Parameters
     ----------
     argv : sequence of str, optional
-        The arguments after the program name.
+        The arguments after the program name; ``None`` means labkit is the program
+        (its own ``sys.argv``).
 
     Returns
     -------
     int
         Exit status: 0 ok, 1 error (one line on stderr), 2 usage error (argparse raises
-        ``SystemExit(2)``), 130 interrupted.
+        ``SystemExit(2)``), 130 interrupted.  On Ctrl-C with ``argv=None`` the process
+        instead ends by SIGINT after the one line (see :func:`interrupted`), which a shell
+        also reports as 130.
     """
     try:
         return _run(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
-        print("labkit: interrupted", file=sys.stderr)
-        return 130
+        return interrupted(program=argv is None)
 
 
 if __name__ == "__main__":
