@@ -128,3 +128,32 @@ def coding_table(symbols: np.ndarray, b: int, contexts: Sequence[str] = coder.CO
         table[f"ideal {ctx}"] = sum(coder.ideal_code_length_bits(s, 1 << b, ctx) for s in symbols) / n_sym
         table[f"coded {ctx}"] = sum(len(coder.encode(s, 1 << b, ctx)) * 8 for s in symbols) / n_sym
     return table
+
+
+@torch.inference_mode()
+def rate_calibration(model: torch.nn.Module, images: Sequence[np.ndarray], bits: Iterable[int],
+                     scale: str | None = None) -> list[Record]:
+    """Training-time rate estimate (``labkit.rate``) beside the real coder's payload, per image and b.
+
+    Both are taken on the same quantized latent (the codec's scale rule, ``neighbor``
+    context, images whose sides are multiples of 8): ``estimated_bpp`` is what the
+    rate-distortion loss saw, ``coded_bpp`` the payload bytes the adaptive coder wrote
+    (header excluded: the estimate does not model it).
+    """
+    from . import quant
+    from .rate import estimate_bits
+
+    scale = scale or getattr(model, "scale_rule", "max")
+    model = model.eval()
+    out: list[Record] = []
+    for i, img in enumerate(images):
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+        y = model.encode(x)
+        s = quant.latent_scale(y, scale)
+        y = torch.minimum(y, s.reshape(-1, 1, 1, 1))
+        px = img.shape[0] * img.shape[1]
+        for b in bits:
+            q = quant.quantize(y, s, b)[0].numpy()
+            out.append(dict(image=i, b=b, scale=scale, estimated_bpp=float(estimate_bits(y, s, b)[0]) / px,
+                            coded_bpp=len(coder.encode(q, 1 << b, "neighbor")) * 8 / px))
+    return out

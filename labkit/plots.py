@@ -293,6 +293,31 @@ def bits_per_symbol_bars(table: Mapping[int, Mapping[str, float]], title: str = 
     return fig
 
 
+def rate_estimate_vs_coded(records_by_model: Mapping[str, Sequence[Mapping[str, Any]]]) -> plt.Figure:
+    """Scatter of the training-time rate estimate against the real payload bpp, one colour per b.
+
+    ``records_by_model``: model name -> ``labkit.evaluate.rate_calibration`` records.  The
+    diagonal is a perfect estimate; points above it mean the loss over-counted the bits.
+    """
+    names = list(records_by_model)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names) + 0.4, 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        recs = records_by_model[name]
+        top = max(max(r["coded_bpp"], r["estimated_bpp"]) for r in recs) * 1.05
+        ax.plot([0, top], [0, top], color="0.6", lw=0.8, ls="--")
+        for b in sorted({r["b"] for r in recs}):
+            rs = [r for r in recs if r["b"] == b]
+            ax.scatter([r["coded_bpp"] for r in rs], [r["estimated_bpp"] for r in rs], s=9, label=f"b={b}")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_xlabel("real coded bpp (payload, neighbor context)")
+        ax.set_ylabel("training-time estimate (bpp)")
+        ax.set_title(f"{label(name)}: rate estimate vs coder", fontsize=9)
+        ax.legend(fontsize=7, markerscale=1.5)
+    fig.tight_layout()
+    return fig
+
+
 def table_figure(rows: Sequence[Sequence[str]], header: Sequence[str], title: str = "") -> plt.Figure:
     """A plain table rendered as a figure (used for the course-criteria table), sized to its rows.
 

@@ -16,20 +16,23 @@ SWEEP_DEFAULT = SWEEPS
 #: Smoke runs: every fourth setting, from the lowest.
 SWEEP_SMOKE = {k: v[::4] for k, v in SWEEPS.items()}
 
+#: Full-size photos of scikit-image for the whole-photo section (colour error at every b).
+PHOTOS = ["astronaut.png", "camera.png", "chelsea.png", "coffee.png"]
+
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(
         n_test=4, bits=[1, 2, 3], grid_bits=[1, 2, 3], grid_images=2, diff_b=2, context="neighbor",
-        sweep=SWEEP_SMOKE, retrain=True,
+        sweep=SWEEP_SMOKE, retrain=True, photos=["astronaut.png"],
         train=dict(epochs=1, max_steps=3, batch_size=4, n_train=16, n_val=4, time_budget_s=60),
     ),
     "default": dict(
         n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context="neighbor",
-        sweep=SWEEP_DEFAULT, retrain=False,
+        sweep=SWEEP_DEFAULT, retrain=False, photos=PHOTOS,
         train=None,  # shipped weights
     ),
     "full": dict(
         n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context="neighbor",
-        sweep=SWEEP_DEFAULT, retrain=True,
+        sweep=SWEEP_DEFAULT, retrain=True, photos=PHOTOS,
         train="recorded",  # each model's recorded config from labkit/weights/<name>/config.json
     ),
 }
@@ -38,7 +41,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 #: figures and tables are built from. Adding a shipped model here (weights in
 #: labkit/weights/<name>/) adds it to every figure and table; a listed model without
 #: weights is skipped with a message.
-MODELS = ["resae", "ae2", "ae1"]
+MODELS = ["resae", "resae-rd", "ae2", "ae1"]
 #: The course's own models (baselines); every other model in MODELS is a proposal and gets
 #: the criteria and BD-rate tables against them and the classic codecs.
 COURSE_MODELS = ("ae2", "ae1")

@@ -6,7 +6,9 @@ import torch
 
 from labkit.models import MODEL_NAMES, UPSAMPLE_MODES, build_model, count_parameters, describe
 
-SMALL = {"ae1": {}, "ae2": {}, "resae": {"widths": [8, 8, 16]}}
+SMALL = {"ae1": {}, "ae2": {}, "resae": {"widths": [8, 8, 16]}, "resae-rd": {"widths": [8, 8, 16], "blocks": 1}}
+#: Latent channels per registered name (resae-rd has twice the course's 16 for the rate term to spend).
+LATENT = {"ae1": 16, "ae2": 16, "resae": 16, "resae-rd": 32}
 
 
 @pytest.fixture(autouse=True)
@@ -17,10 +19,11 @@ def _seed() -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_shapes_and_ranges(name):
     m = build_model(name, **SMALL[name]).eval()
+    c = LATENT[name]
     x = torch.rand(2, 3, 128, 128)
     with torch.no_grad():
         y = m.encode(x)
-        assert y.shape == (2, 16, 16, 16)
+        assert y.shape == (2, c, 16, 16)
         assert (y >= 0).all()
         out = m(x, b=3)
         assert out["x_hat"].shape == x.shape
@@ -28,8 +31,8 @@ def test_shapes_and_ranges(name):
         assert torch.equal(m.decode(out["y_hat"]), out["x_hat"])
         # non-square size divisible by 8
         out = m(torch.rand(1, 3, 64, 96))
-        assert out["y"].shape == (1, 16, 8, 12) and out["x_hat"].shape == (1, 3, 64, 96)
-    assert m.downsample == 8 and m.latent_channels == 16
+        assert out["y"].shape == (1, c, 8, 12) and out["x_hat"].shape == (1, 3, 64, 96)
+    assert m.downsample == 8 and m.latent_channels == c
 
 
 @pytest.mark.parametrize("mode", UPSAMPLE_MODES)
@@ -108,7 +111,7 @@ def test_describe(name):
     assert rows and {r["part"] for r in rows} == {"encoder", "decoder"}
     json.dumps(rows)
     enc = [r for r in rows if r["part"] == "encoder"]
-    assert enc[-1]["output_shape"] == [16, 16, 16]
+    assert enc[-1]["output_shape"] == [LATENT[name], 16, 16]
     assert rows[-1]["output_shape"] == [3, 128, 128] and rows[-1]["type"] == "Sigmoid"
     assert sum(r["params"] for r in rows) == count_parameters(m)
     conv0 = rows[0]
