@@ -179,13 +179,14 @@ class Codec:
         self.tiles = auto_tiles(self.model, TILE_BUDGET) if tile is None else (int(tile), int(tile))
 
     @classmethod
-    def from_pretrained(cls, name: str = "resae", b: int = 2, context: str = DEFAULT_CONTEXT,
+    def from_pretrained(cls, name: str = spec.DEFAULT_MODEL, b: int = 2, context: str = DEFAULT_CONTEXT,
                         weights_dir: str | os.PathLike[str] | None = None, **kw: Any) -> "Codec":
-        """A codec over the shipped weights of a registered model name (``resae``, ``ae1``, ``ae2``, ...).
+        """A codec over the shipped weights of a registered model name (``resae-rd``, ``resae``, ``ae2``, ...).
 
-        Only registered names are accepted (a path is refused before anything is read);
-        use :meth:`from_checkpoint` for a checkpoint file.  ``scale`` defaults to the
-        checkpoint config's ``"scale"`` entry, else ``"max"``.
+        The default is :data:`labkit.spec.DEFAULT_MODEL` (``resae-rd``, the rate-distortion
+        model).  Only registered names are accepted (a path is refused before anything is
+        read); use :meth:`from_checkpoint` for a checkpoint file.  ``scale`` defaults to the
+        rule the model was trained with (the checkpoint config's ``"scale"``, else ``"max"``).
         """
         name = registered_name(name)
         model, config = load_pretrained(name, weights_dir)
@@ -338,7 +339,7 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     return image
 
 
-def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], model: str = "resae", b: int = 2,
+def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], model: str = spec.DEFAULT_MODEL, b: int = 2,
                 context: str = DEFAULT_CONTEXT, weights_dir: str | os.PathLike[str] | None = None) -> int:
     """Compress the image file ``src`` into ``dst`` with shipped weights ``model``; return the byte count."""
     return Codec.from_pretrained(model, b=b, context=context, weights_dir=weights_dir).encode_file(src, dst)
