@@ -57,9 +57,11 @@ def _model(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _add_model(p: argparse.ArgumentParser, default: str, what: str) -> None:
-    from .spec import MODEL_NAMES
+def _add_model(p: argparse.ArgumentParser, default: str | None, what: str) -> None:
+    """``--model``; ``default=None`` means ``spec.DEFAULT_MODEL`` (the rate-distortion model)."""
+    from .spec import DEFAULT_MODEL, MODEL_NAMES
 
+    default = DEFAULT_MODEL if default is None else default
     p.add_argument("--model", type=_model, default=default, metavar="NAME",
                    help=f"{what}: {', '.join(MODEL_NAMES)}, any case (default %(default)s)")
 
@@ -296,7 +298,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 def _args_encode(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="image file (PNG, JPEG, ... anything Pillow reads)")
     p.add_argument("output", help="output .lkc file")
-    _add_model(p, "resae", "shipped model")
+    _add_model(p, None, "shipped model")
     _add_bits(p, 2)
     _add_context(p)
     _add_weights(p)
@@ -417,7 +419,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _args_bench(p: argparse.ArgumentParser) -> None:
-    _add_model(p, "resae", "shipped model")
+    _add_model(p, None, "shipped model")
     _add_bits(p, 2)
     _add_context(p)
     p.add_argument("--repeats", type=_positive_int, default=10, help="timed repetitions; the best is reported "

@@ -264,7 +264,7 @@ def test_bench_prints_two_sizes(capsys):
     out = capsys.readouterr()
     assert out.err == "", "no warnings (e.g. torch's about read-only arrays) on stderr"
     header, *lines = out.out.splitlines()
-    assert header.startswith("model=resae b=2 context=neighbor")
+    assert header.startswith(f"model={spec.DEFAULT_MODEL} b=2 context=neighbor")
     assert len(lines) == 2
     for line, size in zip(lines, ("128x128", "768x512")):
         assert line.split()[0] == size
