@@ -3,6 +3,8 @@
 ``smoke``   CI: a few images, a few training steps, about two minutes in all.
 ``default`` what figures/ holds: the shipped weights, the full embedded test split, b=1..5.
 ``full``    retrains every model from its recorded config (labkit/weights/<name>/config.json).
+``cpu``     retrains every model on a 2-core CPU within 60 minutes of training in all (wall-clock
+            budgets per model, 64x64 crops), then evaluates as ``default`` does.
 """
 from __future__ import annotations
 
@@ -29,6 +31,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context="neighbor",
         sweep=SWEEP_DEFAULT, retrain=False, photos=PHOTOS,
         train=None,  # shipped weights
+    ),
+    "cpu": dict(
+        n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context="neighbor",
+        sweep=SWEEP_DEFAULT, retrain=True, photos=PHOTOS,
+        # 55 minutes of training in all; the LR schedule of each run follows its clock
+        train=dict(epochs=100000, crop=64, batch_size=16,
+                   time_budget_s={"resae-rd": 1500, "resae": 900, "ae2": 450, "ae1": 450}),
     ),
     "full": dict(
         n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context="neighbor",

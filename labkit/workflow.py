@@ -204,9 +204,9 @@ def training_config(run: Run, name: str) -> dict[str, Any]:
     cfg["device"] = run.device
     small = run.settings.get("train")
     if isinstance(small, dict):
-        for k in ("epochs", "batch_size", "time_budget_s", "max_steps"):
-            if k in small:
-                cfg[k] = small[k]
+        for k in ("epochs", "batch_size", "time_budget_s", "max_steps", "crop"):
+            if k in small:  # a dict value gives one setting per model (the cpu profile's budgets)
+                cfg[k] = small[k][name] if isinstance(small[k], dict) else small[k]
     return cfg
 
 
