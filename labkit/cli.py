@@ -111,7 +111,7 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     import argparse
 
     from .spec import BITS
-    from .train import LOSSES, SCHEDULES, TrainConfig  # defaults and choices from their one home (imports torch)
+    from .trainconfig import LOSSES, SCHEDULES, TrainConfig  # defaults and choices from their one home (torch-free)
 
     d = TrainConfig()
     _add_model(p, d.model, "model to train")

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import quant
+from . import quant, spec
 
 __all__ = [
     "UPSAMPLE_MODES",
@@ -239,10 +239,10 @@ class ResAE(_AutoEncoder):
 # name -> (class, fixed entries of model.config).  "noise" is the training recipe the
 # name stands for (AE1 plain, AE2 with noise); labkit.train reads it as the default.
 _REGISTRY: dict[str, tuple[type[_AutoEncoder], dict[str, Any]]] = {
-    "ae1": (BaseAE, {"noise": False}),
-    "ae2": (BaseAE, {"noise": True}),
-    "resae": (ResAE, {"noise": True}),
-    "resae-rd": (ResAE, {"noise": True}),
+    "ae1": (BaseAE, {"noise": spec.MODEL_NOISE["ae1"]}),
+    "ae2": (BaseAE, {"noise": spec.MODEL_NOISE["ae2"]}),
+    "resae": (ResAE, {"noise": spec.MODEL_NOISE["resae"]}),
+    "resae-rd": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd"]}),
 }
 #: Constructor defaults that a name adds on top of its class's (``resae-rd``: the
 #: rate-distortion model, wider and with twice the latent channels for the rate term to spend).

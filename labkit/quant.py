@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .spec import MAX_BITS, check_bits
+from .spec import MAX_BITS, check_bits, check_scale_rule
 
 __all__ = [
     "EPS",
@@ -49,24 +49,6 @@ def latent_max(y: Tensor) -> Tensor:
     if y.dim() < 1 or y.shape[0] == 0:
         raise ValueError(f"latent must have a non-empty batch dimension, got shape {tuple(y.shape)}")
     return y.reshape(y.shape[0], -1).amax(dim=1).clamp_min(YMAX_MIN)
-
-
-def check_scale_rule(rule: str) -> str:
-    """Return ``rule`` if it names a scale rule, else raise ``ValueError``.
-
-    ``"max"`` is the course's per-image maximum; ``"pNN.N"`` (e.g. ``"p99.9"``) is that
-    percentile of the image's latent values, with 50 < NN.N <= 100.
-    """
-    if rule == "max":
-        return rule
-    if isinstance(rule, str) and rule.startswith("p"):
-        try:
-            pct = float(rule[1:])
-        except ValueError:
-            pct = float("nan")
-        if 50.0 < pct <= 100.0:
-            return rule
-    raise ValueError(f"unknown scale rule {rule!r}; use 'max' or a percentile such as 'p99.9' (50 < p <= 100)")
 
 
 def latent_scale(y: Tensor, rule: str = "max") -> Tensor:

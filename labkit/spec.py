@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "check_bits", "model_name",
+__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
            "bits_per_pixel"]
 
 MIN_BITS = 1
@@ -24,6 +24,10 @@ MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd")
 #: model, which needs 58-66 % fewer bits than the seed's ``resae`` at equal SSIM/PSNR on
 #: whole photos (``benchmarks/bench_fullsize.py``).  ``resae`` stays the seed's design.
 DEFAULT_MODEL = "resae-rd"
+
+#: Whether each model name is trained with the quantization noise (AE1 is the course's plain
+#: autoencoder; ``labkit.models``' registry reads its recipes from here).
+MODEL_NOISE: dict[str, bool] = {"ae1": False, "ae2": True, "resae": True, "resae-rd": True}
 
 #: The coder's context mode when none is asked for (see ``labkit.coder.CONTEXT_MODES``).
 DEFAULT_CONTEXT = "neighbor"
@@ -96,3 +100,21 @@ def bits_per_pixel(num_bytes: int, height: int, width: int) -> float:
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     return num_bytes * 8.0 / (height * width)
+
+
+def check_scale_rule(rule: str) -> str:
+    """Return ``rule`` if it names a scale rule, else raise ``ValueError``.
+
+    ``"max"`` is the course's per-image maximum; ``"pNN.N"`` (e.g. ``"p99.9"``) is that
+    percentile of the image's latent values, with 50 < NN.N <= 100.
+    """
+    if rule == "max":
+        return rule
+    if isinstance(rule, str) and rule.startswith("p"):
+        try:
+            pct = float(rule[1:])
+        except ValueError:
+            pct = float("nan")
+        if 50.0 < pct <= 100.0:
+            return rule
+    raise ValueError(f"unknown scale rule {rule!r}; use 'max' or a percentile such as 'p99.9' (50 < p <= 100)")

@@ -1,0 +1,120 @@
+"""What defines a training run: ``TrainConfig``, the schedules and the losses (torch-free).
+
+Kept apart from ``labkit.train`` (the loop, which needs torch) so that the command line can
+offer every option and default of ``labkit train`` without importing torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .spec import MODEL_NAMES, MODEL_NOISE, check_bits, check_scale_rule
+
+__all__ = ["SCHEDULES", "LOSSES", "TrainConfig"]
+
+SCHEDULES = ("cosine", "onecycle", "constant")
+LOSSES = ("mse", "l1", "mse+ssim")
+
+
+# --------------------------------------------------------------------------- config
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (JSON-able via ``to_dict``/``from_dict``).
+
+    ``noise=None`` takes the model name's recipe (ae1: False, ae2/resae: True).
+    ``schedule``: "cosine" (linear warm-up over ``warmup`` of the run, then cosine to
+    ``lr * final_lr_frac``), "onecycle" (same shape, peak at 30 %, from lr/25) or
+    "constant".  The schedule follows run progress = max(step fraction, time fraction of
+    ``time_budget_s``), so a budget-limited run still anneals.
+    ``checkpoint_every_s``: minimum seconds between ``last.pt`` writes (0: every epoch;
+    the last epoch is always written) -- tiny epochs on a GPU should not wait on disk.
+    ``max_steps`` caps the optimizer steps (the schedule is sized to the cap; smoke runs).
+    ``loss``: "mse", "l1" or "mse+ssim" (``mse + ssim_weight * (1 - SSIM)``).
+    Rate-distortion training: ``rate_weight`` (lambda) > 0 adds ``lambda * R``, R the
+    estimated bits per pixel of the quantized latent (:mod:`labkit.rate`); ``bits`` lists
+    the bit depths drawn (one per batch) instead of the fixed ``b_train`` (which stays the
+    bit depth of the one-line validation PSNR); ``scale`` is the encoder's rule for the
+    stored scale (:func:`labkit.quant.latent_scale`), trained as the codec uses it.
+    With ``rate_weight > 0`` the weights kept are those of the epoch with the best
+    validation objective ``D + lambda * R`` averaged over ``bits``.
+    """
+
+    model: str = "resae"
+    model_cfg: dict[str, Any] = field(default_factory=dict)
+    b_train: int = 3
+    noise: bool | None = None
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 2e-3
+    schedule: str = "cosine"
+    warmup: float = 0.05
+    final_lr_frac: float = 0.01
+    weight_decay: float = 1e-4
+    grad_clip: float | None = 1.0
+    loss: str = "mse"
+    ssim_weight: float = 0.05
+    seed: int = 0
+    crop: int = 128
+    augment: bool = True
+    num_workers: int = 0
+    device: str = "auto"
+    tf32: bool = False
+    time_budget_s: float | None = None
+    max_steps: int | None = None
+    val_every: int = 1
+    checkpoint_every_s: float = 30.0
+    val_batch_size: int = 16
+    max_val_images: int | None = None
+    rate_weight: float = 0.0
+    bits: list[int] | None = None
+    scale: str = "max"
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}; available: {', '.join(MODEL_NAMES)}")
+        self.b_train = check_bits(self.b_train)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        for name in ("epochs", "batch_size", "val_every", "val_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.crop % 8:
+            raise ValueError(f"crop must be divisible by 8, got {self.crop}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError(f"time_budget_s must be positive, got {self.time_budget_s}")
+        if self.rate_weight < 0:
+            raise ValueError(f"rate_weight must be >= 0, got {self.rate_weight}")
+        if self.bits is not None:
+            self.bits = [check_bits(b) for b in self.bits]
+            if not self.bits:
+                raise ValueError("bits must list at least one bit depth (or be None for b_train)")
+        check_scale_rule(self.scale)
+
+    @property
+    def train_bits(self) -> list[int]:
+        """The bit depths drawn during training (``bits``, else ``[b_train]``)."""
+        return list(self.bits) if self.bits else [self.b_train]
+
+    @property
+    def use_noise(self) -> bool:
+        """Training noise actually used (explicit, or the model name's default)."""
+        if self.noise is not None:
+            return bool(self.noise)
+        return MODEL_NOISE[self.model]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of ``to_dict``; unknown keys are an error (typos should not pass)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {unknown}")
+        return cls(**d)
