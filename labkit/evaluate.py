@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -20,7 +20,30 @@ from . import baselines, coder, metrics
 from .bitstream import HEADER_SIZE
 from .codec import Codec
 
-Record = dict[str, Any]
+
+
+class Record(TypedDict, total=False):
+    """One measurement: one codec at one setting on one image (every size from real bytes).
+
+    Learned codecs fill ``b``, ``ideal_bits``, ``header_bytes`` and ``context``; classic
+    codecs ``quality``; the course's matched JPEG also ``matched_to`` and ``target_bpp``.
+    ``recon`` (uint8 HxWx3) is there only when asked for, for figures.
+    """
+
+    codec: str
+    image: int
+    bytes: int
+    bpp: float
+    psnr: float
+    ssim: float
+    b: int
+    quality: int
+    ideal_bits: float
+    header_bytes: int
+    context: str
+    matched_to: str
+    target_bpp: float
+    recon: np.ndarray
 
 
 def evaluate_learned(models: Mapping[str, torch.nn.Module], images: Sequence[np.ndarray], bits: Iterable[int],
@@ -132,7 +155,7 @@ def coding_table(symbols: np.ndarray, b: int, contexts: Sequence[str] = coder.CO
 
 @torch.inference_mode()
 def rate_calibration(model: torch.nn.Module, images: Sequence[np.ndarray], bits: Iterable[int],
-                     scale: str | None = None) -> list[Record]:
+                     scale: str | None = None) -> list[dict[str, Any]]:
     """Training-time rate estimate (``labkit.rate``) beside the real coder's payload, per image and b.
 
     Both are taken on the same quantized latent (the codec's scale rule, ``neighbor``
@@ -145,7 +168,7 @@ def rate_calibration(model: torch.nn.Module, images: Sequence[np.ndarray], bits:
 
     scale = scale or getattr(model, "scale_rule", "max")
     model = model.eval()
-    out: list[Record] = []
+    out: list[dict[str, Any]] = []
     for i, img in enumerate(images):
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
         y = model.encode(x)
