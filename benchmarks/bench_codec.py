@@ -109,6 +109,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--model", default="resae")
+    p.add_argument("--vs", default=None, metavar="MODEL",
+                   help="also time MODEL in the same run and print --model's encode+decode time over it")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_codec.json"))
     args = p.parse_args()
     if hasattr(os, "sched_setaffinity"):
@@ -125,6 +127,16 @@ def main() -> int:
         print(f"  {size:>8}: codec {c['encode_ms']:7.2f} + {c['decode_ms']:7.2f} ms ({c['bpp']:.3f} bpp)   "
               f"WebP {wp['encode_ms']:6.2f} + {wp['decode_ms']:6.2f} ms   JPEG {jp['encode_ms']:6.2f} + {jp['decode_ms']:6.2f} ms   "
               f"codec/WebP {r['codec_over_webp']:5.1f}x  codec/JPEG {r['codec_over_jpeg']:5.1f}x")
+    if args.vs:
+        other = speed_ratios(args.vs, args.repeats)
+        again = speed_ratios(args.model, args.repeats)  # once more after, so load drifts hit both
+        results["vs"] = {"model": args.vs, "speed": other, "ratio": {}}
+        for size, r in results["speed"].items():
+            mine = min(r["codec"]["total_ms"], again[size]["codec"]["total_ms"])
+            ratio = mine / other[size]["codec"]["total_ms"]
+            results["vs"]["ratio"][size] = ratio
+            print(f"  {size:>8}: {args.model} {mine:7.2f} ms vs {args.vs} {other[size]['codec']['total_ms']:7.2f} ms "
+                  f"encode+decode: {ratio:.2f}x")
     split = network_split(args.model, args.repeats)
     results["networks"] = split
     print(f"  networks at {split['size']}: encoder {split['encoder_ns_per_px']:.0f} ns/px, decoder "
