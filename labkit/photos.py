@@ -15,7 +15,8 @@ import numpy as np
 from . import baselines, metrics
 from .profiles import PHOTOS
 
-__all__ = ["COLOUR_PHOTOS", "photo", "delta_e76", "evaluate_learned_photos", "evaluate_classic_photos"]
+__all__ = ["COLOUR_PHOTOS", "photo", "delta_e76", "evaluate_learned_photos", "evaluate_classic_photos",
+           "grid_columns", "colour_table"]
 
 #: Full-size photos for the colour check (target: every b >= 2 with mean dE76 <= 6).
 COLOUR_PHOTOS: tuple[str, ...] = tuple(PHOTOS)
@@ -87,3 +88,16 @@ def evaluate_classic_photos(codecs: Iterable[str], photos: Sequence[str]) -> lis
             for r in baselines.sweep(img, c):
                 out.append({**r, "photo": p})
     return out
+
+
+def grid_columns(records: Sequence[dict[str, Any]], models: Sequence[str], b: int) -> dict[str, list[dict[str, Any]]]:
+    """Columns for ``plots.comparison_grid``: per model, its records at ``b`` with a two-line caption."""
+    return {m: [dict(r, caption=f"SSIM {r['ssim']:.3f}, {r['bpp']:.3f} bpp\nΔE {r['delta_e']:.1f}, {r['psnr']:.1f} dB")
+                for r in records if r["codec"] == m and r["b"] == b] for m in models}
+
+
+def colour_table(records: Sequence[dict[str, Any]], models: Sequence[str], photos: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows (model, b) with the mean CIE76 colour error of each photo (its name without suffix)."""
+    return [{"model": m, "b": b, **{p.split(".")[0]: round(r["delta_e"], 2) for p in photos for r in records
+                                     if r["codec"] == m and r["b"] == b and r["photo"] == p}}
+            for m in models for b in sorted({r["b"] for r in records})]
