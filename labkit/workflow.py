@@ -206,7 +206,11 @@ def training_config(run: Run, name: str) -> dict[str, Any]:
     if isinstance(small, dict):
         for k in ("epochs", "batch_size", "time_budget_s", "max_steps", "crop"):
             if k in small:  # a dict value gives one setting per model (the cpu profile's budgets)
-                cfg[k] = small[k][name] if isinstance(small[k], dict) else small[k]
+                value = small[k]
+                if isinstance(value, dict) and name not in value:
+                    raise ValueError(f"profile {run.profile!r} sets {k} per model but not for {name!r} "
+                                     f"(it has {', '.join(value)}); add it to labkit/profiles.py")
+                cfg[k] = value[name] if isinstance(value, dict) else value
     return cfg
 
 

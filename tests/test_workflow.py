@@ -75,3 +75,18 @@ def test_architectures_draw_ae1_and_ae2_once(tmp_path):
     meta = json.loads((WEIGHTS_DIR / "resae" / "config.json").read_text())
     assert params["resae"] == meta["param_count"]         # built from the recorded config
     assert any(row.get("part") == "encoder" for row in described["resae"])
+
+
+def test_the_cpu_profile_sets_a_budget_per_model_and_names_a_missing_one(tmp_path, monkeypatch):
+    budgets = profiles.get_profile("cpu")["train"]["time_budget_s"]
+    run = workflow.resolve("cpu", fig_dir=str(tmp_path / "fig"), models=list(budgets))
+    for name, seconds in budgets.items():
+        cfg = workflow.training_config(run, name)
+        assert cfg["time_budget_s"] == seconds and cfg["crop"] == 64
+    assert sum(budgets.values()) <= 3600  # the profile's promise: every model within 60 minutes
+    train = {"model": "m", "epochs": 5, "time_budget_s": None, "batch_size": 32, "seed": 0, "device": "cpu"}
+    _write_weights(tmp_path, "other", {"train": train, "epochs_completed": 5})
+    monkeypatch.setattr(workflow, "WEIGHTS_DIR", tmp_path)
+    run = workflow.resolve("cpu", fig_dir=str(tmp_path / "fig2"), models=["other"])
+    with pytest.raises(ValueError, match="per model but not for 'other'"):
+        workflow.training_config(run, "other")
