@@ -36,7 +36,7 @@ test-slow: $(STAMP)
 
 # All report figures + figures/metrics.json: notebooks/00_reproduce.ipynb run with papermill
 # (`labkit reproduce`); one progress bar over its steps and a summary line. The executed copies
-# are in notebooks/executed/ (the three notebooks it runs: notebooks/executed/$(PROFILE)/).
+# (00_reproduce and the three notebooks it runs) are in notebooks/executed/$(PROFILE)/.
 figures: $(STAMP)
 	$(PY) -m labkit reproduce -p profile $(PROFILE)
 

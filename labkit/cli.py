@@ -266,7 +266,9 @@ def _args_reproduce(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .pipeline import NOTEBOOK_DIR, run_notebook
+    import ast
+
+    from .pipeline import NOTEBOOK_DIR, executed_dir_for, run_notebook, run_tag
 
     known = _notebook_parameters(NOTEBOOK_DIR / REPRODUCE_NOTEBOOK)
     params = {}
@@ -275,7 +277,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown parameter {name!r} of notebooks/{REPRODUCE_NOTEBOOK}; "
                              f"known: {', '.join(known)}")
         params[name] = papermill_value(value)
-    executed = run_notebook(REPRODUCE_NOTEBOOK, NOTEBOOK_DIR / "executed", params, log_output=True)
+    # beside the three notebooks it runs: notebooks/executed/<profile>[-<data folder>]/
+    defaults = {k: ast.literal_eval(v.partition("  #")[0]) for k, v in known.items()}
+    merged = {**defaults, **params}
+    executed_dir = executed_dir_for(run_tag(str(merged["profile"]), merged.get("data_dir")))
+    executed = run_notebook(REPRODUCE_NOTEBOOK, executed_dir, params, log_output=True)
     print(f"labkit reproduce: done; executed notebook {executed}")
     return 0
 

@@ -500,9 +500,13 @@ def test_reproduce_runs_the_make_figures_notebook(capsys, monkeypatch):
     assert main(["reproduce", "-p", "profile", "smoke", "-p", "seed", "3", "-p", "retrain", "False",
                  "-p", "data_dir", "None"]) == 0
     [(name, executed, params)] = calls
-    assert name == cli.REPRODUCE_NOTEBOOK and executed == labkit.pipeline.NOTEBOOK_DIR / "executed"
+    # the executed 00_reproduce lands beside the three notebooks it runs
+    assert name == cli.REPRODUCE_NOTEBOOK and executed == labkit.pipeline.NOTEBOOK_DIR / "executed" / "smoke"
     assert params == {"profile": "smoke", "seed": 3, "retrain": False, "data_dir": None}
     assert "labkit reproduce: done" in capsys.readouterr().out
+    calls.clear()
+    assert main(["reproduce", "-p", "data_dir", "/data/course"]) == 0  # notebook default profile
+    assert calls[0][1] == labkit.pipeline.NOTEBOOK_DIR / "executed" / "default-course"
     recipe = (REPO / "Makefile").read_text().split("\nfigures:")[1].split("\n\n")[0]
     assert cli.REPRODUCE_NOTEBOOK in recipe or "labkit reproduce" in recipe, "`make figures` runs the same notebook"
 
