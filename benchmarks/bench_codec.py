@@ -9,7 +9,9 @@ and JPEG (quality 75) encode + decode of the *same* images *in the same run*; th
 ratios codec / WebP and codec / JPEG mean the same thing on any CPU.
 Where the time goes: the encoder and decoder networks alone, in ns per pixel, and
 the decoder before the upsampling fusion of ``labkit.inference`` (BN folded only,
-as the codec ran before), measured in the same run.
+as the codec ran before), measured in the same run; and each network's multiply-adds
+per pixel with the rate (GMAC/s) it runs them at, which separates "more work" from
+"slower work".
 Context coding: real payload bits per latent symbol of the shipped ResAE on the
 embedded test split for b = 1..5, per context mode, and the saving vs memoryless.
 """
@@ -83,8 +85,37 @@ def speed_ratios(model: str, repeats: int) -> dict:
     return out
 
 
+def multiply_adds(net: torch.nn.Module, x: torch.Tensor) -> int:
+    """Multiply-adds of every convolution (plain and transposed) of one ``net(x)`` call.
+
+    Conv2d: output values x (in_channels / groups) x kernel area; ConvTranspose2d: input
+    values x (out_channels / groups) x kernel area (each input value is scattered over a
+    kernel's worth of outputs).  Elementwise layers are not counted.
+    """
+    total = 0
+
+    def hook(m: torch.nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        k = m.kernel_size[0] * m.kernel_size[1]
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            total += inp[0].numel() * m.out_channels // m.groups * k
+        else:
+            total += out.numel() * m.in_channels // m.groups * k
+
+    handles = [m.register_forward_hook(hook) for m in net.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    try:
+        with torch.inference_mode():
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
 def network_split(model: str, repeats: int) -> dict:
-    """ns per pixel of the encoder and decoder networks (768x512), and the decoder before the fusion."""
+    """ns per pixel of the encoder and decoder networks (768x512), the decoder before the fusion,
+    and where the time goes: each network's multiply-adds per pixel and the rate it runs them at."""
     net = load_pretrained(model)[0]
     fast = inference.optimize_for_inference(net)
     folded = copy.deepcopy(net).eval()
@@ -99,7 +130,11 @@ def network_split(model: str, repeats: int) -> dict:
         enc = best_time(lambda: fast.encode(x), repeats)
         dec = best_time(lambda: fast.decode(y), repeats)
         dec_before = best_time(lambda: folded.decode(y), repeats)
+    enc_macs, dec_macs = multiply_adds(fast.encoder, x), multiply_adds(fast.decoder, y)
     return {"size": f"{w}x{h}", "encoder_ns_per_px": enc / px * 1e9, "decoder_ns_per_px": dec / px * 1e9,
+            "encoder_macs_per_px": enc_macs / px, "decoder_macs_per_px": dec_macs / px,
+            "decoder_over_encoder_macs": dec_macs / enc_macs,
+            "encoder_gmacs_per_s": enc_macs / enc / 1e9, "decoder_gmacs_per_s": dec_macs / dec / 1e9,
             "decoder_before_fusion_ns_per_px": dec_before / px * 1e9,
             "decoder_over_encoder": dec / enc, "decoder_before_fusion_over_encoder": dec_before / enc,
             "fusion_speedup": dec_before / dec}
@@ -143,6 +178,9 @@ def main() -> int:
           f"{split['decoder_ns_per_px']:.0f} ns/px ({split['decoder_over_encoder']:.2f}x the encoder; before the "
           f"upsampling fusion {split['decoder_before_fusion_ns_per_px']:.0f} ns/px = "
           f"{split['decoder_before_fusion_over_encoder']:.2f}x, fusion {split['fusion_speedup']:.2f}x faster)")
+    print(f"  where the time goes: the decoder does {split['decoder_macs_per_px']:.0f} multiply-adds per pixel, "
+          f"{split['decoder_over_encoder_macs']:.2f}x the encoder's {split['encoder_macs_per_px']:.0f}, and runs them at "
+          f"{split['decoder_gmacs_per_s']:.1f} GMAC/s against the encoder's {split['encoder_gmacs_per_s']:.1f}")
 
     net = load_pretrained(args.model)[0]
     images = default_dataset("test")

@@ -43,8 +43,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CRASHES = HERE / "crashes"
 
-# header layout (labkit.bitstream): body 18 bytes, CRC at 18..22, payload after
-BODY, HEADER = 18, 22
+# header layout (labkit.bitstream): body 18 bytes, CRC at 18..22, (version 3: a 12-byte colour
+# map at 22..34,) payload after
+BODY, HEADER, COLOUR_MAP = 18, 22, 12
 FIELDS = [(2, 1), (3, 1), (4, 1), (5, 1), (6, 2), (8, 2), (10, 1), (11, 4), (15, 1), (16, 2)]
 
 
@@ -53,10 +54,11 @@ def fix_crc(data: bytes, fix_size: bool) -> bytes:
     if len(data) < HEADER or data[:2] != b"LK":
         return data
     buf = bytearray(data)
+    start = HEADER + (COLOUR_MAP if buf[2] == 3 else 0)  # where the payload starts
     if fix_size:
-        buf[5] = (buf[5] & 0x0F) | (((len(buf) - HEADER) & 0x0F) << 4)
-    body, payload = bytes(buf[:BODY]), bytes(buf[HEADER:])
-    buf[BODY:HEADER] = struct.pack("<I", zlib.crc32(payload, zlib.crc32(body)))
+        buf[5] = (buf[5] & 0x0F) | ((max(0, len(buf) - start) & 0x0F) << 4)
+    body, rest = bytes(buf[:BODY]), bytes(buf[HEADER:])  # rest = colour map (if any) + payload
+    buf[BODY:HEADER] = struct.pack("<I", zlib.crc32(rest, zlib.crc32(body)))
     return bytes(buf)
 
 
@@ -75,8 +77,10 @@ def container_seeds() -> list[bytes]:
                                                ((1, 7, 5, 0), (255, 65535))):
                 shape = (c, -(-h // (1 << k)), -(-w // (1 << k)))
                 x = np.minimum(rng.geometric(0.5, size=shape) - 1, (1 << b) - 1).astype(np.uint8)
+                cmap = rng.integers(0, 256, 12).astype(np.uint8).tobytes() if (b + k) % 2 else None  # v3 / v2
                 hd = bitstream.Header(model="resae", b=b, height=h, width=w, latent_channels=c,
-                                      downsample=1 << k, ymax=3.5, context=ctx, increment=inc, limit=limit)
+                                      downsample=1 << k, ymax=3.5, context=ctx, increment=inc, limit=limit,
+                                      colour_map=cmap)
                 seeds.append(bitstream.pack(hd, coder.encode(x, 1 << b, ctx, increment=inc, limit=limit)))
     return seeds
 
@@ -89,7 +93,7 @@ def network_seeds() -> list[bytes]:
 
     rng = np.random.default_rng(1)
     seeds = []
-    for name in ("ae1", "ae2", "resae"):
+    for name in ("ae1", "ae2", "resae", "resae-rd"):  # resae-rd writes version 3 (colour map)
         try:
             codec = Codec.from_pretrained(name, b=2)
         except Exception as err:  # noqa: BLE001 - a missing model just means fewer seeds

@@ -4,7 +4,7 @@ Every byte of the file counts in bpp, so the header is packed by hand.  Layout
 (little-endian, offsets in bytes)::
 
     0   2  magic            b"LK"
-    2   1  version          FORMAT_VERSION (2); version 1 is still read
+    2   1  version          2, or 3 with a colour map (below); version 1 is still read
     3   1  model id         MODEL_IDS (ae1=1, ae2=2, resae=3, ...)
     4   1  b | context      high nibble: b - 1 (b in labkit.spec.BITS, 1..8); low nibble: context mode id
     5   1  log2 downsample  low nibble: k (0..15), the network's total stride is 2**k;
@@ -19,6 +19,11 @@ Every byte of the file counts in bpp, so the header is packed by hand.  Layout
     18  4  crc32            CRC-32 of bytes 0..17 and of the whole payload
     22  .. payload          labkit.coder bytes for C x ceil(H/2**k) x ceil(W/2**k) symbols
 
+Version 3 is version 2 with a colour map (``labkit.colour``) between header and payload::
+
+    22  12 colour map       12 signed bytes: the 3x4 affine RGB map the decoder applies last
+    34  .. payload          as above; the CRC covers bytes 0..17, the map and the payload
+
 The latent shape is derived, not stored: ``(C, ceil(H / 2**k), ceil(W / 2**k))``.
 The CRC covers header and payload, so truncation and bit flips are caught before
 any decoding is attempted.  :func:`unpack` accepts exactly the field values
@@ -29,9 +34,10 @@ the payload length modulo 16), and by :func:`decode_symbols`, where the range de
 reports where the coded data ends, which must be where the payload ends (this
 catches all but about 0.2-1.5 % of cuts/extensions, measured; see the tests).
 
-Versions: 2 (written now) terminates the payload with exactly one byte and keeps
+Versions: 3 (written when the encoder sends a colour map) and 2 (written otherwise)
+terminate the payload with exactly one byte and keeps
 trailing zero bytes, so its end can be checked; version 1 (labkit before
-2026-11-26) dropped trailing zero bytes.  Both are read; version-1 payloads get the
+2026-11-26) dropped trailing zero bytes.  All three are read; version-1 payloads get the
 weaker check that they are not longer than their coded data.  Model-specific checks
 (stride and channel count against the named model, the pixel cap) are
 ``labkit.codec``'s job.
@@ -51,9 +57,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 MAGIC = b"LK"
+#: The version written for files without a colour map.
 FORMAT_VERSION = 2
-#: Versions :func:`unpack` reads (only ``FORMAT_VERSION`` is written).
-READ_VERSIONS: tuple[int, ...] = (1, 2)
+#: The version written for files with a colour map (version 2 + 12 bytes after the header).
+COLOUR_MAP_VERSION = 3
+#: Versions :func:`unpack` reads (``FORMAT_VERSION`` and ``COLOUR_MAP_VERSION`` are written).
+READ_VERSIONS: tuple[int, ...] = (1, 2, 3)
+#: Bytes of the colour map of a version-3 file (``labkit.colour.MAP_BYTES``, checked by a test).
+COLOUR_MAP_BYTES = 12
 #: Largest coder ``limit`` the 16-bit field holds; equals ``labkit.coder.MAX_LIMIT`` (tested).
 MAX_LIMIT = 0xFFFF
 MAX_INCREMENT = 0xFF
@@ -88,6 +99,9 @@ class Header:
     increment: int = 8
     limit: int = 1024
     version: int = FORMAT_VERSION
+    #: 12-byte colour map (``labkit.colour``) the decoder applies after the network, or None.
+    #: A header with a map is written as version 3 (the ``version`` field need not say so).
+    colour_map: bytes | None = None
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -123,6 +137,11 @@ def validate_header(h: Header) -> None:
     _check(h.version in READ_VERSIONS,
            f"unsupported format version {h.version}; this labkit reads versions "
            f"{', '.join(map(str, READ_VERSIONS))}")
+    _check(h.colour_map is None or (isinstance(h.colour_map, (bytes, bytearray))
+                                    and len(h.colour_map) == COLOUR_MAP_BYTES),
+           f"colour map must be None or {COLOUR_MAP_BYTES} bytes, got {h.colour_map!r}")
+    _check(h.version != COLOUR_MAP_VERSION or h.colour_map is not None,
+           f"a version-{COLOUR_MAP_VERSION} header must carry a colour map")
     _check(h.model in MODEL_IDS, f"unknown model {h.model!r}; known models: {', '.join(MODEL_IDS)}")
     try:
         b = spec.check_bits(h.b)
@@ -149,21 +168,29 @@ def _is_int(v: object) -> bool:
     return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
+def written_version(h: Header) -> int:
+    """The version :func:`pack` writes for ``h``: 3 with a colour map, else 2."""
+    return COLOUR_MAP_VERSION if h.colour_map is not None else FORMAT_VERSION
+
+
 def _body(h: Header, payload_size: int) -> bytes:
     validate_header(h)
-    _check(h.version == FORMAT_VERSION,
-           f"labkit writes format version {FORMAT_VERSION} only, not {h.version}; leave Header.version at its default")
+    version = written_version(h)
+    _check(h.version in (FORMAT_VERSION, version),
+           f"labkit writes format version {version} for this header, not {h.version}; leave Header.version "
+           "at its default")
     nib = ((h.b - 1) << 4) | CONTEXT_IDS[h.context]
     k = (h.downsample.bit_length() - 1) | ((payload_size & 0x0F) << 4)
-    return _BODY.pack(MAGIC, h.version, MODEL_IDS[h.model], nib, k, h.height, h.width,
+    return _BODY.pack(MAGIC, version, MODEL_IDS[h.model], nib, k, h.height, h.width,
                       h.latent_channels, h.ymax, h.increment, h.limit)
 
 
 def pack(header: Header, payload: bytes) -> bytes:
-    """Serialise ``header`` and ``payload`` into one ``.lkc`` byte string."""
+    """Serialise ``header`` (with its colour map, if any) and ``payload`` into one ``.lkc`` byte string."""
     body = _body(header, len(payload))
-    crc = zlib.crc32(payload, zlib.crc32(body))
-    return body + _CRC.pack(crc) + bytes(payload)
+    extra = bytes(header.colour_map) if header.colour_map is not None else b""
+    crc = zlib.crc32(payload, zlib.crc32(extra, zlib.crc32(body)))
+    return body + _CRC.pack(crc) + extra + bytes(payload)
 
 
 def unpack(data: bytes) -> tuple[Header, bytes]:
@@ -180,8 +207,13 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
                              f"{', '.join(map(str, READ_VERSIONS))} (upgrade labkit or re-encode)")
     if len(data) < HEADER_SIZE:
         raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
-    body, (crc,), payload = data[:_BODY.size], _CRC.unpack_from(data, _BODY.size), data[HEADER_SIZE:]
-    if zlib.crc32(payload, zlib.crc32(body)) != crc:
+    start = HEADER_SIZE + (COLOUR_MAP_BYTES if data[2] == COLOUR_MAP_VERSION else 0)
+    if len(data) < start:
+        raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, a version-{data[2]} header and its colour "
+                             f"map need {start}")
+    body, (crc,), payload = data[:_BODY.size], _CRC.unpack_from(data, _BODY.size), data[start:]
+    colour_map = data[HEADER_SIZE:start] if start > HEADER_SIZE else None
+    if zlib.crc32(payload, zlib.crc32(colour_map or b"", zlib.crc32(body))) != crc:
         raise BitstreamError("CRC mismatch: the .lkc file is corrupted or truncated; re-encode the source image")
     _, version, model_id, nib, k, height, width, channels, ymax, inc, limit = _BODY.unpack(body)
     model = _name_for(MODEL_IDS, model_id, "model", "the file was written by a newer labkit")
@@ -197,7 +229,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
             f"recomputed); re-encode the source image")
     header = Header(model=model, b=(nib >> 4) + 1, height=height, width=width, latent_channels=channels,
                     downsample=1 << k, ymax=float(ymax), context=context, increment=inc, limit=limit,
-                    version=version)
+                    version=version, colour_map=colour_map)
     try:
         validate_header(header)
     except BitstreamError as err:

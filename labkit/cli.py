@@ -307,6 +307,9 @@ def _args_encode(p: argparse.ArgumentParser) -> None:
     _add_model(p, None, "shipped model")
     _add_bits(p, 2)
     _add_context(p)
+    p.add_argument("--colour-map", default="auto", choices=("auto", "on", "off"),
+                   help="fit a 12-byte colour correction and send it when it pays; auto = the model's default "
+                        "(on for resae-rd, off for the seed's and the course's models)")
     _add_weights(p)
     p.add_argument("--force-suffix", action="store_true", help="allow an output name not ending in .lkc")
 
@@ -323,11 +326,13 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from .codec import encode_file
     from .spec import bits_per_pixel
 
-    nbytes = encode_file(src, dst, model=args.model, b=args.b, context=args.context, weights_dir=args.weights)
+    colour_map = {"auto": None, "on": True, "off": False}[args.colour_map]
+    nbytes = encode_file(src, dst, model=args.model, b=args.b, context=args.context, weights_dir=args.weights,
+                         colour_map=colour_map)
     header, _ = unpack(dst.read_bytes())
     bpp = bits_per_pixel(nbytes, header.height, header.width)
     print(f"{dst}: {nbytes} bytes, {bpp:.4f} bpp ({header.width}x{header.height}, model={header.model}, "
-          f"b={header.b}, context={header.context})")
+          f"b={header.b}, context={header.context}, colour map {'sent' if header.colour_map else 'none'})")
     return 0
 
 
@@ -378,6 +383,7 @@ def info_record(path: str | Path) -> dict:
     data = Path(path).read_bytes()
     h, payload = unpack(data)
     record = dataclasses.asdict(h)
+    record["colour_map"] = h.colour_map.hex() if h.colour_map is not None else None  # JSON-safe
     record.update(latent_shape=list(h.latent_shape), symbols=1 << h.b, file=str(path), bytes=len(data),
                   header_bytes=len(data) - len(payload), payload_bytes=len(payload),
                   bpp=bits_per_pixel(len(data), h.height, h.width), crc_ok=True)
@@ -400,6 +406,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"model       {r['model']} (stride {r['downsample']}), latent {c}x{lh}x{lw}")
     print(f"quantizer   b={r['b']} ({r['symbols']} symbols), ymax={r['ymax']:.6g}")
     print(f"coder       context={r['context']}, increment={r['increment']}, limit={r['limit']}")
+    if r["colour_map"] is not None:
+        from .colour import parameters
+
+        gain, offset = parameters(bytes.fromhex(r["colour_map"]))
+        print(f"colour map  gains {' '.join(f'{g:.3f}' for g in gain.ravel())}, "
+              f"offsets {' '.join(f'{d:+.4f}' for d in offset)}")
+    else:
+        print("colour map  none")
     print(f"format      version {r['version']}, CRC ok")
     return 0
 

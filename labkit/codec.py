@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import bitstream, coder, quant, settings, spec
+from . import bitstream, coder, colour, quant, settings, spec
 from .atomic import check_target, write_bytes
 from .bitstream import Header
 from .checkpoint import available_weights
@@ -148,11 +148,17 @@ class Codec:
     tile : int, optional
         Core tile side in pixels for both networks; default: derived per network from
         :data:`TILE_BUDGET`.  The output does not depend on it (tests check it).
+    colour_map : bool, optional
+        Let the encoder fit a per-image colour map (``labkit.colour``), which the decoder
+        applies after the network, and send it (12 bytes, format version 3) when it pays
+        by :data:`labkit.spec.COLOUR_MAP_RATE_WEIGHT`.  The encoder then runs the decoder
+        once.  Default: on for :data:`labkit.spec.COLOUR_MAP_MODELS` (``resae-rd``), off
+        for the seed's and the course's models.  Files with a map decode with any setting.
     """
 
     def __init__(self, model: torch.nn.Module, b: int, context: str = DEFAULT_CONTEXT, *,
                  model_name: str = "resae", increment: int | None = None, limit: int | None = None,
-                 scale: str | None = None, tile: int | None = None) -> None:
+                 scale: str | None = None, tile: int | None = None, colour_map: bool | None = None) -> None:
         try:
             b = spec.check_bits(b)
         except ValueError:
@@ -173,6 +179,10 @@ class Codec:
         self.model_name = model_name
         self.increment = coder.DEFAULT_INCREMENT if increment is None else increment
         self.limit = coder.DEFAULT_LIMIT if limit is None else limit
+        if colour_map is not None and not isinstance(colour_map, bool):
+            raise CodecError(f"colour_map must be True, False or None (the model's default), got {colour_map!r}")
+        #: whether the encoder fits and (when it pays) sends a colour map
+        self.colour_map = model_name in spec.COLOUR_MAP_MODELS if colour_map is None else colour_map
         self.downsample = int(getattr(model, "downsample", 8))
         self.latent_channels = int(getattr(model, "latent_channels", 16))
         #: core tile sides (pixels) of the encoder and the decoder network
@@ -228,15 +238,30 @@ class Codec:
 
     def encode(self, image: Any) -> bytes:
         """Compress an image (uint8 H x W x 3 array or PIL image) into ``.lkc`` bytes."""
-        symbols, ymax, (h, w) = self.analyse(image)
+        arr = _as_uint8_rgb(image)
+        symbols, ymax, (h, w) = self.analyse(arr)
         header = Header(model=self.model_name, b=self.b, height=h, width=w,
                         latent_channels=int(symbols.shape[0]), downsample=self.downsample, ymax=ymax,
-                        context=self.context, increment=self.increment, limit=self.limit)
+                        context=self.context, increment=self.increment, limit=self.limit,
+                        colour_map=self.fit_colour_map(arr, symbols, ymax) if self.colour_map else None)
         if header.latent_shape != symbols.shape:
             raise CodecError(f"model produced a latent of shape {symbols.shape}, expected {header.latent_shape} "
                              f"for a {h}x{w} image at stride {self.downsample}")
         payload = coder.encode(symbols, 1 << self.b, self.context, increment=self.increment, limit=self.limit)
         return bitstream.pack(header, payload)
+
+    def fit_colour_map(self, image: np.ndarray, symbols: np.ndarray, ymax: float) -> bytes | None:
+        """The colour map of ``image`` for these symbols, or None when it does not pay.
+
+        Runs the decoder on the symbols (what the receiver will see), fits the map
+        (:func:`labkit.colour.fit`) and keeps it when its drop in squared error is worth
+        its bytes (:func:`labkit.colour.pays`).
+        """
+        h, w = image.shape[:2]
+        recon = self.synthesise(symbols, ymax, (h, w))
+        code = colour.fit(recon, image)
+        without, with_map = colour.squared_errors(recon, image, code)
+        return code if colour.pays(without, with_map, h * w, spec.COLOUR_MAP_RATE_WEIGHT) else None
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress ``.lkc`` bytes written by this codec's model into a uint8 H x W x 3 array."""
@@ -285,8 +310,11 @@ class Codec:
     def _decode_with_symbols(self, header: Header, payload: bytes) -> tuple[np.ndarray, np.ndarray]:
         """(symbols, reconstruction) from a parsed file; the file's b and coder settings rule."""
         self.check_header(header)
-        symbols = bitstream.decode_symbols(header, payload)  # (H1) checks the payload's end; reads v1 and v2
-        return symbols, self.synthesise(symbols, header.ymax, (header.height, header.width), header.b)
+        symbols = bitstream.decode_symbols(header, payload)  # (H1) checks the payload's end; reads v1..v3
+        recon = self.synthesise(symbols, header.ymax, (header.height, header.width), header.b)
+        if header.colour_map is not None:
+            recon = colour.apply(recon, header.colour_map)
+        return symbols, recon
 
     def compress(self, image: Any) -> EncodeResult:
         """Encode then decode the real bytes: the reconstruction a receiver sees, and its bpp."""
@@ -340,6 +368,11 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
 
 
 def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], model: str = spec.DEFAULT_MODEL, b: int = 2,
-                context: str = DEFAULT_CONTEXT, weights_dir: str | os.PathLike[str] | None = None) -> int:
-    """Compress the image file ``src`` into ``dst`` with shipped weights ``model``; return the byte count."""
-    return Codec.from_pretrained(model, b=b, context=context, weights_dir=weights_dir).encode_file(src, dst)
+                context: str = DEFAULT_CONTEXT, weights_dir: str | os.PathLike[str] | None = None,
+                colour_map: bool | None = None) -> int:
+    """Compress the image file ``src`` into ``dst`` with shipped weights ``model``; return the byte count.
+
+    ``colour_map``: see :class:`Codec` (None: the model's default).
+    """
+    return Codec.from_pretrained(model, b=b, context=context, weights_dir=weights_dir,
+                                 colour_map=colour_map).encode_file(src, dst)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
+__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "COLOUR_MAP_MODELS", "COLOUR_MAP_RATE_WEIGHT", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
            "bits_per_pixel"]
 
 MIN_BITS = 1
@@ -31,6 +31,12 @@ MODEL_NOISE: dict[str, bool] = {"ae1": False, "ae2": True, "resae": True, "resae
 
 #: The coder's context mode when none is asked for (see ``labkit.coder.CONTEXT_MODES``).
 DEFAULT_CONTEXT = "neighbor"
+#: Models whose codec sends a colour map (``labkit.colour``) by default, when it pays.  The
+#: seed's and the course's models keep the plain chain, so the seed's report stays comparable.
+COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd",)
+#: The encoder's trade-off for the colour map: one bit per pixel is worth this much MSE
+#: (images in [0, 1]); ``resae-rd``'s training lambda, so the map is judged as the model was.
+COLOUR_MAP_RATE_WEIGHT = 0.015
 
 
 def check_bits(b: object) -> int:

@@ -95,8 +95,11 @@ def test_model_ids_are_append_only():
     ("b", 2.0, "bit depth b must be"),
     ("height", 1.5, "image size"),
     ("ymax", "3", "ymax"),
-    ("version", 1, "writes format version 2 only"),
-    ("version", 3, "unsupported format version 3"),
+    ("version", 1, "writes format version 2 for this header, not 1"),
+    ("version", 3, "version-3 header must carry a colour map"),
+    ("version", 4, "unsupported format version 4"),
+    ("colour_map", b"\x00" * 11, "colour map must be None or 12 bytes"),
+    ("colour_map", "x" * 12, "colour map must be None or 12 bytes"),
 ])
 def test_pack_rejects_bad_fields(field, value, needle):
     with pytest.raises(BitstreamError, match=needle):
@@ -112,9 +115,9 @@ def test_wrong_magic():
 
 def test_unknown_version():
     data = bytearray(pack(make_header(), b"abc"))
-    for v in (0, 3, 9, 255):
+    for v in (0, 4, 9, 255):
         data[2] = v
-        with pytest.raises(BitstreamError, match=f"version {v}; this labkit reads versions 1, 2"):
+        with pytest.raises(BitstreamError, match=f"version {v}; this labkit reads versions 1, 2, 3"):
             unpack(bytes(data))
 
 
@@ -247,7 +250,7 @@ def test_version1_file_still_decodes():
     np.testing.assert_array_equal(bitstream.decode_symbols(header, p), x)
     with pytest.raises(BitstreamError, match="version-1"):  # extended: longer than its coded data
         bitstream.decode_symbols(*unpack(_recrc(data + b"\x05" * 8)))
-    with pytest.raises(BitstreamError, match="writes format version 2 only"):
+    with pytest.raises(BitstreamError, match="writes format version 2 for this header, not 1"):
         pack(header, p)
     with pytest.raises(BitstreamError, match="log2 downsample 16 > 15"):  # version 1 has no size nibble
         unpack(_recrc(data[:5] + b"\x10" + data[6:]))
@@ -260,3 +263,45 @@ def test_huge_latent_is_refused_before_allocating():
     assert h.num_symbols > coder.MAX_SYMBOLS
     with pytest.raises(BitstreamError, match="exceeds the coder's cap"):
         bitstream.decode_symbols(h, b"")
+
+
+# ----------------------------------------------------------------------------- version 3: colour map
+
+MAP = bytes([1, 255, 0, 7, 128, 127, 0, 0, 3, 250, 9, 0])
+
+
+def test_colour_map_round_trip_writes_version_3():
+    from labkit import colour
+
+    assert bitstream.COLOUR_MAP_BYTES == colour.MAP_BYTES
+    plain = pack(make_header(), b"payload")
+    data = pack(make_header(colour_map=MAP), b"payload")
+    assert plain[2] == 2 and data[2] == 3
+    assert len(data) == len(plain) + 12 and data[HEADER_SIZE:HEADER_SIZE + 12] == MAP
+    header, payload = unpack(data)
+    assert header.colour_map == MAP and header.version == 3 and payload == b"payload"
+    assert pack(header, payload) == data  # a parsed version-3 header writes the same bytes
+    assert unpack(plain)[0].colour_map is None
+
+
+def test_colour_map_is_covered_by_the_crc():
+    data = pack(make_header(colour_map=MAP), b"\x00\xffpayload")
+    for i in range(len(data) * 8):
+        flipped = bytearray(data)
+        flipped[i // 8] ^= 1 << (i % 8)
+        with pytest.raises(BitstreamError):
+            unpack(bytes(flipped))
+
+
+@pytest.mark.parametrize("n", [HEADER_SIZE, HEADER_SIZE + 5, HEADER_SIZE + 11])
+def test_version_3_cut_inside_the_map(n):
+    data = pack(make_header(colour_map=MAP), b"payload")
+    with pytest.raises(BitstreamError, match="truncated .lkc file: .* colour map need 34"):
+        unpack(data[:n])
+
+
+def test_version_2_file_relabelled_as_3_is_caught():
+    data = bytearray(pack(make_header(), bytes(range(40))))
+    data[2] = 3  # the first 12 payload bytes would be read as a map: the CRC disagrees
+    with pytest.raises(BitstreamError, match="CRC"):
+        unpack(bytes(data))

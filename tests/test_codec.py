@@ -772,3 +772,44 @@ def test_from_checkpoint_loads_an_explicit_path(crop):
     assert codec.model_name == "ae1"
     assert codec.encode(crop) == Codec.from_pretrained("ae1", b=2, context="none").encode(crop)
     assert Codec.from_pretrained("AE1", b=2).model_name == "ae1"  # names are case-insensitive
+
+
+# ----------------------------------------------------------------------------- colour map (format version 3)
+
+def test_colour_map_defaults_per_model(load_model):
+    assert Codec(load_model("resae-rd"), 2, model_name="resae-rd").colour_map is True
+    for name in ("resae", "ae2"):  # the seed's and the course's chain stays as it was
+        assert Codec(load_model(name), 2, model_name=name).colour_map is False
+    assert Codec(load_model("resae"), 2, model_name="resae", colour_map=True).colour_map is True
+    with pytest.raises(CodecError, match="colour_map must be True, False or None"):
+        Codec(load_model("resae"), 2, model_name="resae", colour_map="yes")
+
+
+@pytest.fixture(scope="module")
+def rd_tile_files(load_model, eval_tiles) -> dict:
+    tile = eval_tiles[0]
+    with_map = Codec(load_model("resae-rd"), 2, model_name="resae-rd")
+    without = Codec(load_model("resae-rd"), 2, model_name="resae-rd", colour_map=False)
+    return {"tile": tile, "with": with_map.compress(tile), "without": without.compress(tile), "codec": without}
+
+
+def test_colour_map_is_sent_when_it_pays_and_lowers_the_error(rd_tile_files):
+    tile, w, wo = rd_tile_files["tile"], rd_tile_files["with"], rd_tile_files["without"]
+    assert w.data[2] == 3 and w.header.colour_map is not None and len(w.data) == len(wo.data) + 12
+    assert wo.data[2] == 2 and wo.header.colour_map is None
+    assert w.data[34:] == wo.data[22:]  # same symbols, same payload: only the map is added
+    assert metrics.psnr(tile, w.recon) > metrics.psnr(tile, wo.recon) + 0.5
+
+
+def test_colour_map_file_decodes_with_the_map_whatever_the_codec_setting(rd_tile_files):
+    w = rd_tile_files["with"]
+    np.testing.assert_array_equal(labkit.codec.decode(w.data), w.recon)
+    np.testing.assert_array_equal(rd_tile_files["codec"].decode(w.data), w.recon)  # colour_map=False codec
+
+
+def test_colour_map_is_left_out_when_it_does_not_pay(load_model, eval_tiles, monkeypatch):
+    from labkit import spec
+
+    monkeypatch.setattr(spec, "COLOUR_MAP_RATE_WEIGHT", 1e6)  # its bytes would cost more than any gain
+    data = Codec(load_model("resae-rd"), 2, model_name="resae-rd").encode(eval_tiles[0])
+    assert data[2] == 2
