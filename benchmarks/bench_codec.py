@@ -68,10 +68,11 @@ def _pillow_times(img: np.ndarray, fmt: str, repeats: int) -> dict:
             "bpp": len(data) * 8 / (img.shape[0] * img.shape[1])}
 
 
-def speed_ratios(model: str, repeats: int) -> dict:
-    """Codec vs Pillow WebP/JPEG encode+decode, same images, same run."""
-    codec = Codec.from_pretrained(model, b=2, context="neighbor")
-    out = {}
+def speed_ratios(model: str, repeats: int, colour_map: bool | None = None) -> dict:
+    """Codec vs Pillow WebP/JPEG encode+decode, same images, same run (``colour_map``: the
+    codec's setting, None = the model's default; with a map the encoder also runs the decoder)."""
+    codec = Codec.from_pretrained(model, b=2, context="neighbor", colour_map=colour_map)
+    out = {"colour_map": codec.colour_map}
     for size, img in _images().items():
         data = codec.encode(img)
         e = best_time(lambda: codec.encode(img), repeats)
@@ -158,6 +159,8 @@ def main() -> int:
           f"best of {args.repeats}, CPU: {cpu}")
     results["speed"] = speed_ratios(args.model, args.repeats)
     for size, r in results["speed"].items():
+        if size == "colour_map":
+            continue
         c, wp, jp = r["codec"], r["webp"], r["jpeg"]
         print(f"  {size:>8}: codec {c['encode_ms']:7.2f} + {c['decode_ms']:7.2f} ms ({c['bpp']:.3f} bpp)   "
               f"WebP {wp['encode_ms']:6.2f} + {wp['decode_ms']:6.2f} ms   JPEG {jp['encode_ms']:6.2f} + {jp['decode_ms']:6.2f} ms   "
@@ -167,11 +170,22 @@ def main() -> int:
         again = speed_ratios(args.model, args.repeats)  # once more after, so load drifts hit both
         results["vs"] = {"model": args.vs, "speed": other, "ratio": {}}
         for size, r in results["speed"].items():
+            if size == "colour_map":
+                continue
             mine = min(r["codec"]["total_ms"], again[size]["codec"]["total_ms"])
             ratio = mine / other[size]["codec"]["total_ms"]
             results["vs"]["ratio"][size] = ratio
             print(f"  {size:>8}: {args.model} {mine:7.2f} ms vs {args.vs} {other[size]['codec']['total_ms']:7.2f} ms "
                   f"encode+decode: {ratio:.2f}x")
+    if results["speed"]["colour_map"]:
+        plain = speed_ratios(args.model, args.repeats, colour_map=False)
+        results["speed_without_colour_map"] = plain
+        for size, r in plain.items():
+            if size == "colour_map":
+                continue
+            with_map = results["speed"][size]["codec"]
+            print(f"  {size:>8}: without the colour map {r['codec']['encode_ms']:7.2f} + {r['codec']['decode_ms']:7.2f} ms "
+                  f"(the map's fit costs {with_map['encode_ms'] / r['codec']['encode_ms']:.2f}x the encode time)")
     split = network_split(args.model, args.repeats)
     results["networks"] = split
     print(f"  networks at {split['size']}: encoder {split['encoder_ns_per_px']:.0f} ns/px, decoder "
