@@ -108,7 +108,14 @@ def test_sigterm_mid_write_removes_the_temp_file(tmp_path, previous):
         assert child.stdout.readline().strip() == "writing"
         assert any(n.endswith(".tmp.bin") for n in _listing(tmp_path)), "the child is mid-write"
         child.send_signal(signal.SIGTERM)
-        rest = child.communicate(timeout=30)[0]
+        try:
+            rest = child.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:  # say why: was SIGTERM ignored, caught, or the child stalled?
+            status = Path(f"/proc/{child.pid}/status")
+            lines = [ln for ln in status.read_text().splitlines()
+                     if ln.split(":")[0] in ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")] \
+                if status.exists() else ["no /proc"]
+            pytest.fail(f"the child outlived SIGTERM by 60 s; its signal state: {'; '.join(lines)}")
     finally:
         if child.poll() is None:
             child.kill()
