@@ -19,8 +19,9 @@ quantized map gives 27.14 dB where the unquantized least-squares map gives 27.14
 (and no map 24.44 dB); a plain uncentred 3 x 4 map in 1/256 steps clips and gives 24.30.
 
 Everything here works in row chunks of at most ``CHUNK_PIXELS`` pixels, so memory stays
-bounded at any image size; products and sums are elementwise (no BLAS), so every CPU
-rounds the same way.  Torch-free.
+bounded at any image size; what the decoder computes is elementwise (no BLAS), so every
+CPU rounds it the same way (the encoder's least-squares fit uses BLAS; its result is rounded
+to the code).  Torch-free.
 """
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ def _affine(recon: np.ndarray, code: bytes) -> tuple[np.ndarray, np.ndarray]:
     """float32 ``(G, o)`` with ``y = x @ G + o`` for this image (``o = mu + d - mu @ G``)."""
     gain, d = parameters(code)
     mu = _mean_colour(recon)
-    return gain.astype(np.float32), (mu + d - mu @ gain).astype(np.float32)
+    mu_gain = mu[0] * gain[0] + mu[1] * gain[1] + mu[2] * gain[2]  # mu @ G, elementwise (no BLAS)
+    return gain.astype(np.float32), (mu + d - mu_gain).astype(np.float32)
 
 
 def _map_rows(part: np.ndarray, g: np.ndarray, o: np.ndarray) -> np.ndarray:
