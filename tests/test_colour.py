@@ -6,6 +6,9 @@ import pytest
 
 from labkit import colour
 
+#: md5 of colour.apply on the seeded case of test_apply_is_exact_on_any_cpu (exact: elementwise float32).
+GOLDEN_APPLY_MD5 = "86e7de6d7f75e564ff36a6bb5a63e942"
+
 
 def _pair(seed: int = 0, shape=(48, 40, 3)) -> tuple[np.ndarray, np.ndarray]:
     """An 'original' and a colour-distorted 'reconstruction' of it (known affine + noise)."""
@@ -88,3 +91,14 @@ def test_bad_codes_and_shapes_are_refused():
         colour.apply(recon, bytes(11))
     with pytest.raises(ValueError, match="differ in shape"):
         colour.fit(recon, orig[:-1])
+
+
+def test_apply_is_exact_on_any_cpu():
+    """Pinned bytes: what the decoder computes is elementwise float32 (no BLAS), so it is exact."""
+    import hashlib
+
+    rng = np.random.default_rng(20261126)
+    recon = rng.integers(0, 256, size=(61, 47, 3)).astype(np.uint8)
+    code = np.array([5, -3, 1, 2, 9, -4, 0, 7, -6, 11, -20, 3], dtype=np.int8).tobytes()
+    out = colour.apply(recon, code)
+    assert hashlib.md5(out.tobytes()).hexdigest() == GOLDEN_APPLY_MD5
