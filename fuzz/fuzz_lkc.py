@@ -32,6 +32,7 @@ the number of inputs and the time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import struct
@@ -44,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 CRASHES = HERE / "crashes"
 
 # header layout (labkit.bitstream): body 18 bytes, CRC at 18..22, (version 3: a 12-byte colour
-# map at 22..34,) payload after
+# map at 22..34; version 4: a grid byte at 22 and 12 bytes per node,) payload after
 BODY, HEADER, COLOUR_MAP = 18, 22, 12
 FIELDS = [(2, 1), (3, 1), (4, 1), (5, 1), (6, 2), (8, 2), (10, 1), (11, 4), (15, 1), (16, 2)]
 
@@ -55,6 +56,8 @@ def fix_crc(data: bytes, fix_size: bool) -> bytes:
         return data
     buf = bytearray(data)
     start = HEADER + (COLOUR_MAP if buf[2] == 3 else 0)  # where the payload starts
+    if buf[2] == 4 and len(buf) > HEADER:
+        start += 1 + COLOUR_MAP * ((buf[HEADER] >> 4) + 1) * ((buf[HEADER] & 0x0F) + 1)
     if fix_size:
         buf[5] = (buf[5] & 0x0F) | ((max(0, len(buf) - start) & 0x0F) << 4)
     body, rest = bytes(buf[:BODY]), bytes(buf[HEADER:])  # rest = colour map (if any) + payload
@@ -77,7 +80,9 @@ def container_seeds() -> list[bytes]:
                                                ((1, 7, 5, 0), (255, 65535))):
                 shape = (c, -(-h // (1 << k)), -(-w // (1 << k)))
                 x = np.minimum(rng.geometric(0.5, size=shape) - 1, (1 << b) - 1).astype(np.uint8)
-                cmap = rng.integers(0, 256, 12).astype(np.uint8).tobytes() if (b + k) % 2 else None  # v3 / v2
+                kind = (b + k + len(ctx)) % 3                                      # v2 / v3 / v4
+                cmap = (None, rng.integers(0, 256, 12).astype(np.uint8).tobytes(),
+                        bytes([0x11]) + rng.integers(0, 256, 48).astype(np.uint8).tobytes())[kind]
                 hd = bitstream.Header(model="resae", b=b, height=h, width=w, latent_channels=c,
                                       downsample=1 << k, ymax=3.5, context=ctx, increment=inc, limit=limit,
                                       colour_map=cmap)
@@ -93,6 +98,8 @@ def network_seeds() -> list[bytes]:
 
     rng = np.random.default_rng(1)
     seeds = []
+    from labkit import bitstream
+
     for name in ("ae1", "ae2", "resae", "resae-rd"):  # resae-rd writes version 3 (colour map)
         try:
             codec = Codec.from_pretrained(name, b=2)
@@ -102,6 +109,10 @@ def network_seeds() -> list[bytes]:
         for h, w in ((32, 32), (24, 40)):
             img = (rng.random((h, w, 3)) * 255).astype(np.uint8)
             seeds.append(codec.encode(img))
+            if name == "resae-rd":  # the same file with a 2 x 2 grid of colour maps: version 4
+                header, payload = bitstream.unpack(seeds[-1])
+                grid = bytes([0x11]) + rng.integers(-8, 9, 48).astype(np.int8).tobytes()
+                seeds.append(bitstream.pack(dataclasses.replace(header, colour_map=grid, version=2), payload))
     return seeds
 
 

@@ -4,7 +4,7 @@ Every byte of the file counts in bpp, so the header is packed by hand.  Layout
 (little-endian, offsets in bytes)::
 
     0   2  magic            b"LK"
-    2   1  version          2, or 3 with a colour map (below); version 1 is still read
+    2   1  version          2, 3 with a colour map, 4 with a grid of them (below); 1 is still read
     3   1  model id         MODEL_IDS (ae1=1, ae2=2, resae=3, ...)
     4   1  b | context      high nibble: b - 1 (b in labkit.spec.BITS, 1..8); low nibble: context mode id
     5   1  log2 downsample  low nibble: k (0..15), the network's total stride is 2**k;
@@ -24,6 +24,13 @@ Version 3 is version 2 with a colour map (``labkit.colour``) between header and 
     22  12 colour map       12 signed bytes: the 3x4 affine RGB map the decoder applies last
     34  .. payload          as above; the CRC covers bytes 0..17, the map and the payload
 
+Version 4 is version 2 with a grid of colour maps (``labkit.colour``)::
+
+    22  1  grid             high nibble: gh - 1, low nibble: gw - 1 (1..16 nodes per side, not 1 x 1,
+                            at most one node per pixel row / column)
+    23  12*gh*gw maps       one 12-byte map per node, row-major
+    ..  .. payload          the CRC covers bytes 0..17, the grid and the payload
+
 The latent shape is derived, not stored: ``(C, ceil(H / 2**k), ceil(W / 2**k))``.
 The CRC covers header and payload, so truncation and bit flips are caught before
 any decoding is attempted.  :func:`unpack` accepts exactly the field values
@@ -34,10 +41,10 @@ the payload length modulo 16), and by :func:`decode_symbols`, where the range de
 reports where the coded data ends, which must be where the payload ends (this
 catches all but about 0.2-1.5 % of cuts/extensions, measured; see the tests).
 
-Versions: 3 (written when the encoder sends a colour map) and 2 (written otherwise)
-terminate the payload with exactly one byte and keeps
+Versions 4 (written with a grid of colour maps), 3 (with one colour map) and 2 (without)
+terminate the payload with exactly one byte and keep
 trailing zero bytes, so its end can be checked; version 1 (labkit before
-2026-11-26) dropped trailing zero bytes.  All three are read; version-1 payloads get the
+2026-11-26) dropped trailing zero bytes.  All four are read; version-1 payloads get the
 weaker check that they are not longer than their coded data.  Model-specific checks
 (stride and channel count against the named model, the pixel cap) are
 ``labkit.codec``'s job.
@@ -61,9 +68,12 @@ MAGIC = b"LK"
 FORMAT_VERSION = 2
 #: The version written for files with a colour map (version 2 + 12 bytes after the header).
 COLOUR_MAP_VERSION = 3
-#: Versions :func:`unpack` reads (``FORMAT_VERSION`` and ``COLOUR_MAP_VERSION`` are written).
-READ_VERSIONS: tuple[int, ...] = (1, 2, 3)
-#: Bytes of the colour map of a version-3 file (``labkit.colour.MAP_BYTES``, checked by a test).
+#: The version written for files with a grid of colour maps (version 2 + grid byte + 12 bytes per node).
+COLOUR_GRID_VERSION = 4
+#: Versions :func:`unpack` reads (2, 3 and 4 are written).
+READ_VERSIONS: tuple[int, ...] = (1, 2, 3, 4)
+#: Bytes of the colour map of a version-3 file, and of each node of a version-4 grid
+#: (``labkit.colour.MAP_BYTES``, checked by a test).
 COLOUR_MAP_BYTES = 12
 #: Largest coder ``limit`` the 16-bit field holds; equals ``labkit.coder.MAX_LIMIT`` (tested).
 MAX_LIMIT = 0xFFFF
@@ -99,9 +109,17 @@ class Header:
     increment: int = 8
     limit: int = 1024
     version: int = FORMAT_VERSION
-    #: 12-byte colour map (``labkit.colour``) the decoder applies after the network, or None.
-    #: A header with a map is written as version 3 (the ``version`` field need not say so).
+    #: Colour map code (``labkit.colour``) the decoder applies after the network, or None:
+    #: 12 bytes (one map, written as version 3) or a grid byte + 12 bytes per node (a grid,
+    #: version 4); the ``version`` field need not say so.
     colour_map: bytes | None = None
+
+    @property
+    def colour_grid(self) -> tuple[int, int] | None:
+        """``(gh, gw)`` nodes of the colour map (``(1, 1)``: one map), or None without one."""
+        if self.colour_map is None:
+            return None
+        return (1, 1) if len(self.colour_map) == COLOUR_MAP_BYTES else _grid_of(self.colour_map[0])
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -137,11 +155,7 @@ def validate_header(h: Header) -> None:
     _check(h.version in READ_VERSIONS,
            f"unsupported format version {h.version}; this labkit reads versions "
            f"{', '.join(map(str, READ_VERSIONS))}")
-    _check(h.colour_map is None or (isinstance(h.colour_map, (bytes, bytearray))
-                                    and len(h.colour_map) == COLOUR_MAP_BYTES),
-           f"colour map must be None or {COLOUR_MAP_BYTES} bytes, got {h.colour_map!r}")
-    _check(h.version != COLOUR_MAP_VERSION or h.colour_map is not None,
-           f"a version-{COLOUR_MAP_VERSION} header must carry a colour map")
+    _check_colour_map(h)
     _check(h.model in MODEL_IDS, f"unknown model {h.model!r}; known models: {', '.join(MODEL_IDS)}")
     try:
         b = spec.check_bits(h.b)
@@ -164,13 +178,43 @@ def validate_header(h: Header) -> None:
            f"{1 << b} + {h.increment} and fit 16 bits)")
 
 
+def _grid_of(grid_byte: int) -> tuple[int, int]:
+    return (grid_byte >> 4) + 1, (grid_byte & 0x0F) + 1
+
+
+def _grid_size(grid: tuple[int, int]) -> int:
+    """Bytes of a version-4 colour map: the grid byte and 12 per node."""
+    return 1 + COLOUR_MAP_BYTES * grid[0] * grid[1]
+
+
+def _check_colour_map(h: Header) -> None:
+    cmap = h.colour_map
+    if cmap is None:
+        _check(h.version not in (COLOUR_MAP_VERSION, COLOUR_GRID_VERSION),
+               f"a version-{h.version} header must carry a colour map")
+        return
+    _check(isinstance(cmap, (bytes, bytearray)) and len(cmap) >= COLOUR_MAP_BYTES,
+           f"colour map must be None, {COLOUR_MAP_BYTES} bytes or a grid of maps, got {cmap!r}")
+    if len(cmap) == COLOUR_MAP_BYTES:
+        return
+    gh, gw = _grid_of(cmap[0])
+    _check((gh, gw) != (1, 1), f"a grid of colour maps has more than one node (one map is {COLOUR_MAP_BYTES} bytes)")
+    _check(len(cmap) == _grid_size((gh, gw)),
+           f"a {gh}x{gw} grid of colour maps is {_grid_size((gh, gw))} bytes, got {len(cmap)}")
+    _check(not _is_int(h.height) or not _is_int(h.width) or (gh <= h.height and gw <= h.width),
+           f"a {gh}x{gw} grid of colour maps has more nodes than the {h.width}x{h.height} image has pixels "
+           "per side")
+
+
 def _is_int(v: object) -> bool:
     return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
 def written_version(h: Header) -> int:
-    """The version :func:`pack` writes for ``h``: 3 with a colour map, else 2."""
-    return COLOUR_MAP_VERSION if h.colour_map is not None else FORMAT_VERSION
+    """The version :func:`pack` writes for ``h``: 4 with a grid of colour maps, 3 with one, else 2."""
+    if h.colour_map is None:
+        return FORMAT_VERSION
+    return COLOUR_MAP_VERSION if len(h.colour_map) == COLOUR_MAP_BYTES else COLOUR_GRID_VERSION
 
 
 def _body(h: Header, payload_size: int) -> bytes:
@@ -207,7 +251,18 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
                              f"{', '.join(map(str, READ_VERSIONS))} (upgrade labkit or re-encode)")
     if len(data) < HEADER_SIZE:
         raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
-    start = HEADER_SIZE + (COLOUR_MAP_BYTES if data[2] == COLOUR_MAP_VERSION else 0)
+    start = HEADER_SIZE
+    if data[2] == COLOUR_MAP_VERSION:
+        start += COLOUR_MAP_BYTES
+    elif data[2] == COLOUR_GRID_VERSION:
+        if len(data) == HEADER_SIZE:
+            raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, a version-4 file needs its grid byte "
+                                 f"after the {HEADER_SIZE}-byte header")
+        grid = _grid_of(data[HEADER_SIZE])
+        if grid == (1, 1):
+            raise BitstreamError("corrupt .lkc file: a version-4 grid of colour maps says 1x1 nodes; re-encode "
+                                 "the source image")
+        start += _grid_size(grid)
     if len(data) < start:
         raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, a version-{data[2]} header and its colour "
                              f"map need {start}")

@@ -308,7 +308,8 @@ def _args_encode(p: argparse.ArgumentParser) -> None:
     _add_bits(p, 2)
     _add_context(p)
     p.add_argument("--colour-map", default="auto", choices=("auto", "on", "off"),
-                   help="fit a 12-byte colour correction and send it when it pays; auto = the model's default "
+                   help="fit a colour correction (one 12-byte map, or a blended grid of them for local colour) and "
+                        "send the one that pays best, if any; auto = the model's default "
                         "(on for resae-rd, off for the seed's and the course's models)")
     _add_weights(p)
     p.add_argument("--force-suffix", action="store_true", help="allow an output name not ending in .lkc")
@@ -332,8 +333,15 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     header, _ = unpack(dst.read_bytes())
     bpp = bits_per_pixel(nbytes, header.height, header.width)
     print(f"{dst}: {nbytes} bytes, {bpp:.4f} bpp ({header.width}x{header.height}, model={header.model}, "
-          f"b={header.b}, context={header.context}, colour map {'sent' if header.colour_map else 'none'})")
+          f"b={header.b}, context={header.context}, colour map {_colour_map_words(header.colour_grid)})")
     return 0
+
+
+def _colour_map_words(grid: tuple[int, int] | None) -> str:
+    """How a file's colour map reads in a sentence: none, one map, or a grid of them."""
+    if grid is None:
+        return "none"
+    return "sent" if grid == (1, 1) else f"sent as a {grid[0]}x{grid[1]} grid"
 
 
 def _args_decode(p: argparse.ArgumentParser) -> None:
@@ -384,6 +392,7 @@ def info_record(path: str | Path) -> dict:
     h, payload = unpack(data)
     record = dataclasses.asdict(h)
     record["colour_map"] = h.colour_map.hex() if h.colour_map is not None else None  # JSON-safe
+    record["colour_grid"] = list(h.colour_grid) if h.colour_grid is not None else None
     record.update(latent_shape=list(h.latent_shape), symbols=1 << h.b, file=str(path), bytes=len(data),
                   header_bytes=len(data) - len(payload), payload_bytes=len(payload),
                   bpp=bits_per_pixel(len(data), h.height, h.width), crc_ok=True)
@@ -406,12 +415,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"model       {r['model']} (stride {r['downsample']}), latent {c}x{lh}x{lw}")
     print(f"quantizer   b={r['b']} ({r['symbols']} symbols), ymax={r['ymax']:.6g}")
     print(f"coder       context={r['context']}, increment={r['increment']}, limit={r['limit']}")
-    if r["colour_map"] is not None:
+    if r["colour_grid"] == [1, 1]:
         from .colour import parameters
 
         gain, offset = parameters(bytes.fromhex(r["colour_map"]))
         print(f"colour map  gains {' '.join(f'{g:.3f}' for g in gain.ravel())}, "
               f"offsets {' '.join(f'{d:+.4f}' for d in offset)}")
+    elif r["colour_grid"] is not None:
+        from .colour import grid_parameters
+
+        gains, offsets = grid_parameters(bytes.fromhex(r["colour_map"]))
+        gh, gw = r["colour_grid"]
+        print(f"colour map  {gh}x{gw} grid of maps ({len(r['colour_map']) // 2} bytes), blended; gains "
+              f"{gains.min():.3f}..{gains.max():.3f}, offsets {offsets.min():+.4f}..{offsets.max():+.4f}")
     else:
         print("colour map  none")
     print(f"format      version {r['version']}, CRC ok")

@@ -150,9 +150,10 @@ class Codec:
         :data:`TILE_BUDGET`.  The output does not depend on it (tests check it).
     colour_map : bool, optional
         Let the encoder fit a per-image colour map (``labkit.colour``), which the decoder
-        applies after the network, and send it (12 bytes, format version 3) when it pays
-        by :data:`labkit.spec.COLOUR_MAP_RATE_WEIGHT`.  The encoder then runs the decoder
-        once.  Default: on for :data:`labkit.spec.COLOUR_MAP_MODELS` (``resae-rd``), off
+        applies after the network, and send it when it pays by
+        :data:`labkit.spec.COLOUR_MAP_RATE_WEIGHT`: one global map (12 bytes, format
+        version 3) or a blended grid of them (12 bytes per node, version 4), whichever pays
+        best.  The encoder then runs the decoder once.  Default: on for :data:`labkit.spec.COLOUR_MAP_MODELS` (``resae-rd``), off
         for the seed's and the course's models.  Files with a map decode with any setting.
     """
 
@@ -251,17 +252,15 @@ class Codec:
         return bitstream.pack(header, payload)
 
     def fit_colour_map(self, image: np.ndarray, symbols: np.ndarray, ymax: float) -> bytes | None:
-        """The colour map of ``image`` for these symbols, or None when it does not pay.
+        """The colour map (or grid of maps) of ``image`` for these symbols, or None when none pays.
 
-        Runs the decoder on the symbols (what the receiver will see), fits the map
-        (:func:`labkit.colour.fit`) and keeps it when its drop in squared error is worth
-        its bytes (:func:`labkit.colour.pays`).
+        Runs the decoder on the symbols (what the receiver will see), then lets
+        :func:`labkit.colour.choose` fit one global map and grids of them and keep the one
+        whose drop in squared error best pays for its bytes at the model's trade-off.
         """
         h, w = image.shape[:2]
         recon = self.synthesise(symbols, ymax, (h, w))
-        code = colour.fit(recon, image)
-        without, with_map = colour.squared_errors(recon, image, code)
-        return code if colour.pays(without, with_map, h * w, spec.COLOUR_MAP_RATE_WEIGHT) else None
+        return colour.choose(recon, image, spec.COLOUR_MAP_RATE_WEIGHT)
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress ``.lkc`` bytes written by this codec's model into a uint8 H x W x 3 array."""

@@ -18,6 +18,17 @@ channel r, g, b by output channel r, g, b), then 3 signed bytes for ``d`` in ste
 quantized map gives 27.14 dB where the unquantized least-squares map gives 27.14 dB
 (and no map 24.44 dB); a plain uncentred 3 x 4 map in 1/256 steps clips and gives 24.30.
 
+A **grid of maps** (format version 4) corrects colour locally: ``gh x gw`` nodes at the
+centres of a regular grid of cells, each with its own 12-byte map (same code, same global
+``mu``), after one grid byte (``gh - 1`` in the high nibble, ``gw - 1`` in the low one).
+The decoder blends the nodes' affine parameters bilinearly between node centres (constant
+beyond the outer ones), so there are no seams.  The weights come from exact integer
+arithmetic, so every CPU computes the same ones.  The encoder fits all nodes jointly by
+least squares on block summaries of the image (ridge-pulled toward the global map where a
+cell says little) and :func:`choose` picks the grid -- or the one global map, or none --
+that minimises ``MSE + rate_weight * bpp`` with every byte counted.  Measured gains are in
+NOTES.md.
+
 Everything here works in row chunks of at most ``CHUNK_PIXELS`` pixels, so memory stays
 bounded at any image size; what the decoder computes is elementwise (no BLAS), so every
 CPU rounds it the same way (the encoder's least-squares fit uses BLAS; its result is rounded
@@ -29,7 +40,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "fit", "apply", "parameters", "pays", "squared_errors"]
+__all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "MAX_GRID", "MIN_CELL", "fit", "fit_grid", "choose", "apply",
+           "parameters", "grid_shape", "grid_parameters", "code_bytes", "pays", "squared_errors"]
 
 #: Bytes a colour map takes in a file.
 MAP_BYTES = 12
@@ -41,9 +53,10 @@ OFFSET_STEP = 512.0
 CHUNK_PIXELS = 1 << 20
 
 
-def _chunks(image: np.ndarray) -> Iterator[slice]:
+def _chunks(image: np.ndarray, pixels: int | None = None) -> Iterator[slice]:
+    """Row slices of at most ``pixels`` pixels (default :data:`CHUNK_PIXELS`, read at call time)."""
     h, w = image.shape[:2]
-    rows = max(1, CHUNK_PIXELS // max(1, w))
+    rows = max(1, (pixels or CHUNK_PIXELS) // max(1, w))
     for r0 in range(0, h, rows):
         yield slice(r0, min(h, r0 + rows))
 
@@ -110,12 +123,11 @@ def _map_rows(part: np.ndarray, g: np.ndarray, o: np.ndarray) -> np.ndarray:
 
 
 def apply(recon: np.ndarray, code: bytes) -> np.ndarray:
-    """``recon`` (uint8 H x W x 3) after the map of ``code``, rounded back to uint8 (a new array)."""
+    """``recon`` (uint8 H x W x 3) after the map (or grid of maps) of ``code``, rounded back to uint8 (a new array)."""
     _check_pair(recon)
-    g, o = _affine(recon, code)
     out = np.empty_like(recon)
-    for rows in _chunks(recon):
-        out[rows] = _map_rows(recon[rows], g, o)
+    for rows, mapped in _mapped_chunks(recon, code):
+        out[rows] = mapped
     return out
 
 
@@ -123,25 +135,294 @@ def squared_errors(recon: np.ndarray, original: np.ndarray, code: bytes) -> tupl
     """Sums of squared differences to ``original`` of ``recon`` without and with the map, in [0, 1] units.
 
     Chunked, and the mapped image is never held whole: what the encoder needs to decide
-    whether the map pays (:func:`pays`) at bounded memory.
+    whether the map pays (:func:`pays`) at bounded memory.  ``code`` is a global map or a grid.
     """
     _check_pair(recon, original)
-    g, o = _affine(recon, code)
     without = with_map = 0.0
-    for rows in _chunks(recon):
+    for rows, mapped in _mapped_chunks(recon, code):
         ref = original[rows].astype(np.float64)
         d0 = recon[rows] - ref
-        d1 = _map_rows(recon[rows], g, o) - ref
+        d1 = mapped - ref
         without += float(np.vdot(d0, d0))
         with_map += float(np.vdot(d1, d1))
     return without / 255.0**2, with_map / 255.0**2
 
 
-def pays(sse_without: float, sse_with: float, pixels: int, rate_weight: float) -> bool:
-    """Whether the map's drop in squared error is worth its ``8 * MAP_BYTES`` bits.
+def pays(sse_without: float, sse_with: float, pixels: int, rate_weight: float, nbytes: int = MAP_BYTES) -> bool:
+    """Whether the map's drop in squared error is worth its ``8 * nbytes`` bits.
 
     The trade-off is the model's own training objective ``MSE + rate_weight * bpp``: send
-    the map when ``(sse_without - sse_with) / pixels / 3 > rate_weight * 8 * MAP_BYTES / pixels``.
+    the map when ``(sse_without - sse_with) / pixels / 3 > rate_weight * 8 * nbytes / pixels``.
     """
     mse_gain = (sse_without - sse_with) / (3.0 * pixels)
-    return mse_gain > rate_weight * 8 * MAP_BYTES / pixels
+    return mse_gain > rate_weight * 8 * nbytes / pixels
+
+
+# --------------------------------------------------------------------------- grids of maps
+#: Most nodes per side of a grid of maps (the grid byte holds each side minus one in a nibble).
+MAX_GRID = 16
+#: Smallest cell side, in pixels, the encoder gives a grid: at most one node per 32 x 32 pixels.
+MIN_CELL = 32
+#: Pixels per chunk when applying a grid (12 interpolated float32 parameters per pixel: 12 MiB).
+GRID_CHUNK_PIXELS = 1 << 18
+#: Most blocks the encoder summarises an image into for the grid fit (bounds its memory).
+MAX_FIT_BLOCKS = 1 << 18
+#: Ridge weight pulling each node toward the global map, in units of the node's share of the
+#: image's energy (per gain: the mean channel's centred energy; for the offset: its pixels):
+#: where a cell is flat, or its channels move together, its gains stay near the global ones.
+RIDGE = 0.003
+#: Nodes along the longer side the encoder tries (the shorter side in proportion).
+GRID_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16)
+
+
+def code_bytes(shape: tuple[int, int]) -> int:
+    """Bytes of the code of a ``(gh, gw)`` grid: 12 for the global map, else a grid byte + 12 per node."""
+    gh, gw = shape
+    return MAP_BYTES if (gh, gw) == (1, 1) else 1 + MAP_BYTES * gh * gw
+
+
+def grid_shape(code: bytes) -> tuple[int, int]:
+    """``(gh, gw)`` of a code: ``(1, 1)`` for a 12-byte global map, else from its grid byte.
+
+    Raises ``ValueError`` unless the code's length is exactly what its grid byte says.
+    """
+    if not isinstance(code, (bytes, bytearray)) or len(code) == 0:
+        raise ValueError(f"a colour map code is {MAP_BYTES} bytes or a grid byte + {MAP_BYTES} per node, got {code!r}")
+    if len(code) == MAP_BYTES:
+        return 1, 1
+    gh, gw = (code[0] >> 4) + 1, (code[0] & 0x0F) + 1
+    if (gh, gw) == (1, 1):
+        raise ValueError(f"a colour map code is {MAP_BYTES} bytes, or a grid byte (for more than one node) and "
+                         f"{MAP_BYTES} bytes per node; got {len(code)} bytes")
+    if len(code) != code_bytes((gh, gw)):
+        raise ValueError(f"a {gh}x{gw} grid of colour maps is {code_bytes((gh, gw))} bytes, got {len(code)}")
+    return gh, gw
+
+
+def grid_parameters(code: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``(G, d)`` of every node: gains ``[gh, gw, 3, 3]`` and offsets ``[gh, gw, 3]``, float64."""
+    gh, gw = grid_shape(code)
+    body = bytes(code) if (gh, gw) == (1, 1) else bytes(code)[1:]
+    nodes = [parameters(body[i:i + MAP_BYTES]) for i in range(0, len(body), MAP_BYTES)]
+    gains = np.stack([g for g, _ in nodes]).reshape(gh, gw, 3, 3)
+    offsets = np.stack([d for _, d in nodes]).reshape(gh, gw, 3)
+    return gains, offsets
+
+
+def _node_code(theta: np.ndarray) -> bytes:
+    """The 12-byte code of one node's float ``theta`` ([4, 3]: gains G then offset d)."""
+    g = np.clip(np.round((theta[:3] - np.eye(3)) * GAIN_STEP), -127, 127)
+    d = np.clip(np.round(theta[3] * OFFSET_STEP), -127, 127)
+    return np.concatenate([g.ravel(), d]).astype(np.int8).tobytes()
+
+
+def _grid_code(shape: tuple[int, int], theta: np.ndarray) -> bytes:
+    """The code of a grid from its nodes' float parameters ``theta`` ([gh * gw, 4, 3], row-major nodes)."""
+    gh, gw = shape
+    nodes = b"".join(_node_code(t) for t in theta)
+    return nodes if (gh, gw) == (1, 1) else bytes([(gh - 1) << 4 | (gw - 1)]) + nodes
+
+
+def _axis_weights(size: int, nodes: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear blending along one axis for pixels ``start..stop-1`` of ``size``: ``(i0, i1, w1)``.
+
+    Node ``k`` sits at the centre of cell ``k``, ``(k + 1/2) * size / nodes``; pixel ``r`` at
+    ``r + 1/2``.  Its position in node units, ``((2r + 1) * nodes - size) / (2 * size)``, is
+    clamped to ``[0, nodes - 1]`` and split into the node below (``i0``), the one above
+    (``i1``) and the weight of the one above (``w1``, float32).  The numerator is an exact
+    integer and one correctly rounded division makes the weight, so every machine gets the
+    same weights.
+    """
+    r = np.arange(start, stop, dtype=np.int64)
+    den = 2 * size
+    num = np.clip((2 * r + 1) * nodes - size, 0, den * (nodes - 1))
+    i0 = num // den
+    w1 = ((num - i0 * den).astype(np.float64) / den).astype(np.float32)
+    return i0, np.minimum(i0 + 1, nodes - 1), w1
+
+
+def _node_affines(recon: np.ndarray, code: bytes) -> np.ndarray:
+    """float32 ``[gh, gw, 12]``: each node's ``G`` (row-major) and ``o = mu + d - mu @ G`` (``y = x @ G + o``)."""
+    gains, offsets = grid_parameters(code)
+    mu = _mean_colour(recon)
+    mu_gain = mu[0] * gains[..., 0, :] + mu[1] * gains[..., 1, :] + mu[2] * gains[..., 2, :]  # elementwise
+    o = mu + offsets - mu_gain
+    return np.concatenate([gains.reshape(*gains.shape[:2], 9), o], axis=-1).astype(np.float32)
+
+
+def _affine_rows(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``x @ G + o`` for float32 pixels ``x [..., 3]`` and parameters ``p [..., 12]`` (G row-major, o), elementwise."""
+    return x[..., 0:1] * p[..., 0:3] + x[..., 1:2] * p[..., 3:6] + x[..., 2:3] * p[..., 6:9] + p[..., 9:12]
+
+
+def _mapped_chunks(recon: np.ndarray, code: bytes) -> Iterator[tuple[slice, np.ndarray]]:
+    """``(rows, mapped uint8 rows)`` of ``recon`` under ``code``, chunk by chunk.
+
+    A global map takes the path version 3 always took.  A grid blends bilinearly: each
+    pixel row first blends the node rows' parameters (``(1 - wy) P[i0] + wy P[i1]``); between
+    two node columns ``j0, j1`` the pixel is mapped by both columns' blended maps and the two
+    results are blended (``(1 - wx) y0 + wx y1``), which is the same bilinear map and needs
+    no per-pixel parameters.  All in elementwise float32, in this order, on every machine.
+    """
+    if len(code) == MAP_BYTES:
+        g, o = _affine(recon, code)
+        for rows in _chunks(recon):
+            yield rows, _map_rows(recon[rows], g, o)
+        return
+    gh, gw = grid_shape(code)
+    height, width = recon.shape[:2]
+    nodes = _node_affines(recon, code)
+    j0, j1, wx = _axis_weights(width, gw, 0, width)
+    vx = np.float32(1.0) - wx
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(j0)) + 1, [width]])
+    segments = [(int(a), int(b), int(j0[a]), int(j1[a])) for a, b in zip(starts[:-1], starts[1:])]
+    for rows in _chunks(recon, GRID_CHUNK_PIXELS):
+        i0, i1, wy = _axis_weights(height, gh, rows.start, rows.stop)
+        per_row = nodes[i0] * (np.float32(1.0) - wy)[:, None, None] + nodes[i1] * wy[:, None, None]  # [r, gw, 12]
+        x = recon[rows].astype(np.float32) * np.float32(1.0 / 255.0)
+        y = np.empty_like(x)
+        for c0, c1, left, right in segments:
+            xs = x[:, c0:c1]
+            y0 = _affine_rows(xs, per_row[:, None, left])
+            y1 = y0 if right == left else _affine_rows(xs, per_row[:, None, right])
+            y[:, c0:c1] = y0 * vx[c0:c1, None] + y1 * wx[c0:c1, None]
+        yield rows, np.clip(np.rint(y * np.float32(255.0)), 0, 255).astype(np.uint8)
+
+
+class _Summary:
+    """What the encoder's grid fit needs of an image, per block of ``block x block`` pixels.
+
+    Features ``f = (x - mu, 1)`` of the reconstruction and target ``t = original - mu`` (in
+    [0, 1] units, ``mu`` the reconstruction's mean colour): per block the sums ``f f^T``
+    ([nb, 4, 4]), ``f t^T`` ([nb, 4, 3]) and ``|t|^2``, and the blocks' centres.  A grid's
+    normal equations are then sums over blocks (each weighted at its centre), so fitting
+    many grids costs one pass over the pixels.
+    """
+
+    def __init__(self, recon: np.ndarray, original: np.ndarray) -> None:
+        height, width = recon.shape[:2]
+        block = 4
+        while -(-height // block) * -(-width // block) > MAX_FIT_BLOCKS:
+            block *= 2
+        nby, nbx = -(-height // block), -(-width // block)
+        self.height, self.width, self.pixels = height, width, height * width
+        self.mu = _mean_colour(recon)
+        ff, ft, tt = np.zeros((nby * nbx, 4, 4)), np.zeros((nby * nbx, 4, 3)), 0.0
+        rows_per_chunk = block * max(1, CHUNK_PIXELS // (width * block))
+        col_block = np.arange(width) // block
+        for r0 in range(0, height, rows_per_chunk):
+            r1 = min(height, r0 + rows_per_chunk)
+            ids = ((np.arange(r0, r1) // block)[:, None] * nbx + col_block[None, :]).ravel()
+            f = np.ones((ids.size, 4))
+            f[:, :3] = recon[r0:r1].reshape(-1, 3) / 255.0 - self.mu
+            t = original[r0:r1].reshape(-1, 3) / 255.0 - self.mu
+            tt += float(np.vdot(t, t))
+            n = nby * nbx
+            for a in range(4):
+                for c in range(a, 4):
+                    ff[:, a, c] += np.bincount(ids, weights=f[:, a] * f[:, c], minlength=n)
+                for c in range(3):
+                    ft[:, a, c] += np.bincount(ids, weights=f[:, a] * t[:, c], minlength=n)
+        iu = np.triu_indices(4, 1)
+        ff[:, iu[1], iu[0]] = ff[:, iu[0], iu[1]]
+        self.ff, self.ft, self.tt = ff, ft, tt
+        edges_y = np.minimum(np.arange(nby + 1) * block, height)
+        edges_x = np.minimum(np.arange(nbx + 1) * block, width)
+        self.centre_y = (edges_y[:-1] + edges_y[1:]) / 2.0
+        self.centre_x = (edges_x[:-1] + edges_x[1:]) / 2.0
+
+    def system(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Normal equations ``(A [4N, 4N], B [4N, 3])`` of a ``(gh, gw)`` grid, ``N = gh * gw``."""
+        gh, gw = shape
+        n = gh * gw
+
+        def axis(centres: np.ndarray, size: int, nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            pos = np.clip(centres * nodes / size - 0.5, 0, nodes - 1)
+            i0 = np.minimum(np.floor(pos).astype(np.int64), nodes - 1)
+            return i0, np.minimum(i0 + 1, nodes - 1), pos - i0
+
+        y0, y1, wy = axis(self.centre_y, self.height, gh)
+        x0, x1, wx = axis(self.centre_x, self.width, gw)
+        corners = [(a[:, None] * gw + b[None, :], (va[:, None] * vb[None, :]))
+                   for a, va in ((y0, 1 - wy), (y1, wy)) for b, vb in ((x0, 1 - wx), (x1, wx))]
+        node = np.stack([c[0].ravel() for c in corners])        # [4, nb]
+        weight = np.stack([c[1].ravel() for c in corners])      # [4, nb]
+        pair_key = (node[:, None, :] * n + node[None, :, :]).ravel()
+        pair_w = (weight[:, None, :] * weight[None, :, :]).reshape(16, -1)
+        ff = self.ff.reshape(-1, 16)
+        a = np.empty((n * n, 16))
+        for e in range(16):
+            a[:, e] = np.bincount(pair_key, weights=(pair_w * ff[:, e]).ravel(), minlength=n * n)
+        big_a = a.reshape(n, n, 4, 4).transpose(0, 2, 1, 3).reshape(4 * n, 4 * n)
+        ft = self.ft.reshape(-1, 12)
+        bm = np.empty((n, 12))
+        for e in range(12):
+            bm[:, e] = np.bincount(node.ravel(), weights=(weight * ft[:, e]).ravel(), minlength=n)
+        return big_a, bm.reshape(4 * n, 3)
+
+    def sse(self, shape: tuple[int, int], code: bytes) -> float:
+        """Squared error (before rounding to uint8) of the grid ``code`` on this image, from the sums."""
+        a, bm = self.system(shape)
+        gains, offsets = grid_parameters(code)
+        theta = np.concatenate([gains, offsets[..., None, :]], axis=-2).reshape(-1, 3)
+        return float(self.tt - 2.0 * np.vdot(theta, bm) + np.vdot(theta, a @ theta))
+
+    def fit(self, shape: tuple[int, int]) -> bytes:
+        """The least-squares code of a ``(gh, gw)`` grid, each node pulled toward the global map by :data:`RIDGE`."""
+        n = shape[0] * shape[1]
+        total_ff, total_ft = self.ff.sum(axis=0), self.ft.sum(axis=0)
+        theta0 = np.linalg.lstsq(total_ff, total_ft, rcond=None)[0]     # the global map, [4, 3]
+        a, bm = self.system(shape)
+        energy = np.trace(total_ff[:3, :3]) / 3.0   # the mean channel's centred energy: isotropic, so
+        ridge = np.kron(np.eye(n), np.diag([energy, energy, energy, self.pixels]) * (RIDGE / n))  # collinear channels stay tame
+        theta = np.linalg.solve(a + ridge + 1e-9 * np.eye(4 * n), bm + ridge @ np.tile(theta0, (n, 1)))
+        return _grid_code(shape, theta.reshape(n, 4, 3))
+
+
+def _candidate_grids(height: int, width: int) -> list[tuple[int, int]]:
+    """Grids the encoder tries: :data:`GRID_CANDIDATES` nodes along the longer side, cells >= MIN_CELL."""
+    long_side = max(height, width)
+    out: list[tuple[int, int]] = []
+    for n in GRID_CANDIDATES:
+        gh = min(MAX_GRID, max(1, height // MIN_CELL), max(1, round(n * height / long_side)))
+        gw = min(MAX_GRID, max(1, width // MIN_CELL), max(1, round(n * width / long_side)))
+        if (gh, gw) not in out:
+            out.append((gh, gw))
+    return out
+
+
+def fit_grid(recon: np.ndarray, original: np.ndarray, shape: tuple[int, int]) -> bytes:
+    """The code of a ``(gh, gw)`` grid of maps from ``recon`` to ``original`` (``(1, 1)``: :func:`fit`)."""
+    _check_pair(recon, original)
+    gh, gw = shape
+    if not (1 <= gh <= min(MAX_GRID, recon.shape[0]) and 1 <= gw <= min(MAX_GRID, recon.shape[1])):
+        raise ValueError(f"a grid of {gh}x{gw} nodes does not fit a {recon.shape[1]}x{recon.shape[0]} image "
+                         f"(1..{MAX_GRID} nodes per side, at most one per pixel)")
+    if (gh, gw) == (1, 1):
+        return fit(recon, original)
+    return _Summary(recon, original).fit((gh, gw))
+
+
+def choose(recon: np.ndarray, original: np.ndarray, rate_weight: float) -> bytes | None:
+    """The colour map the encoder sends for ``recon``: a grid, the global map, or None.
+
+    Every candidate grid (:func:`_candidate_grids`; ``(1, 1)`` is :func:`fit`'s global map)
+    is fitted and scored by ``MSE + rate_weight * bpp`` of its code from the image's block
+    sums; the best is then checked on the real pixels (rounding included) with :func:`pays`,
+    falling back to the global map if the best grid does not pay.
+    """
+    _check_pair(recon, original)
+    summary = _Summary(recon, original)
+    pixels = summary.pixels
+    scored = []
+    for shape in _candidate_grids(*recon.shape[:2]):
+        code = fit(recon, original) if shape == (1, 1) else summary.fit(shape)
+        cost = summary.sse(shape, code) / (3.0 * pixels) + rate_weight * 8 * len(code) / pixels
+        scored.append((cost, len(code), code))
+    scored.sort(key=lambda s: (s[0], s[1]))
+    tries = [scored[0][2]] + ([c for _, n, c in scored if n == MAP_BYTES] if len(scored[0][2]) != MAP_BYTES else [])
+    for code in tries:
+        without, with_map = squared_errors(recon, original, code)
+        if pays(without, with_map, pixels, rate_weight, len(code)):
+            return code
+    return None

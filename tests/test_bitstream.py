@@ -97,9 +97,12 @@ def test_model_ids_are_append_only():
     ("ymax", "3", "ymax"),
     ("version", 1, "writes format version 2 for this header, not 1"),
     ("version", 3, "version-3 header must carry a colour map"),
-    ("version", 4, "unsupported format version 4"),
-    ("colour_map", b"\x00" * 11, "colour map must be None or 12 bytes"),
-    ("colour_map", "x" * 12, "colour map must be None or 12 bytes"),
+    ("version", 4, "version-4 header must carry a colour map"),
+    ("version", 5, "unsupported format version 5"),
+    ("colour_map", b"\x00" * 11, "colour map must be None, 12 bytes or a grid"),
+    ("colour_map", "x" * 12, "colour map must be None, 12 bytes or a grid"),
+    ("colour_map", b"\x00" * 13, "more than one node"),
+    ("colour_map", b"\x11" + b"\x00" * 47, "2x2 grid of colour maps is 49 bytes, got 48"),
 ])
 def test_pack_rejects_bad_fields(field, value, needle):
     with pytest.raises(BitstreamError, match=needle):
@@ -115,9 +118,9 @@ def test_wrong_magic():
 
 def test_unknown_version():
     data = bytearray(pack(make_header(), b"abc"))
-    for v in (0, 4, 9, 255):
+    for v in (0, 5, 9, 255):
         data[2] = v
-        with pytest.raises(BitstreamError, match=f"version {v}; this labkit reads versions 1, 2, 3"):
+        with pytest.raises(BitstreamError, match=f"version {v}; this labkit reads versions 1, 2, 3, 4"):
             unpack(bytes(data))
 
 
@@ -305,3 +308,52 @@ def test_version_2_file_relabelled_as_3_is_caught():
     data[2] = 3  # the first 12 payload bytes would be read as a map: the CRC disagrees
     with pytest.raises(BitstreamError, match="CRC"):
         unpack(bytes(data))
+
+
+# ----------------------------------------------------------------------------- version 4: a grid of colour maps
+
+GRID = bytes([0x12]) + bytes(range(0, 2 * 3 * 12 * 3, 3))  # 2 x 3 nodes, 12 bytes each
+
+
+def test_colour_grid_round_trip_writes_version_4():
+    data = pack(make_header(colour_map=GRID), b"payload")
+    assert data[2] == 4 and len(data) == HEADER_SIZE + 1 + 72 + len(b"payload")
+    assert data[HEADER_SIZE:HEADER_SIZE + 73] == GRID
+    header, payload = unpack(data)
+    assert header.colour_map == GRID and header.colour_grid == (2, 3) and header.version == 4
+    assert payload == b"payload" and pack(header, payload) == data
+    assert unpack(pack(make_header(colour_map=MAP), b"p"))[0].colour_grid == (1, 1)
+    assert unpack(pack(make_header(), b"p"))[0].colour_grid is None
+
+
+def test_colour_grid_is_covered_by_the_crc():
+    data = pack(make_header(colour_map=GRID), b"\x00\xffpayload")
+    for i in range(len(data) * 8):
+        flipped = bytearray(data)
+        flipped[i // 8] ^= 1 << (i % 8)
+        with pytest.raises(BitstreamError):
+            unpack(bytes(flipped))
+
+
+@pytest.mark.parametrize("n", [HEADER_SIZE + 1, HEADER_SIZE + 40, HEADER_SIZE + 72])
+def test_version_4_cut_inside_the_grid(n):
+    data = pack(make_header(colour_map=GRID), b"payload")
+    with pytest.raises(BitstreamError, match="truncated .lkc file: .* colour map need 95"):
+        unpack(data[:n])
+
+
+def test_version_4_without_its_grid_byte_or_with_a_1x1_grid_is_refused():
+    data = pack(make_header(colour_map=GRID), b"payload")
+    with pytest.raises(BitstreamError, match="grid byte"):
+        unpack(data[:HEADER_SIZE])
+    crafted = bytearray(data)
+    crafted[HEADER_SIZE] = 0x00
+    with pytest.raises(BitstreamError, match="says 1x1 nodes"):
+        unpack(bytes(crafted))
+
+
+def test_colour_grid_with_more_nodes_than_pixels_is_refused():
+    grid = bytes([0xF0]) + bytes(16 * 12)  # 16 x 1 nodes
+    with pytest.raises(BitstreamError, match="more nodes than the 128x8 image"):
+        pack(make_header(height=8, width=128, colour_map=grid), b"p")
+    assert unpack(pack(make_header(height=16, width=128, colour_map=grid), b"p"))[0].colour_grid == (16, 1)

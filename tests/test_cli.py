@@ -612,3 +612,21 @@ def test_train_tiny_run_on_a_course_folder(tmp_path, eval_tiles, capsys):
     assert config["train"]["batch_size"] == 2 and config["train"]["max_steps"] == 2
     assert len(json.loads((out / "history.json").read_text())["epoch"]) == 1
     assert (out / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("cmap, line", [
+    (None, "colour map  none"),
+    (bytes(12), "colour map  gains 1.000 0.000 0.000 0.000 1.000 0.000 0.000 0.000 1.000, offsets +0.0000 +0.0000 +0.0000"),
+    (bytes([0x12]) + bytes([2] * 72), "colour map  2x3 grid of maps (73 bytes), blended; gains 0.031..1.031, "
+                                      "offsets +0.0039..+0.0039"),
+], ids=["none", "one-map", "grid"])
+def test_info_says_what_colour_map_a_file_carries(workdir, capsys, cmap, line):
+    header = bitstream.Header(model="resae-rd", b=2, height=64, width=96, latent_channels=32, downsample=8,
+                              ymax=1.5, context="neighbor", colour_map=cmap)
+    (workdir / "m.lkc").write_bytes(bitstream.pack(header, b"\x01\x02\x03"))
+    assert main(["info", str(workdir / "m.lkc")]) == 0
+    out = capsys.readouterr().out
+    assert line in out and f"format      version {2 if cmap is None else 3 if len(cmap) == 12 else 4}" in out
+    assert main(["info", str(workdir / "m.lkc"), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["colour_grid"] == (None if cmap is None else [1, 1] if len(cmap) == 12 else [2, 3])

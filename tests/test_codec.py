@@ -813,3 +813,33 @@ def test_colour_map_is_left_out_when_it_does_not_pay(load_model, eval_tiles, mon
     monkeypatch.setattr(spec, "COLOUR_MAP_RATE_WEIGHT", 1e6)  # its bytes would cost more than any gain
     data = Codec(load_model("resae-rd"), 2, model_name="resae-rd").encode(eval_tiles[0])
     assert data[2] == 2
+
+
+# ----------------------------------------------------------------------------- a grid of colour maps (version 4)
+
+@pytest.fixture(scope="module")
+def rd_photo_files(load_model) -> dict:
+    from labkit.photos import photo
+
+    img = photo("coffee.png")[:256, :384]  # a real photo whose colour error is local
+    with_map = Codec(load_model("resae-rd"), 2, model_name="resae-rd")
+    without = Codec(load_model("resae-rd"), 2, model_name="resae-rd", colour_map=False)
+    return {"img": img, "with": with_map.compress(img), "without": without.compress(img), "codec": without}
+
+
+def test_colour_grid_is_sent_where_colour_errors_are_local(rd_photo_files):
+    from labkit import colour
+
+    img, w, wo = rd_photo_files["img"], rd_photo_files["with"], rd_photo_files["without"]
+    grid = w.header.colour_grid
+    assert w.data[2] == 4 and grid is not None and grid != (1, 1)
+    assert len(w.data) == len(wo.data) + colour.code_bytes(grid)
+    assert w.data[22 + colour.code_bytes(grid):] == wo.data[22:]  # same payload: only the grid is added
+    global_map = colour.apply(wo.recon, colour.fit(wo.recon, img))
+    assert metrics.psnr(img, w.recon) > metrics.psnr(img, global_map) + 0.3 > metrics.psnr(img, wo.recon) + 0.6
+
+
+def test_colour_grid_file_decodes_the_same_everywhere(rd_photo_files):
+    w = rd_photo_files["with"]
+    np.testing.assert_array_equal(labkit.codec.decode(w.data), w.recon)
+    np.testing.assert_array_equal(rd_photo_files["codec"].decode(w.data), w.recon)

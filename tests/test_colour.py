@@ -102,3 +102,144 @@ def test_apply_is_exact_on_any_cpu():
     code = np.array([5, -3, 1, 2, 9, -4, 0, 7, -6, 11, -20, 3], dtype=np.int8).tobytes()
     out = colour.apply(recon, code)
     assert hashlib.md5(out.tobytes()).hexdigest() == GOLDEN_APPLY_MD5
+
+
+# ----------------------------------------------------------------------------- grids of maps (version 4)
+
+#: md5 of colour.apply with a 3 x 2 grid on the seeded case of test_grid_apply_is_exact_on_any_cpu.
+GOLDEN_GRID_MD5 = "cfa4df3c256c095295d86e266967a6e4"
+
+
+def _grid_code(gh: int, gw: int, seed: int = 0, spread: int = 20) -> bytes:
+    rng = np.random.default_rng(seed)
+    nodes = rng.integers(-spread, spread + 1, size=(gh * gw, 12)).astype(np.int8)
+    return bytes([(gh - 1) << 4 | (gw - 1)]) + nodes.tobytes()
+
+
+def _reference_grid_apply(recon: np.ndarray, code: bytes) -> np.ndarray:
+    """The blended map in float64 with per-pixel parameters: what the float32 decoder approximates."""
+    gh, gw = colour.grid_shape(code)
+    gains, offsets = colour.grid_parameters(code)
+    h, w = recon.shape[:2]
+    mu = recon.reshape(-1, 3).sum(axis=0) / (h * w * 255.0)
+
+    def weights(size, nodes):
+        pos = np.clip((np.arange(size) + 0.5) * nodes / size - 0.5, 0, nodes - 1)
+        i0 = np.minimum(np.floor(pos).astype(int), nodes - 1)
+        return i0, np.minimum(i0 + 1, nodes - 1), pos - i0
+
+    i0, i1, wy = weights(h, gh)
+    j0, j1, wx = weights(w, gw)
+    x = recon / 255.0
+    out = np.zeros_like(x)
+    for ii, vy in ((i0, 1 - wy), (i1, wy)):
+        for jj, vx in ((j0, 1 - wx), (j1, wx)):
+            g = gains[ii][:, jj]                                  # [h, w, 3, 3]
+            d = offsets[ii][:, jj]                                # [h, w, 3]
+            y = mu + d + np.einsum("hwi,hwij->hwj", x - mu, g)
+            out += (vy[:, None] * vx[None, :])[..., None] * y
+    return np.clip(np.rint(out * 255), 0, 255).astype(np.uint8)
+
+
+def test_grid_code_layout():
+    code = _grid_code(2, 3)
+    assert colour.grid_shape(code) == (2, 3) and len(code) == colour.code_bytes((2, 3)) == 1 + 6 * 12
+    gains, offsets = colour.grid_parameters(code)
+    assert gains.shape == (2, 3, 3, 3) and offsets.shape == (2, 3, 3)
+    g12, d12 = colour.parameters(code[1 + 12 * 5:])       # the last node, row-major
+    np.testing.assert_array_equal(gains[1, 2], g12)
+    np.testing.assert_array_equal(offsets[1, 2], d12)
+    assert colour.grid_shape(bytes(12)) == (1, 1) and colour.code_bytes((1, 1)) == 12
+    for bad, needle in ((bytes(13), "grid byte"), (code[:-1], "2x3 grid of colour maps is 73 bytes, got 72"),
+                        (b"", "12 bytes")):
+        with pytest.raises(ValueError, match=needle):
+            colour.grid_shape(bad)
+
+
+def test_grid_apply_matches_the_float64_blend():
+    rng = np.random.default_rng(7)
+    recon = rng.integers(0, 256, size=(53, 71, 3)).astype(np.uint8)
+    for gh, gw in ((2, 3), (4, 1), (1, 5), (16, 16)):
+        code = _grid_code(gh, gw, seed=gh * 17 + gw)
+        out = colour.apply(recon, code)
+        diff = np.abs(out.astype(int) - _reference_grid_apply(recon, code))
+        assert diff.max() <= 1 and diff.mean() < 0.01, (gh, gw, diff.max(), diff.mean())
+
+
+def test_a_grid_of_equal_nodes_is_the_global_map():
+    """Blending equal nodes changes nothing but float rounding: a grid is a strict extension."""
+    rng = np.random.default_rng(8)
+    recon = rng.integers(0, 256, size=(40, 64, 3)).astype(np.uint8)
+    node = np.array([5, -3, 1, 2, 9, -4, 0, 7, -6, 11, -20, 3], dtype=np.int8).tobytes()
+    grid = bytes([0x23]) + node * 12                       # 3 x 4 nodes
+    diff = np.abs(colour.apply(recon, grid).astype(int) - colour.apply(recon, node))
+    assert diff.max() <= 1 and diff.mean() < 0.01
+
+
+def test_grid_chunks_equal_the_whole(monkeypatch):
+    rng = np.random.default_rng(9)
+    recon = rng.integers(0, 256, size=(45, 33, 3)).astype(np.uint8)
+    orig = rng.integers(0, 256, size=(45, 33, 3)).astype(np.uint8)
+    code = _grid_code(3, 2, seed=3)
+    whole, sse = colour.apply(recon, code), colour.squared_errors(recon, orig, code)
+    monkeypatch.setattr(colour, "GRID_CHUNK_PIXELS", 33 * 4)   # 4 rows per chunk, a ragged last one
+    np.testing.assert_array_equal(colour.apply(recon, code), whole)
+    np.testing.assert_allclose(colour.squared_errors(recon, orig, code), sse, rtol=1e-12)
+
+
+def _locally_cast(seed: int = 0, shape=(96, 128, 3)) -> tuple[np.ndarray, np.ndarray]:
+    """An 'original' and a reconstruction with a colour cast that drifts across the image."""
+    rng = np.random.default_rng(seed)
+    h, w = shape[:2]
+    orig = rng.integers(30, 226, size=shape).astype(np.float64)
+    ramp = np.linspace(-1, 1, w)[None, :, None] * np.array([18.0, -10.0, 6.0])  # left blue-ish, right red
+    vert = np.linspace(-1, 1, h)[:, None, None] * np.array([-6.0, 8.0, 0.0])
+    recon = orig * 0.95 + ramp + vert + rng.normal(0, 2, size=shape)
+    return orig.astype(np.uint8), np.clip(np.rint(recon), 0, 255).astype(np.uint8)
+
+
+def test_fit_grid_takes_a_drifting_cast_the_global_map_cannot():
+    orig, recon = _locally_cast()
+    one = colour.apply(recon, colour.fit(recon, orig))
+    grid = colour.apply(recon, colour.fit_grid(recon, orig, (3, 4)))
+    assert _mse(grid, orig) < 0.5 * _mse(one, orig) < 0.5 * _mse(recon, orig)
+    assert colour.fit_grid(recon, orig, (1, 1)) == colour.fit(recon, orig)
+    with pytest.raises(ValueError, match="does not fit"):
+        colour.fit_grid(recon, orig, (17, 1))
+
+
+def test_choose_picks_what_pays():
+    orig, recon = _locally_cast()
+    code = colour.choose(recon, orig, 0.015)
+    assert code is not None and colour.grid_shape(code) != (1, 1)   # a drifting cast: a grid pays
+    # its choice beats the global map on the encoder's own score (MSE + weight * bpp)
+    px = orig.shape[0] * orig.shape[1]
+    score = lambda c: _mse(colour.apply(recon, c), orig) / 255**2 + 0.015 * 8 * len(c) / px  # noqa: E731
+    assert score(code) < score(colour.fit(recon, orig))
+    assert colour.choose(orig, orig, 0.015) is None                 # nothing to correct: nothing sent
+    o2, r2 = _pair(5)                                               # one global distortion: one map
+    assert len(colour.choose(r2, o2, 0.015)) == colour.MAP_BYTES
+    small_o, small_r = _locally_cast(1, shape=(40, 60, 3))          # < 2 cells of MIN_CELL per side
+    assert colour._candidate_grids(40, 60) == [(1, 1)]
+    assert colour.choose(small_r, small_o, 0.015) in (None, colour.fit(small_r, small_o))
+
+
+def test_fit_grid_is_tame_on_grey_images():
+    """Channels that move together leave the gains undetermined; the ridge keeps a grey image grey."""
+    rng = np.random.default_rng(11)
+    grey = rng.integers(0, 256, size=(128, 128, 1)).astype(np.uint8)
+    orig = np.repeat(grey, 3, axis=2)
+    recon = np.repeat(np.clip(grey * 0.9 + 10, 0, 255).astype(np.uint8), 3, axis=2)
+    out = colour.apply(recon, colour.fit_grid(recon, orig, (4, 4)))
+    assert np.abs(out.astype(int) - orig).mean() < 1.0
+    assert np.ptp(out.astype(int), axis=2).max() <= 1                  # still grey
+
+
+def test_grid_apply_is_exact_on_any_cpu():
+    """Pinned bytes: integer blending weights and elementwise float32, so exact on every machine."""
+    import hashlib
+
+    rng = np.random.default_rng(20261127)
+    recon = rng.integers(0, 256, size=(61, 47, 3)).astype(np.uint8)
+    out = colour.apply(recon, _grid_code(3, 2, seed=1))
+    assert hashlib.md5(out.tobytes()).hexdigest() == GOLDEN_GRID_MD5
