@@ -151,7 +151,7 @@ class Codec:
     colour_map : bool, optional
         Let the encoder fit a per-image colour map (``labkit.colour``), which the decoder
         applies after the network, and send it when it pays by
-        :data:`labkit.spec.COLOUR_MAP_RATE_WEIGHT`: one global map (12 bytes, format
+        :func:`labkit.spec.colour_map_rate_weight` at this ``b``: one global map (12 bytes, format
         version 3) or a blended grid of them (12 bytes per node, version 4), whichever pays
         best.  The encoder then runs the decoder once.  Default: on for :data:`labkit.spec.COLOUR_MAP_MODELS` (``resae-rd``), off
         for the seed's and the course's models.  Files with a map decode with any setting.
@@ -256,11 +256,12 @@ class Codec:
 
         Runs the decoder on the symbols (what the receiver will see), then lets
         :func:`labkit.colour.choose` fit one global map and grids of them and keep the one
-        whose drop in squared error best pays for its bytes at the model's trade-off.
+        whose drop in squared error best pays for its bytes, at the price the next bit depth
+        would charge for quality (:func:`labkit.spec.colour_map_rate_weight`).
         """
         h, w = image.shape[:2]
         recon = self.synthesise(symbols, ymax, (h, w))
-        return colour.choose(recon, image, spec.COLOUR_MAP_RATE_WEIGHT)
+        return colour.choose(recon, image, spec.colour_map_rate_weight(self.b))
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress ``.lkc`` bytes written by this codec's model into a uint8 H x W x 3 array."""

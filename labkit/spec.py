@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "COLOUR_MAP_MODELS", "COLOUR_MAP_RATE_WEIGHT", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
+__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "COLOUR_MAP_MODELS", "COLOUR_MAP_RATE_WEIGHTS", "colour_map_rate_weight", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
            "bits_per_pixel"]
 
 MIN_BITS = 1
@@ -34,9 +34,19 @@ DEFAULT_CONTEXT = "neighbor"
 #: Models whose codec sends a colour map (``labkit.colour``) by default, when it pays.  The
 #: seed's and the course's models keep the plain chain, so the seed's report stays comparable.
 COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd",)
-#: The encoder's trade-off for the colour map: one bit per pixel is worth this much MSE
-#: (images in [0, 1]); ``resae-rd``'s training lambda, so the map is judged as the model was.
-COLOUR_MAP_RATE_WEIGHT = 0.015
+#: The encoder's trade-off for colour maps at each bit depth b: the MSE (images in [0, 1]) one
+#: bit per pixel must buy.  It is the slope of ``resae-rd``'s own rate-distortion curve from b to
+#: b + 1 (for b = 5, from 4 to 5) on the default validation tiles without maps, so a map is sent
+#: only when it buys quality at least as cheaply as the next bit depth would
+#: (``python tools/measure_map_rate_weights.py``).  Steep at b = 1, where bits buy much; flat at
+#: b >= 4, where the network's quality has stopped rising and the maps lift it.
+COLOUR_MAP_RATE_WEIGHTS: dict[int, float] = {1: 0.13, 2: 0.015, 3: 0.0031, 4: 0.00087, 5: 0.00087}
+
+
+def colour_map_rate_weight(b: int) -> float:
+    """The colour maps' rate weight at bit depth ``b`` (:data:`COLOUR_MAP_RATE_WEIGHTS`; b > 5: b = 5's)."""
+    b = check_bits(b)
+    return COLOUR_MAP_RATE_WEIGHTS[min(b, max(COLOUR_MAP_RATE_WEIGHTS))]
 
 
 def check_bits(b: object) -> int:

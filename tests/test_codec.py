@@ -810,7 +810,7 @@ def test_colour_map_file_decodes_with_the_map_whatever_the_codec_setting(rd_tile
 def test_colour_map_is_left_out_when_it_does_not_pay(load_model, eval_tiles, monkeypatch):
     from labkit import spec
 
-    monkeypatch.setattr(spec, "COLOUR_MAP_RATE_WEIGHT", 1e6)  # its bytes would cost more than any gain
+    monkeypatch.setattr(spec, "COLOUR_MAP_RATE_WEIGHTS", dict.fromkeys(range(1, 6), 1e6))  # bytes cost more than any gain
     data = Codec(load_model("resae-rd"), 2, model_name="resae-rd").encode(eval_tiles[0])
     assert data[2] == 2
 

@@ -243,3 +243,18 @@ def test_grid_apply_is_exact_on_any_cpu():
     recon = rng.integers(0, 256, size=(61, 47, 3)).astype(np.uint8)
     out = colour.apply(recon, _grid_code(3, 2, seed=1))
     assert hashlib.md5(out.tobytes()).hexdigest() == GOLDEN_GRID_MD5
+
+
+def test_rate_weights_are_the_measured_slopes():
+    """spec's per-b weights are what tools/measure_map_rate_weights.py measured (one source, rounded there)."""
+    import json
+
+    from labkit import spec
+    from labkit.paths import ROOT
+
+    recorded = json.loads((ROOT / "benchmarks/results/experiments/colour_rate_weights.json").read_text())
+    assert {int(b): w for b, w in recorded["rate_weights"].items()} == spec.COLOUR_MAP_RATE_WEIGHTS
+    weights = [spec.colour_map_rate_weight(b) for b in spec.BITS]
+    assert weights == sorted(weights, reverse=True) and weights[-1] == spec.COLOUR_MAP_RATE_WEIGHTS[5]
+    with pytest.raises(ValueError):
+        spec.colour_map_rate_weight(0)
