@@ -35,12 +35,13 @@ DEFAULT_CONTEXT = "neighbor"
 #: seed's and the course's models keep the plain chain, so the seed's report stays comparable.
 COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd",)
 #: The encoder's trade-off for colour maps at each bit depth b: the MSE (images in [0, 1]) one
-#: bit per pixel must buy.  It is the slope of ``resae-rd``'s own rate-distortion curve from b to
-#: b + 1 (for b = 5, from 4 to 5) on the default validation tiles without maps, so a map is sent
-#: only when it buys quality at least as cheaply as the next bit depth would
-#: (``python tools/measure_map_rate_weights.py``).  Steep at b = 1, where bits buy much; flat at
+#: bit per pixel must buy.  It is the slope of ``resae-rd``'s own rate-distortion curve at b (the
+#: geometric mean of the secants to b - 1 and b + 1) on the default validation tiles without
+#: maps, so a map is sent only when it buys quality at least as cheaply as the model's own bits
+#: do there (``python tools/measure_map_rate_weights.py``; ``tools/exp_colour_pricing.py``
+#: compares it with one weight for every b).  Steep at b = 1, where bits buy much; flat at
 #: b >= 4, where the network's quality has stopped rising and the maps lift it.
-COLOUR_MAP_RATE_WEIGHTS: dict[int, float] = {1: 0.13, 2: 0.015, 3: 0.0031, 4: 0.00087, 5: 0.00087}
+COLOUR_MAP_RATE_WEIGHTS: dict[int, float] = {1: 0.13, 2: 0.045, 3: 0.0068, 4: 0.0016, 5: 0.00087}
 
 
 def colour_map_rate_weight(b: int) -> float:

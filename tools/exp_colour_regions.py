@@ -9,7 +9,7 @@ size, the plain chain's reconstruction (colour map off) is corrected by
 * ``grid GxG``: labkit.colour's blended grid (version 4), G = 4, 8, 12, 16 nodes per side;
 * ``offsets GxG``: a rejected variant -- every node keeps the global gains and sends only its
   3 offsets (3 bytes per node + the 12-byte global map), emulated with a huge ridge on the gains;
-* ``chosen``: what the encoder sends (labkit.colour.choose at the model's trade-off).
+* ``chosen``: what the encoder sends (labkit.colour.choose at spec.colour_map_rate_weight(b)).
 
 Each with mean CIE76 dE, PSNR and its side information in bpp; for the global and the chosen
 map also the decoder's time to apply it (ns per pixel, one thread).  It also prices the grid
@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from labkit import colour, metrics  # noqa: E402
+from labkit import colour, metrics, spec  # noqa: E402
 from labkit.codec import Codec  # noqa: E402
 from labkit.photos import delta_e76, photo  # noqa: E402
 
@@ -97,7 +97,7 @@ def main() -> int:
                 grid = summary.fit(shape)
                 row[f"grid {g}x{g}"] = entry(grid) | {"exp_golomb_bytes": round(exp_golomb_bytes(grid), 1)}
                 row[f"offsets {g}x{g}"] = entry(offsets_only(summary, shape), nbytes=12 + 3 * g * g)
-            chosen = colour.choose(recon, x, 0.015)
+            chosen = colour.choose(recon, x, spec.colour_map_rate_weight(b))
             row["chosen"] = entry(chosen) | {"grid": list(colour.grid_shape(chosen)) if chosen else None}
             for key, code in (("global", colour.fit(recon, x)), ("chosen", chosen)):
                 if code is not None:  # the decoder's cost of the map, one thread, best of 5
@@ -107,7 +107,7 @@ def main() -> int:
             print(b, name, " | ".join(f"{k} dE {v['dE']:.2f} {v['psnr']:.2f} dB +{v['bpp']:.4f} bpp"
                                       for k, v in row.items() if isinstance(v, dict)), flush=True)
     OUT.write_text(json.dumps({"command": "python tools/exp_colour_regions.py", "model": "resae-rd",
-                               "rate_weight": 0.015, "rows": rows}, indent=1) + "\n")
+                               "rate_weights": spec.COLOUR_MAP_RATE_WEIGHTS, "rows": rows}, indent=1) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)}")
     return 0
 

@@ -3,10 +3,12 @@
     python tools/measure_map_rate_weights.py      # ~1 min; writes the JSON below
 
 The encoder sends a colour map (or a grid of them) only when it buys quality at least as
-cheaply as the next bit depth would.  This measures that price: resae-rd's mean MSE (in
-[0, 1] units) and bpp at b = 1..5 on the default validation tiles, with colour maps off, and
-the slope ``(MSE_b - MSE_b+1) / (bpp_b+1 - bpp_b)`` (for b = 5, the slope from 4 to 5).  The
-values, rounded to two significant digits, are ``labkit.spec.COLOUR_MAP_RATE_WEIGHTS``.
+cheaply as the model's own bits do at that b.  This measures that price: resae-rd's mean MSE
+(in [0, 1] units) and bpp at b = 1..5 on the default validation tiles, with colour maps off,
+the secant slopes ``(MSE_b - MSE_b+1) / (bpp_b+1 - bpp_b)`` between neighbouring b, and the
+curve's slope at each b as the geometric mean of the secants on either side (one-sided at
+b = 1 and b = 5).  Those slopes, rounded to two significant digits, are
+``labkit.spec.COLOUR_MAP_RATE_WEIGHTS`` (tools/exp_colour_pricing.py compares the rules).
 Writes benchmarks/results/experiments/colour_rate_weights.json.
 """
 from __future__ import annotations
@@ -36,15 +38,15 @@ def main() -> int:
         results = [codec.compress(x) for x in tiles]
         mse = np.mean([np.mean((x / 255.0 - r.recon / 255.0) ** 2) for x, r in zip(tiles, results)])
         points.append({"b": b, "bpp": float(np.mean([r.bpp for r in results])), "mse": float(mse)})
+    secants = [(lo["mse"] - hi["mse"]) / (hi["bpp"] - lo["bpp"]) for lo, hi in zip(points, points[1:])]
     slopes = {}
     for i, p in enumerate(points):
-        lo, hi = (points[i], points[i + 1]) if i + 1 < len(points) else (points[i - 1], points[i])
-        slope = (lo["mse"] - hi["mse"]) / (hi["bpp"] - lo["bpp"])
-        slopes[p["b"]] = float(f"{slope:.2g}")
+        sides = secants[max(0, i - 1):i + 1]  # the secant(s) on either side of b
+        slopes[p["b"]] = float(f"{float(np.prod(sides)) ** (1 / len(sides)):.2g}")
         print(f"b={p['b']}: {p['bpp']:.4f} bpp, MSE {p['mse']:.6f}; rate weight {slopes[p['b']]:g}")
     OUT.write_text(json.dumps({"command": "python tools/measure_map_rate_weights.py", "model": "resae-rd",
                                "tiles": f"default validation split ({len(tiles)} tiles of 128x128)",
-                               "points": points, "rate_weights": slopes}, indent=1) + "\n")
+                               "points": points, "secants": secants, "rate_weights": slopes}, indent=1) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)}")
     return 0
 
