@@ -1,0 +1,455 @@
+"""A lighter resae-rd decoder, fine-tuned on one CPU thread with the encoder frozen (issue 10).
+
+    python tools/exp_light_decoder.py time                          # decoder/encoder time + MACs per pixel
+    python tools/exp_light_decoder.py train tail-1block --budget-s 1200   # resumable; rerun to continue
+    python tools/exp_light_decoder.py eval [--variants tail-1block ...]   # writes the JSON below
+
+Issue 10 asks for a decoder network no slower than the encoder per pixel.  The shipped
+``resae-rd`` decoder takes ~1.3x the encoder's time at 768x512 on one thread, most of it in
+the 32-channel full-resolution upsampling layer and in the two residual blocks at 1/4.
+
+Variants (every kept module keeps its shipped weights; ``model.decoder`` indices):
+
+* ``tail``: modules [0..10] (through the 1/2-resolution upsampling + BN + ReLU), then a new
+  ``Conv2d(32, 12, 3) + PixelShuffle(2) + Sigmoid``: the last layer runs at half resolution;
+* ``tail-1block``: ``tail`` without the second residual block at 1/4 (module [7]);
+* ``tail-1block8``: ``tail`` without the second residual block at 1/8 (module [2]) instead.
+
+``time`` measures, as ``benchmarks/bench_codec.py``'s ``network_split`` does (768x512 mosaic
+of the embedded test tiles, ``labkit.inference.optimize_for_inference``, one thread, best of
+5), each variant's decoder time per pixel over the encoder's, and the multiply-adds per pixel.
+
+``train VARIANT`` fine-tunes only the decoder: frozen shipped encoder in eval mode, the
+model's scale rule (p99.9) with values clipped at the scale, hard quantize/dequantize at a
+b drawn from 1..5 per batch (what the decoder sees in the codec), loss MSE + 0.05 (1 - SSIM)
+(the resae-rd recipe without its rate term), random 128x128 crops (the project's
+``TileDataset`` augmentation) of the default training pool, batch 8.  The new layer is
+initialised by ridge regression onto the shipped decoder's pre-sigmoid output (pixel-
+unshuffled), then Adam: the first 20 % of the wall-clock budget trains the new layer alone
+at lr 1e-3, the rest all decoder layers (reused 1e-4, new 3e-4, cosine-decayed to 10 % by
+the end of the budget).  The reused layers' BatchNorm stays in eval mode (frozen statistics).
+Batches, b and augmentation are drawn from ``(seed, step)``, so a resumed run continues
+exactly; checkpoints go to ``/work/runs/light-decoder/VARIANT/last.pt`` every 3 minutes.
+
+``eval`` codes the embedded test tiles and scikit-image's astronaut, camera, chelsea, coffee
+(full size) at b = 1..5 with the shipped encoder through the real codec path
+(``Codec.analyse``, colour map off: the symbols and bytes are the shipped model's for every
+decoder), decodes them with the shipped decoder and each trained variant
+(``Codec.synthesise``: same tiling, padding and crop), and reports PSNR, SSIM and mean CIE76
+dE, without and with the per-image colour map (``labkit.colour.fit`` + ``apply``, applied
+always), and per-b mean differences against the shipped decoder.  It re-times the trained
+variants and writes ``benchmarks/results/experiments/light_decoder.json``.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+torch.set_num_threads(1)
+
+from labkit import colour, inference, metrics, quant, spec  # noqa: E402
+from labkit.codec import Codec, load_pretrained  # noqa: E402
+from labkit.data import TileDataset, default_dataset, default_train_pool  # noqa: E402
+from labkit.photos import delta_e76, photo  # noqa: E402
+from labkit.profiles import PHOTOS  # noqa: E402
+from labkit.speed import best_time, cpu_name  # noqa: E402
+from labkit.train import ssim as ssim_loss  # noqa: E402
+
+from bench_codec import _images, multiply_adds  # noqa: E402
+
+MODEL = "resae-rd"
+RUNS = Path("/work/runs/light-decoder")
+OUT_JSON = ROOT / "benchmarks" / "results" / "experiments" / "light_decoder.json"
+BITS = (1, 2, 3, 4, 5)
+VARIANTS = ("tail", "tail-1block", "tail-1block8")
+SEED = 0
+BATCH = 8
+CROP = 128
+SSIM_WEIGHT = 0.05
+PHASE1 = 0.2            # fraction of the budget that trains the new layer alone
+LR_NEW1, LR_REUSED, LR_NEW2, LR_FINAL_FRAC = 1e-3, 1e-4, 3e-4, 0.1
+GRAD_CLIP = 1.0
+CKPT_EVERY_S = 180.0
+REPEATS = 5
+
+
+# --------------------------------------------------------------------------- variants
+def kept_indices(variant: str) -> list[int]:
+    """Indices of ``model.decoder`` kept (with shipped weights) before the new tail."""
+    base = list(range(11))
+    if variant == "tail":
+        return base
+    if variant == "tail-1block":
+        return [i for i in base if i != 7]
+    if variant == "tail-1block8":
+        return [i for i in base if i != 2]
+    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+
+
+def new_tail() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(32, 12, 3, padding=1), nn.PixelShuffle(2), nn.Sigmoid())
+
+
+def build(variant: str, shipped: nn.Module | None = None) -> nn.Module:
+    """The shipped model (eval) with its decoder replaced by ``variant``'s; ``shipped`` is not changed."""
+    model = copy.deepcopy(shipped if shipped is not None else load_pretrained(MODEL)[0])
+    model.scale_rule = getattr(shipped if shipped is not None else model, "scale_rule", "max")
+    if variant == "shipped":
+        return model.eval()
+    mods = list(model.decoder.children())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        tail = new_tail()
+    model.decoder = nn.Sequential(*[mods[i] for i in kept_indices(variant)], *tail)
+    return model.eval()
+
+
+def n_new_modules() -> int:
+    return len(new_tail())
+
+
+def load_trained(variant: str, shipped: nn.Module) -> tuple[nn.Module, dict]:
+    st = torch.load(RUNS / variant / "last.pt", map_location="cpu", weights_only=False)
+    model = build(variant, shipped)
+    model.decoder.load_state_dict(st["decoder"])
+    return model.eval(), st
+
+
+# --------------------------------------------------------------------------- timing
+def time_models(models: dict[str, nn.Module], repeats: int = REPEATS) -> dict:
+    """Decoder/encoder ns per pixel and MACs per pixel at 768x512, one thread, optimised, best of N."""
+    h, w = 512, 768
+    x = torch.from_numpy(np.array(_images()[f"{w}x{h}"], dtype=np.float32)).permute(2, 0, 1)[None].div(255.0)
+    px = h * w
+    fast = {k: inference.optimize_for_inference(m) for k, m in models.items()}
+    out = {}
+    with torch.inference_mode():
+        y = fast["shipped"].encode(x).contiguous(memory_format=torch.channels_last)
+        enc_macs = multiply_adds(fast["shipped"].encoder, x)
+        # interleave the measurements so slow phases of the machine hit every model alike
+        best = {k: [math.inf, math.inf] for k in fast}
+        for k, f in fast.items():
+            f.encode(x), f.decode(y)  # warm-up
+        for _ in range(repeats):
+            for k, f in fast.items():
+                best[k][0] = min(best[k][0], best_time(lambda: f.encode(x), 1, warmup=False))
+                best[k][1] = min(best[k][1], best_time(lambda: f.decode(y), 1, warmup=False))
+        enc_best = min(v[0] for v in best.values())  # every model has the same encoder
+        for k, f in fast.items():
+            dec_macs = multiply_adds(f.decoder, y)
+            out[k] = {"decoder_ms": best[k][1] * 1e3, "encoder_ms": best[k][0] * 1e3,
+                      "encoder_ms_best_all": enc_best * 1e3,
+                      "decoder_ns_per_px": best[k][1] / px * 1e9, "encoder_ns_per_px": enc_best / px * 1e9,
+                      "decoder_over_encoder": best[k][1] / enc_best,
+                      "decoder_over_encoder_same_model": best[k][1] / best[k][0],
+                      "decoder_macs_per_px": dec_macs / px, "encoder_macs_per_px": enc_macs / px,
+                      "decoder_over_encoder_macs": dec_macs / enc_macs,
+                      "decoder_params": sum(p.numel() for p in models[k].decoder.parameters())}
+    return {"size": f"{w}x{h}", "repeats": repeats, "threads": torch.get_num_threads(), "cpu": cpu_name(),
+            "models": out}
+
+
+def cmd_time(args: argparse.Namespace) -> None:
+    shipped = load_pretrained(MODEL)[0]
+    models = {"shipped": shipped, **{v: build(v, shipped) for v in args.variants}}
+    res = time_models(models, args.repeats)
+    RUNS.mkdir(parents=True, exist_ok=True)
+    (RUNS / "timing.json").write_text(json.dumps(res, indent=1))
+    for k, r in res["models"].items():
+        print(f"{k:14s} dec {r['decoder_ms']:6.1f} ms  enc {r['encoder_ms_best_all']:6.1f} ms  "
+              f"ratio {r['decoder_over_encoder']:.3f}  MACs/px dec {r['decoder_macs_per_px']:.0f} "
+              f"enc {r['encoder_macs_per_px']:.0f}  ({res['cpu']})")
+
+
+# --------------------------------------------------------------------------- training
+def latents(encoder: nn.Module, x: torch.Tensor, b: int, rule: str) -> torch.Tensor:
+    """Hard-quantized latent of ``x`` as the codec makes it: scale by ``rule``, clip, quantize/dequantize."""
+    with torch.no_grad():
+        y = encoder(x)
+        ymax = quant.to_float32(quant.latent_scale(y, rule))
+        y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1))
+        return quant.quantize_dequantize(y, b, ymax).contiguous()
+
+
+def batch_at(ds: TileDataset, step: int) -> tuple[torch.Tensor, int]:
+    """The batch and b of ``step`` (from ``(SEED, step)`` alone, so resuming continues exactly)."""
+    rng = np.random.default_rng([SEED, step])
+    idx = rng.choice(len(ds), size=BATCH, replace=False)
+    b = int(rng.choice(BITS))
+    ds.set_epoch(step)
+    return torch.stack([ds[int(i)] for i in idx]), b
+
+
+def loss_fn(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(x_hat, x) + SSIM_WEIGHT * (1.0 - ssim_loss(x_hat, x))
+
+
+def ridge_init(model: nn.Module, shipped: nn.Module, enc: nn.Module, ds: TileDataset, rule: str,
+               batches: int = 6, lam: float = 1e-2) -> dict:
+    """Least-squares init of the new conv: half-res features -> the shipped decoder's pre-sigmoid
+    output, pixel-unshuffled to 12 channels (a distillation start; training then uses the real loss)."""
+    conv = model.decoder[-3]
+    body = model.decoder[:-3]
+    teacher = shipped.decoder[:-1]  # without the final sigmoid
+    xtx = torch.zeros(32 * 9 + 1, 32 * 9 + 1, dtype=torch.float64)
+    xty = torch.zeros(32 * 9 + 1, 12, dtype=torch.float64)
+    with torch.inference_mode():
+        for i in range(batches):
+            x, b = batch_at(ds, -1 - i + 10**9)  # batches outside the training stream
+            yq = latents(enc, x, b, rule)
+            f = body(yq)
+            cols = F.unfold(f, 3, padding=1).transpose(1, 2).reshape(-1, 32 * 9).double()
+            cols = torch.cat([cols, torch.ones(cols.shape[0], 1, dtype=torch.float64)], 1)
+            t = F.pixel_unshuffle(teacher(yq), 2).permute(0, 2, 3, 1).reshape(-1, 12).double()
+            xtx += cols.T @ cols
+            xty += cols.T @ t
+        n = xtx[-1, -1]
+        reg = lam * n * torch.eye(xtx.shape[0], dtype=torch.float64)
+        reg[-1, -1] = 0
+        sol = torch.linalg.solve(xtx + reg, xty)  # [289, 12]
+        conv.weight.copy_(sol[:-1].T.reshape(12, 32, 3, 3).float())
+        conv.bias.copy_(sol[-1].float())
+    return {"batches": batches, "ridge_lambda_per_sample": lam}
+
+
+def lrs_at(frac: float) -> tuple[float, float, int]:
+    """(lr reused, lr new, phase) at budget fraction ``frac``."""
+    if frac < PHASE1:
+        return 0.0, LR_NEW1, 1
+    p = min(1.0, (frac - PHASE1) / (1.0 - PHASE1))
+    c = LR_FINAL_FRAC + (1 - LR_FINAL_FRAC) * 0.5 * (1 + math.cos(math.pi * p))
+    return LR_REUSED * c, LR_NEW2 * c, 2
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    variant, budget = args.variant, float(args.budget_s)
+    out = RUNS / variant
+    out.mkdir(parents=True, exist_ok=True)
+    logf = open(out / "train.log", "a")
+
+    def log(msg: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    torch.manual_seed(SEED)
+    np.random.seed(SEED)
+    shipped = load_pretrained(MODEL)[0]
+    rule = shipped.scale_rule
+    enc = inference.optimize_for_inference(shipped).encoder  # frozen; same function, faster
+    model = build(variant, shipped)
+    dec = model.decoder
+    dec.eval()  # reused BatchNorm keeps its statistics; the new layers have none
+    k_new = n_new_modules()
+    new_params = list(dec[-k_new:].parameters())
+    new_ids = {id(p) for p in new_params}
+    reused_params = [p for p in dec.parameters() if id(p) not in new_ids]
+    opt = torch.optim.Adam([{"params": reused_params, "lr": 0.0}, {"params": new_params, "lr": LR_NEW1}])
+    ds = TileDataset(default_train_pool(), crop=CROP, augment=True, seed=SEED)
+    ckpt = out / "last.pt"
+    state = {"step": 0, "elapsed": 0.0, "history": [], "init": None, "budget_s": budget}
+    if ckpt.is_file():
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        dec.load_state_dict(st["decoder"])
+        opt.load_state_dict(st["optimizer"])
+        state = {k: st[k] for k in ("step", "elapsed", "history", "init")}
+        state["budget_s"] = budget
+        log(f"resumed {variant} at step {state['step']}, {state['elapsed']:.0f} s of {budget:.0f} s")
+    else:
+        t0 = time.perf_counter()
+        state["init"] = ridge_init(model, shipped, enc, ds, rule)
+        state["init"]["seconds"] = time.perf_counter() - t0
+        log(f"{variant}: ridge init in {state['init']['seconds']:.1f} s; budget {budget:.0f} s, batch {BATCH}")
+
+    def save() -> None:
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"variant": variant, "decoder": dec.state_dict(), "optimizer": opt.state_dict(),
+                    "config": train_config(), **state}, tmp)
+        os.replace(tmp, ckpt)
+
+    t_start = time.perf_counter() - state["elapsed"]
+    last_ckpt, run_loss, run_n = time.perf_counter(), 0.0, 0
+    while True:
+        elapsed = time.perf_counter() - t_start
+        if elapsed >= budget:
+            break
+        lr_r, lr_n, phase = lrs_at(elapsed / budget)
+        for p in reused_params:
+            p.requires_grad_(phase == 2)
+        opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr_r, lr_n
+        x, b = batch_at(ds, state["step"])
+        yq = latents(enc, x, b, rule)
+        loss = loss_fn(dec(yq), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_([p for p in dec.parameters() if p.grad is not None], GRAD_CLIP)
+        opt.step()
+        state["step"] += 1
+        run_loss, run_n = run_loss + loss.item(), run_n + 1
+        if state["step"] % 50 == 0:
+            state["history"].append({"step": state["step"], "elapsed": time.perf_counter() - t_start,
+                                     "loss": run_loss / run_n, "phase": phase, "lr_new": lr_n})
+            log(f"step {state['step']:5d}  {time.perf_counter() - t_start:6.0f} s  phase {phase}  "
+                f"loss {run_loss / run_n:.5f}  lr {lr_r:.1e}/{lr_n:.1e}")
+            run_loss, run_n = 0.0, 0
+        if time.perf_counter() - last_ckpt >= CKPT_EVERY_S:
+            state["elapsed"] = time.perf_counter() - t_start
+            save()
+            last_ckpt = time.perf_counter()
+    state["elapsed"] = time.perf_counter() - t_start
+    state["done"] = True
+    save()
+    log(f"done {variant}: {state['step']} steps in {state['elapsed']:.0f} s")
+
+
+def train_config() -> dict:
+    return {"batch": BATCH, "crop": CROP, "bits": list(BITS), "loss": f"mse + {SSIM_WEIGHT} * (1 - SSIM)",
+            "seed": SEED, "data": "labkit.data.default_train_pool(), TileDataset(augment=True) crops",
+            "latents": "frozen shipped encoder (optimised copy), scale rule of the checkpoint, clip, "
+                       "hard quantize_dequantize at b drawn uniformly per batch",
+            "init": "ridge regression of the new conv onto the shipped decoder's pre-sigmoid output",
+            "optimizer": "Adam", "phase1_fraction": PHASE1, "lr_new_phase1": LR_NEW1,
+            "lr_reused_phase2": LR_REUSED, "lr_new_phase2": LR_NEW2,
+            "phase2_schedule": f"cosine to {LR_FINAL_FRAC} of the phase-2 lr at the end of the budget",
+            "batchnorm": "eval mode (frozen statistics)", "grad_clip": GRAD_CLIP, "threads": 1}
+
+
+# --------------------------------------------------------------------------- evaluation
+def _map_rate_weight(b: int) -> float:
+    """The codec's rate weight for deciding whether a colour map pays (per-b where the spec has it)."""
+    if hasattr(spec, "colour_map_rate_weight"):
+        return float(spec.colour_map_rate_weight(b))
+    return float(spec.COLOUR_MAP_RATE_WEIGHT)
+
+
+def _metrics(ref: np.ndarray, rec: np.ndarray, b: int) -> dict:
+    code = colour.fit(rec, ref)
+    cm = colour.apply(rec, code)
+    without, with_map = colour.squared_errors(rec, ref, code)
+    return {"psnr": metrics.psnr(ref, rec), "ssim": metrics.ssim(ref, rec), "delta_e": delta_e76(ref, rec),
+            "psnr_cm": metrics.psnr(ref, cm), "ssim_cm": metrics.ssim(ref, cm), "delta_e_cm": delta_e76(ref, cm),
+            "map_pays": bool(colour.pays(without, with_map, ref.shape[0] * ref.shape[1], _map_rate_weight(b)))}
+
+
+def evaluate(models: dict[str, nn.Module], images: dict[str, list[np.ndarray]]) -> dict:
+    """Per set, per b, per decoder: mean metrics over images (same shipped symbols for every decoder)."""
+    keys = ("psnr", "ssim", "delta_e", "psnr_cm", "ssim_cm", "delta_e_cm")
+    res: dict = {}
+    for b in BITS:
+        codecs = {k: Codec(m, b, "neighbor", model_name=MODEL, colour_map=False) for k, m in models.items()}
+        enc = codecs["shipped"]
+        for set_name, imgs in images.items():
+            rows = {k: [] for k in models}
+            bpp = []
+            for img in imgs:
+                symbols, ymax, size = enc.analyse(img)
+                bpp.append(len(enc.encode(img)) * 8 / (img.shape[0] * img.shape[1]))
+                for k, c in codecs.items():
+                    rows[k].append(_metrics(img, c.synthesise(symbols, ymax, size), b))
+            per = {"bpp": float(np.mean(bpp)), "n": len(imgs)}
+            for k in models:
+                per[k] = {m: float(np.mean([r[m] for r in rows[k]])) for m in keys}
+                per[k]["map_pays_fraction"] = float(np.mean([r["map_pays"] for r in rows[k]]))
+                if k != "shipped":
+                    per[k]["diff_vs_shipped"] = {
+                        m: float(np.mean([a[m] - s[m] for a, s in zip(rows[k], rows["shipped"])])) for m in keys}
+                    if set_name == "photos":
+                        per[k]["per_photo_psnr_diff"] = {
+                            p: a["psnr"] - s["psnr"] for p, a, s in zip(PHOTOS, rows[k], rows["shipped"])}
+            res.setdefault(set_name, {})[str(b)] = per
+            print(f"b={b} {set_name}: " + "  ".join(
+                f"{k} {per[k]['psnr']:.2f}/{per[k]['ssim']:.4f}/{per[k]['delta_e']:.2f}" for k in models), flush=True)
+    return res
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    shipped = load_pretrained(MODEL)[0]
+    models = {"shipped": build("shipped", shipped)}
+    training = {}
+    for v in args.variants:
+        if not (RUNS / v / "last.pt").is_file():
+            print(f"no checkpoint for {v}; skipped")
+            continue
+        models[v], st = load_trained(v, shipped)
+        training[v] = {"steps": st["step"], "wall_s": st["elapsed"], "budget_s": st["budget_s"],
+                       "done": bool(st.get("done", False)), "init": st["init"],
+                       "final_loss": st["history"][-1]["loss"] if st["history"] else None,
+                       "loss_history": st["history"][::4], "config": st["config"]}
+    timing_trained = time_models(models, args.repeats)
+    tiles = list(default_dataset("test"))
+    images = {"tiles": tiles, "photos": [photo(p) for p in PHOTOS]}
+    results = evaluate(models, images)
+    pre = json.loads((RUNS / "timing.json").read_text()) if (RUNS / "timing.json").is_file() else None
+    out = {
+        "experiment": "lighter resae-rd decoder, fine-tuned on CPU with the encoder frozen (issue 10)",
+        "script": "tools/exp_light_decoder.py",
+        "cpu": cpu_name(), "threads": 1, "torch": torch.__version__, "python": platform.python_version(),
+        "variants": {"tail": "decoder[0..10] + Conv2d(32,12,3) + PixelShuffle(2) + Sigmoid",
+                     "tail-1block": "tail without decoder[7] (2nd ResBlock at 1/4)",
+                     "tail-1block8": "tail without decoder[2] (2nd ResBlock at 1/8)"},
+        "timing_untrained_all_variants": pre,
+        "timing_trained": timing_trained,
+        "training": training,
+        "eval": {"note": "encoder, symbols and bytes are the shipped model's (colour map off in the codec); "
+                         "*_cm = after labkit.colour.fit + apply on each reconstruction (always applied); "
+                         "map_pays_fraction = share of images where the codec would send the map; "
+                         "diff_vs_shipped = per-image mean of (variant - shipped)",
+                 "tiles": f"labkit.data.default_dataset('test'), {len(tiles)} tiles 128x128",
+                 "photos": PHOTOS, "bits": list(BITS), "results": results},
+        "caveats": [
+            "The fine-tuning itself (hard-quantized latents at b=1..5, no rate term) changes the decoder's "
+            "colour bias and its fit to hard quantization; the shipped decoder was not fine-tuned the same "
+            "way here, so gains at b=1..2 and in PSNR/dE without the colour map are not an effect of the "
+            "lighter architecture. The with-map (*_cm) columns at b>=3 are the closest to an architecture-only "
+            "comparison; a control (the full shipped decoder fine-tuned with this recipe) was not run.",
+            "*_cm uses one per-image affine map (labkit.colour.fit + apply), as the brief asked; the codec "
+            "may use a blended grid of maps (format version 4), not measured here.",
+            "Timings share the machine with other work on the second core; ratios come from the same run, "
+            "encoder best over all models (identical encoders).",
+        ],
+        "eval_seconds": time.perf_counter() - t0,
+    }
+    OUT_JSON.parent.mkdir(parents=True, exist_ok=True)
+    OUT_JSON.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {OUT_JSON} in {out['eval_seconds']:.0f} s")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("time")
+    t.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    t.add_argument("--repeats", type=int, default=REPEATS)
+    tr = sub.add_parser("train")
+    tr.add_argument("variant", choices=VARIANTS)
+    tr.add_argument("--budget-s", type=float, required=True, help="wall-clock training budget (total over resumes)")
+    e = sub.add_parser("eval")
+    e.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    e.add_argument("--repeats", type=int, default=REPEATS)
+    args = p.parse_args()
+    {"time": cmd_time, "train": cmd_train, "eval": cmd_eval}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
