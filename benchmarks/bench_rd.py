@@ -69,6 +69,10 @@ def main() -> int:
     print(report.criteria_markdown(crit))
     print("\nBD-rate (negative = fewer bits at equal quality; Akima, over the stated overlap only)")
     print(report.bd_markdown(bd))
+    equal = {f"{n} vs webp": report.rounded(report.at_equal_rate(curves, n, "webp")) for n in names if n != REFERENCE}
+    for key, rows_ in equal.items():
+        print(f"\n{key} at the same bpp (target at b = 2..4: SSIM >= WebP's, PSNR within 1 dB)")
+        print(report.markdown_table(rows_, ["b", "bpp", "ssim", "anchor_ssim", "dssim", "psnr", "anchor_psnr", "dpsnr"]))
     elapsed = time.perf_counter() - t0
     print(f"\n({elapsed:.1f} s)")
     tag = "" if not args.data_dir else "_" + Path(args.data_dir).resolve().name
@@ -76,7 +80,7 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(jsonable({"data": data, "n_images": len(images), "weights": str(wdir),
                                          "sweeps": SWEEPS, "jpeg_floor": floor, "curves": curves, "criteria": crit,
-                                         "bd_rate": bd}), indent=1) + "\n")
+                                         "bd_rate": bd, "at_equal_rate": equal}), indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -380,7 +380,8 @@ def info_record(path: str | Path) -> dict:
     -------
     dict
         The header's fields, ``latent_shape``, ``symbols`` (2^b), ``file``, ``bytes``,
-        ``header_bytes``, ``payload_bytes`` and ``bpp`` (whole file over the image's pixels).
+        ``header_bytes`` (the header and the colour map, if any), ``payload_bytes`` and ``bpp``
+        (whole file over the image's pixels).
     """
     import dataclasses
     from pathlib import Path
@@ -410,7 +411,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(r, indent=1))
         return 0
     c, lh, lw = r["latent_shape"]
-    print(f"file        {r['file']} ({r['bytes']} bytes = {r['header_bytes']} header + {r['payload_bytes']} payload)")
+    cmap = len(r["colour_map"]) // 2 if r["colour_map"] is not None else 0
+    parts = f"{r['header_bytes'] - cmap} header + " + (f"{cmap} colour map + " if cmap else "")
+    print(f"file        {r['file']} ({r['bytes']} bytes = {parts}{r['payload_bytes']} payload)")
     print(f"image       {r['width']}x{r['height']} RGB, {r['bpp']:.4f} bpp")
     print(f"model       {r['model']} (stride {r['downsample']}), latent {c}x{lh}x{lw}")
     print(f"quantizer   b={r['b']} ({r['symbols']} symbols), ymax={r['ymax']:.6g}")

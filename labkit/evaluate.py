@@ -25,7 +25,8 @@ from .codec import Codec
 class Record(TypedDict, total=False):
     """One measurement: one codec at one setting on one image (every size from real bytes).
 
-    Learned codecs fill ``b``, ``ideal_bits``, ``header_bytes`` and ``context``; classic
+    Learned codecs fill ``b``, ``ideal_bits``, ``header_bytes`` (header + colour map: the side
+    information besides the coded symbols) and ``context``; classic
     codecs ``quality``; the course's matched JPEG also ``matched_to`` and ``target_bpp``.
     ``recon`` (uint8 HxWx3) is there only when asked for, for figures.
     """
@@ -60,7 +61,7 @@ def evaluate_learned(models: Mapping[str, torch.nn.Module], images: Sequence[np.
                                psnr=metrics.psnr(img, r.recon), ssim=metrics.ssim(img, r.recon),
                                ideal_bits=coder.ideal_code_length_bits(r.symbols, 1 << b, context,
                                                                        increment=codec.increment, limit=codec.limit),
-                               header_bytes=HEADER_SIZE, context=context)
+                               header_bytes=HEADER_SIZE + len(r.header.colour_map or b""), context=context)
             if keep_recon:
                 rec["recon"] = r.recon
             out.append(rec)

@@ -260,6 +260,27 @@ def rate_table(learned: Sequence[Record], codec: str = REFERENCE) -> list[dict[s
     return rows
 
 
+def at_equal_rate(curves_: Curves, test: str, anchor: str, bits: Sequence[int] = (2, 3, 4)) -> list[dict[str, Any]]:
+    """``test``'s SSIM and PSNR at each b beside ``anchor``'s at the same bpp (issue 9's per-b targets).
+
+    The anchor's quality is read off its curve at the test model's bpp (PCHIP in log-bpp,
+    :func:`labkit.rd.quality_at_rate`; nan outside its range).  One row per b with ``bpp``,
+    ``ssim``, ``anchor_ssim``, ``dssim``, ``psnr``, ``anchor_psnr``, ``dpsnr``.
+    """
+    if test not in curves_ or anchor not in curves_:
+        return []
+    t, a = curves_[test], curves_[anchor]
+    rows = []
+    for b, bpp, ssim_v, psnr_v in zip(t["b"], t["bpp"], t["ssim"], t["psnr"]):
+        if b not in bits:
+            continue
+        a_ssim = rd.quality_at_rate(_points(a, "ssim"), bpp)
+        a_psnr = rd.quality_at_rate(_points(a, "psnr"), bpp)
+        rows.append(dict(b=int(b), bpp=bpp, ssim=ssim_v, anchor_ssim=a_ssim, dssim=ssim_v - a_ssim,
+                         psnr=psnr_v, anchor_psnr=a_psnr, dpsnr=psnr_v - a_psnr))
+    return rows
+
+
 def criteria_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The criteria rows as a markdown table."""
     cols = ["test", "anchor", "b", "bpp", "ssim", "dssim_at_equal_bpp", "dbits_pct_at_equal_ssim", "holds", "where"]

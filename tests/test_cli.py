@@ -78,14 +78,19 @@ def test_subprocess_encode_info_decode(workdir):
     assert r.stderr == ""
     size = (workdir / "img.lkc").stat().st_size
     assert f"img.lkc: {size} bytes" in r.stdout
-    assert f"{size * 8 / (57 * 41):.4f} bpp" in r.stdout and "model=resae" in r.stdout and "b=3" in r.stdout
+    assert f"{size * 8 / (57 * 41):.4f} bpp" in r.stdout and f"model={spec.DEFAULT_MODEL}," in r.stdout
+    assert "b=3" in r.stdout
+    header, payload = bitstream.unpack((workdir / "img.lkc").read_bytes())
+    cmap = len(header.colour_map or b"")
 
     r = run_cli("info", "img.lkc", cwd=workdir)
     assert r.returncode == 0, r.stderr
-    assert re.search(r"^model\s+resae\b", r.stdout, re.M)
+    assert re.search(rf"^model\s+{spec.DEFAULT_MODEL} ", r.stdout, re.M)
     assert re.search(r"^quantizer\s+b=3 ", r.stdout, re.M)
     assert f"57x41 RGB, {size * 8 / (57 * 41):.4f} bpp" in r.stdout
-    assert f"({size} bytes = {bitstream.HEADER_SIZE} header + {size - bitstream.HEADER_SIZE} payload)" in r.stdout
+    side = f"{bitstream.HEADER_SIZE} header + " + (f"{cmap} colour map + " if cmap else "")
+    assert f"({size} bytes = {side}{len(payload)} payload)" in r.stdout
+    assert size == bitstream.HEADER_SIZE + cmap + len(payload)
     assert "context=neighbor" in r.stdout
 
     r = run_cli("decode", "img.lkc", "out.png", cwd=workdir)
@@ -626,6 +631,7 @@ def test_info_says_what_colour_map_a_file_carries(workdir, capsys, cmap, line):
     (workdir / "m.lkc").write_bytes(bitstream.pack(header, b"\x01\x02\x03"))
     assert main(["info", str(workdir / "m.lkc")]) == 0
     out = capsys.readouterr().out
+    assert f"= 22 header + {len(cmap)} colour map + 3 payload" in out if cmap else "= 22 header + 3 payload" in out
     assert line in out and f"format      version {2 if cmap is None else 3 if len(cmap) == 12 else 4}" in out
     assert main(["info", str(workdir / "m.lkc"), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)

@@ -176,3 +176,16 @@ def test_summary_quotes_the_records_it_is_given():
     assert "ResAE 0.100 bpp, SSIM 0.500, PSNR 20.00 dB" in text and "4.5× ResAE's mean bpp" in text
     assert "holds at b = [2], fails at b = [3]" in text
     assert "WebP +12.5% (over PSNR 20.0–30.0)" in text and "left out" in text
+
+
+def test_at_equal_rate_reads_the_anchor_at_the_test_models_bpp():
+    curves = {"rd": {"b": [1, 2, 3], "bpp": [0.1, 0.2, 0.4], "ssim": [0.70, 0.78, 0.80], "psnr": [24.0, 26.0, 27.0]},
+              "webp": {"quality": [0, 50, 100], "bpp": [0.15, 0.2, 0.6], "ssim": [0.72, 0.76, 0.9],
+                       "psnr": [25.0, 26.5, 31.0]}}
+    rows = report.at_equal_rate(curves, "rd", "webp", bits=(1, 2, 3))
+    assert [r["b"] for r in rows] == [1, 2, 3]
+    assert math.isnan(rows[0]["anchor_ssim"])                       # 0.1 bpp: below WebP's range
+    assert rows[1]["anchor_ssim"] == pytest.approx(0.76) and rows[1]["dssim"] == pytest.approx(0.02)
+    assert rows[1]["dpsnr"] == pytest.approx(-0.5)
+    assert 0.76 < rows[2]["anchor_ssim"] < 0.9 and rows[2]["dpsnr"] < 0
+    assert report.at_equal_rate(curves, "rd", "avif") == []
