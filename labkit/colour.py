@@ -326,39 +326,66 @@ class _Summary:
         iu = np.triu_indices(4, 1)
         ff[:, iu[1], iu[0]] = ff[:, iu[0], iu[1]]
         self.ff, self.ft, self.tt = ff, ft, tt
-        edges_y = np.minimum(np.arange(nby + 1) * block, height)
-        edges_x = np.minimum(np.arange(nbx + 1) * block, width)
-        self.centre_y = (edges_y[:-1] + edges_y[1:]) / 2.0
-        self.centre_x = (edges_x[:-1] + edges_x[1:]) / 2.0
+        self.block, self.blocks = block, (nby, nbx)
+        self._levels: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._systems: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def _level(self, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Sums over blocks of ``factor x factor`` base blocks: ``ff [nb, 16]``, ``ft [nb, 12]``, centres."""
+        if factor not in self._levels:
+            (nby, nbx), f = self.blocks, factor
+            cy, cx = -(-nby // f), -(-nbx // f)
+
+            def coarse(a: np.ndarray) -> np.ndarray:
+                grid = np.zeros((cy * f, cx * f, a.shape[-1]))
+                grid[:nby, :nbx] = a.reshape(nby, nbx, -1)
+                return grid.reshape(cy, f, cx, f, -1).sum(axis=(1, 3)).reshape(cy * cx, -1)
+
+            side = self.block * f
+            edges_y = np.minimum(np.arange(cy + 1) * side, self.height)
+            edges_x = np.minimum(np.arange(cx + 1) * side, self.width)
+            self._levels[f] = (coarse(self.ff.reshape(-1, 16)), coarse(self.ft.reshape(-1, 12)),
+                               (edges_y[:-1] + edges_y[1:]) / 2.0, (edges_x[:-1] + edges_x[1:]) / 2.0)
+        return self._levels[factor]
 
     def system(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Normal equations ``(A [4N, 4N], B [4N, 3])`` of a ``(gh, gw)`` grid, ``N = gh * gw``."""
+        """Normal equations ``(A [4N, 4N], B [4N, 3])`` of a ``(gh, gw)`` grid, ``N = gh * gw``.
+
+        Each block is weighted at its centre; blocks are merged up to an eighth of the grid's
+        cell side (the weights vary little across them), so coarse grids cost little.
+        """
+        if shape in self._systems:
+            return self._systems[shape]
         gh, gw = shape
         n = gh * gw
+        cell = min(self.height / gh, self.width / gw)
+        factor = 1
+        while 2 * factor * self.block <= cell / 8:
+            factor *= 2
+        ff, ft, centre_y, centre_x = self._level(factor)
 
         def axis(centres: np.ndarray, size: int, nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             pos = np.clip(centres * nodes / size - 0.5, 0, nodes - 1)
             i0 = np.minimum(np.floor(pos).astype(np.int64), nodes - 1)
             return i0, np.minimum(i0 + 1, nodes - 1), pos - i0
 
-        y0, y1, wy = axis(self.centre_y, self.height, gh)
-        x0, x1, wx = axis(self.centre_x, self.width, gw)
+        y0, y1, wy = axis(centre_y, self.height, gh)
+        x0, x1, wx = axis(centre_x, self.width, gw)
         corners = [(a[:, None] * gw + b[None, :], (va[:, None] * vb[None, :]))
                    for a, va in ((y0, 1 - wy), (y1, wy)) for b, vb in ((x0, 1 - wx), (x1, wx))]
         node = np.stack([c[0].ravel() for c in corners])        # [4, nb]
         weight = np.stack([c[1].ravel() for c in corners])      # [4, nb]
         pair_key = (node[:, None, :] * n + node[None, :, :]).ravel()
         pair_w = (weight[:, None, :] * weight[None, :, :]).reshape(16, -1)
-        ff = self.ff.reshape(-1, 16)
         a = np.empty((n * n, 16))
         for e in range(16):
             a[:, e] = np.bincount(pair_key, weights=(pair_w * ff[:, e]).ravel(), minlength=n * n)
         big_a = a.reshape(n, n, 4, 4).transpose(0, 2, 1, 3).reshape(4 * n, 4 * n)
-        ft = self.ft.reshape(-1, 12)
         bm = np.empty((n, 12))
         for e in range(12):
             bm[:, e] = np.bincount(node.ravel(), weights=(weight * ft[:, e]).ravel(), minlength=n)
-        return big_a, bm.reshape(4 * n, 3)
+        self._systems[shape] = big_a, bm.reshape(4 * n, 3)
+        return self._systems[shape]
 
     def sse(self, shape: tuple[int, int], code: bytes) -> float:
         """Squared error (before rounding to uint8) of the grid ``code`` on this image, from the sums."""
