@@ -103,9 +103,7 @@ def fit(recon: np.ndarray, original: np.ndarray) -> bytes:
         xtx += x.T @ x
         xty += x.T @ y
     gain = np.linalg.lstsq(xtx, xty, rcond=None)[0]
-    g = np.clip(np.round((gain - np.eye(3)) * GAIN_STEP), -127, 127)
-    d = np.clip(np.round((mu_y - mu_x) * OFFSET_STEP), -127, 127)
-    return np.concatenate([g.ravel(), d]).astype(np.int8).tobytes()
+    return _node_code(np.vstack([gain, mu_y - mu_x]))
 
 
 def _affine(recon: np.ndarray, code: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +208,7 @@ def grid_parameters(code: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _node_code(theta: np.ndarray) -> bytes:
-    """The 12-byte code of one node's float ``theta`` ([4, 3]: gains G then offset d)."""
+    """The 12-byte code of one map's float ``theta`` ([4, 3]: gains G, then offset d), clipped to its reach."""
     g = np.clip(np.round((theta[:3] - np.eye(3)) * GAIN_STEP), -127, 127)
     d = np.clip(np.round(theta[3] * OFFSET_STEP), -127, 127)
     return np.concatenate([g.ravel(), d]).astype(np.int8).tobytes()
@@ -307,7 +305,8 @@ class _Summary:
         nby, nbx = -(-height // block), -(-width // block)
         self.height, self.width, self.pixels = height, width, height * width
         self.mu = _mean_colour(recon)
-        ff, ft, tt = np.zeros((nby * nbx, 4, 4)), np.zeros((nby * nbx, 4, 3)), 0.0
+        n = nby * nbx
+        ff, ft, tt = np.zeros((n, 4, 4)), np.zeros((n, 4, 3)), 0.0
         rows_per_chunk = block * max(1, CHUNK_PIXELS // (width * block))
         col_block = np.arange(width) // block
         for r0 in range(0, height, rows_per_chunk):
@@ -317,7 +316,6 @@ class _Summary:
             f[:, :3] = recon[r0:r1].reshape(-1, 3) / 255.0 - self.mu
             t = original[r0:r1].reshape(-1, 3) / 255.0 - self.mu
             tt += float(np.vdot(t, t))
-            n = nby * nbx
             for a in range(4):
                 for c in range(a, 4):
                     ff[:, a, c] += np.bincount(ids, weights=f[:, a] * f[:, c], minlength=n)

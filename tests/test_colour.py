@@ -258,3 +258,17 @@ def test_rate_weights_are_the_measured_slopes():
     assert weights == sorted(weights, reverse=True) and weights[-1] == spec.COLOUR_MAP_RATE_WEIGHTS[5]
     with pytest.raises(ValueError):
         spec.colour_map_rate_weight(0)
+
+
+def test_the_container_reads_the_grid_byte_as_colour_does():
+    """bitstream parses the grid byte itself (it stays numpy-free); both must agree on every layout."""
+    from labkit import bitstream
+
+    for gh in range(1, colour.MAX_GRID + 1):
+        for gw in range(1, colour.MAX_GRID + 1):
+            code = bytes(12) if (gh, gw) == (1, 1) else bytes([(gh - 1) << 4 | (gw - 1)]) + bytes(12 * gh * gw)
+            header = bitstream.Header(model="resae", b=2, height=64, width=64, latent_channels=16,
+                                      downsample=8, ymax=1.0, colour_map=code)
+            bitstream.validate_header(header)
+            assert header.colour_grid == colour.grid_shape(code) == (gh, gw)
+            assert len(code) == colour.code_bytes((gh, gw))
