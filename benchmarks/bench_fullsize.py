@@ -1,6 +1,6 @@
 """Learned codecs on whole photos: BD-rates at full size and the colour check.
 
-    python benchmarks/bench_fullsize.py [--models resae-rd resae ae2] [--bits 1 2 3 4 5]
+    python benchmarks/bench_fullsize.py [--models resae-rd resae-rd-fast resae ae2] [--bits 1 2 3 4 5]
 
 1. The default test photos (scikit-image's coffee.png and rocket.jpg, the photos the
    default test tiles are cut from) at full size: per codec the mean curve over the photos
@@ -51,7 +51,7 @@ def mean_curve(records: list[dict], key: str) -> dict[str, dict[str, list[float]
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["resae-rd", "resae", "ae2"])
+    p.add_argument("--models", nargs="+", default=["resae-rd", "resae-rd-fast", "resae", "ae2"])
     p.add_argument("--bits", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     p.add_argument("--classic", nargs="+", default=["webp", "jpeg-opt"])
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "bench_fullsize.json"))

@@ -84,7 +84,7 @@ HEADER_SIZE = _BODY.size + _CRC.size  # 22 bytes
 
 #: Model name <-> one-byte id stored in the header.  Append only: ids are forever.
 MODEL_IDS: dict[str, int] = {"ae1": 1, "ae2": 2, "resae": 3, "resae-ps": 4, "resae-wide": 5,
-                             "resae-rd": 6}
+                             "resae-rd": 6, "resae-rd-fast": 7}
 
 #: Context mode <-> id; mirrors ``labkit.coder.CONTEXT_MODES`` (checked by a test).
 CONTEXT_IDS: dict[str, int] = {"none": 0, "channel": 1, "neighbor": 2, "neighbor+channel": 3}

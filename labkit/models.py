@@ -186,7 +186,15 @@ class ResAE(_AutoEncoder):
     ``blocks`` residual blocks at the two coarsest stages of encoder and decoder.
     ``upsample`` picks the decoder's x2 layer (see ``upsample_block``; "transpose" here
     is the overlapping kernel-4 stride-2 variant).
+
+    Two options make a lighter decoder for the same encoder (``resae-rd-fast``):
+    ``decoder_blocks=(n8, n4)`` residual blocks at 1/8 and 1/4 in the decoder (default
+    ``blocks`` at both), and ``head``: ``"conv"`` upsamples to full resolution and ends
+    with Conv3x3(c1 -> 3); ``"shuffle"`` ends at half resolution with Conv3x3(c1 -> 12) +
+    PixelShuffle(2), so no layer runs at full resolution.
     """
+
+    HEADS = ("conv", "shuffle")
 
     def __init__(
         self,
@@ -194,6 +202,8 @@ class ResAE(_AutoEncoder):
         blocks: int = 1,
         upsample: str = "resize",
         latent_channels: int = 16,
+        decoder_blocks: tuple[int, int] | list[int] | None = None,
+        head: str = "conv",
     ) -> None:
         super().__init__()
         if not 1 <= int(latent_channels) <= 255:
@@ -206,12 +216,17 @@ class ResAE(_AutoEncoder):
             raise ValueError(f"widths must be three positive ints, got {widths}")
         if blocks < 0:
             raise ValueError(f"blocks must be >= 0, got {blocks}")
+        dec_blocks = (blocks, blocks) if decoder_blocks is None else tuple(int(n) for n in decoder_blocks)
+        if len(dec_blocks) != 2 or min(dec_blocks) < 0:
+            raise ValueError(f"decoder_blocks must be two non-negative ints (at 1/8, 1/4), got {decoder_blocks}")
+        if head not in self.HEADS:
+            raise ValueError(f"unknown head {head!r}; choose one of {', '.join(self.HEADS)}")
         c1, c2, c3 = widths
         lat = self.latent_channels
         self.upsample = upsample
 
-        def res(ch: int) -> list[nn.Module]:
-            return [ResBlock(ch) for _ in range(blocks)]
+        def res(ch: int, n: int = blocks) -> list[nn.Module]:
+            return [ResBlock(ch) for _ in range(n)]
 
         def up(cin: int, cout: int) -> list[nn.Module]:
             return [upsample_block(upsample, cin, cout, transpose_kernel=4),
@@ -223,16 +238,24 @@ class ResAE(_AutoEncoder):
             _conv_bn_relu(c2, c3, 3, stride=2), *res(c3),  # 1/8
             nn.Conv2d(c3, lat, 3, padding=1), nn.ReLU(),   # latent >= 0
         )
-        self.decoder = nn.Sequential(
-            _conv_bn_relu(lat, c3, 3), *res(c3),          # 1/8
-            *up(c3, c2), *res(c2),                         # 1/4
-            *up(c2, c1),                                   # 1/2
-            *up(c1, c1),                                   # 1/1
-            nn.Conv2d(c1, 3, 3, padding=1), nn.Sigmoid(),
-        )
+        # built in execution order, so a seed gives the same initial weights as before the options
+        layers: list[nn.Module] = [
+            _conv_bn_relu(lat, c3, 3), *res(c3, dec_blocks[0]),  # 1/8
+            *up(c3, c2), *res(c2, dec_blocks[1]),                 # 1/4
+            *up(c2, c1),                                          # 1/2
+        ]
+        if head == "conv":
+            layers += [*up(c1, c1), nn.Conv2d(c1, 3, 3, padding=1)]        # 1/1
+        else:
+            layers += [nn.Conv2d(c1, 12, 3, padding=1), nn.PixelShuffle(2)]  # 1/2 -> 1/1
+        self.decoder = nn.Sequential(*layers, nn.Sigmoid())
         self.config = {"widths": list(widths), "blocks": int(blocks), "upsample": upsample}
         if self.latent_channels != 16:
             self.config["latent_channels"] = self.latent_channels
+        if dec_blocks != (blocks, blocks):
+            self.config["decoder_blocks"] = list(dec_blocks)
+        if head != "conv":
+            self.config["head"] = head
 
 
 # --------------------------------------------------------------------------- registry
@@ -243,11 +266,16 @@ _REGISTRY: dict[str, tuple[type[_AutoEncoder], dict[str, Any]]] = {
     "ae2": (BaseAE, {"noise": spec.MODEL_NOISE["ae2"]}),
     "resae": (ResAE, {"noise": spec.MODEL_NOISE["resae"]}),
     "resae-rd": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd"]}),
+    "resae-rd-fast": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd-fast"]}),
 }
 #: Constructor defaults that a name adds on top of its class's (``resae-rd``: the
-#: rate-distortion model, wider and with twice the latent channels for the rate term to spend).
+#: rate-distortion model, wider and with twice the latent channels for the rate term to spend;
+#: ``resae-rd-fast``: the same encoder with a decoder that has one residual block less at 1/4
+#: and ends at half resolution with a pixel shuffle, so it runs no slower than the encoder).
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "resae-rd": {"widths": [32, 96, 160], "blocks": 2, "upsample": "resize", "latent_channels": 32},
+    "resae-rd-fast": {"widths": [32, 96, 160], "blocks": 2, "upsample": "resize", "latent_channels": 32,
+                      "decoder_blocks": [2, 1], "head": "shuffle"},
 }
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 

@@ -22,6 +22,7 @@ DPI = 110
 STYLE: dict[str, dict[str, Any]] = {
     "resae": dict(color="C3", marker="o", ls="-", label="ResAE (ours)"),
     "resae-rd": dict(color="C6", marker="D", ls="-", label="ResAE-RD (ours, rate-distortion)"),
+    "resae-rd-fast": dict(color="C8", marker="v", ls=":", label="ResAE-RD-fast (ours, same file, light decoder)"),
     "ae2": dict(color="C0", marker="s", ls="-", label="AE2 (course, noise)"),
     "ae1": dict(color="C9", marker="^", ls="-", label="AE1 (course, plain)"),
     "jpeg-matched": dict(color="C1", marker="x", ls="none", label="JPEG @ matched bpp (course)"),
@@ -31,7 +32,7 @@ STYLE: dict[str, dict[str, Any]] = {
     "avif": dict(color="C4", marker=".", ls="--", label="AVIF"),
     "jpeg2000": dict(color="C7", marker=".", ls="--", label="JPEG 2000"),
 }
-LABELS = {"raw": "RAW", "resae": "ResAE", "resae-rd": "ResAE-RD", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG",
+LABELS = {"raw": "RAW", "resae": "ResAE", "resae-rd": "ResAE-RD", "resae-rd-fast": "ResAE-RD-fast", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG",
           "jpeg-matched": "JPEG @ matched bpp", "jpeg-opt": "JPEG optimize", "webp": "WebP", "avif": "AVIF",
           "jpeg2000": "JPEG 2000", "ae1/ae2": "AE1 / AE2 (course)"}
 #: Where each learned model's "b=…" labels sit relative to its points (points, offset), so that
@@ -163,9 +164,15 @@ def difference_view(original: np.ndarray, recons: Mapping[str, Mapping[str, Any]
 
 def training_curves(histories: Mapping[str, Mapping[str, Any]],
                     losses: Mapping[str, str] | None = None) -> plt.Figure:
-    """Training loss and validation PSNR per epoch, one line per model (epochs without validation skipped)."""
+    """Training loss and validation PSNR per epoch, one line per model (epochs without validation skipped).
+
+    Decoder fits (``resae-rd-fast``: steps of a fine-tune, no epochs) are left out; the training
+    table lists them.
+    """
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     for name, h in histories.items():
+        if "val_psnr" not in h:  # a decoder fit (labkit.decoder_fit) logs steps, not epochs
+            continue
         epochs = h.get("epoch") or list(range(1, len(h["train_loss"]) + 1))
         st = style_for(name)
         st.pop("ls", None)

@@ -362,8 +362,11 @@ def training_summary(models: Sequence[str], weights_dir: str | os.PathLike[str],
         epochs = h.get("epoch") or list(range(1, len(h.get("val_psnr", [])) + 1))
         val = [(e, v) for e, v in zip(epochs, h.get("val_psnr", [])) if v is not None]
         val_epoch, val_psnr = val[-1] if val else (None, meta.get("final_val_psnr"))
+        epochs: Any = meta.get("epochs_completed", len(h.get("epoch", [])))
+        if "decoder_fit" in meta:  # a decoder fit counts steps (labkit.decoder_fit)
+            epochs = f"{meta.get('steps')} steps (decoder only, from {meta['decoder_fit'].get('source')})"
         rows.append({"model": name, "params": meta.get("param_count"),
-                     "epochs": meta.get("epochs_completed", len(h.get("epoch", []))),
+                     "epochs": epochs,
                      "train_s": meta.get("train_seconds"), "device": meta.get("device"),
                      "val_psnr": val_psnr, "val_epoch": val_epoch,
                      "b_train": meta.get("train", {}).get("b_train"), "noise": meta.get("noise")})

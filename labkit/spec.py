@@ -18,7 +18,7 @@ BITS: range = range(MIN_BITS, MAX_BITS + 1)
 
 #: Every registered model name, lower case (``labkit.models``' registry builds exactly
 #: these; a test checks it).  Torch-free, so the command line can offer them instantly.
-MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd")
+MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd", "resae-rd-fast")
 
 #: The model the codec and the command line use when none is named: the rate-distortion
 #: model, which needs 58-66 % fewer bits than the seed's ``resae`` at equal SSIM/PSNR on
@@ -27,13 +27,14 @@ DEFAULT_MODEL = "resae-rd"
 
 #: Whether each model name is trained with the quantization noise (AE1 is the course's plain
 #: autoencoder; ``labkit.models``' registry reads its recipes from here).
-MODEL_NOISE: dict[str, bool] = {"ae1": False, "ae2": True, "resae": True, "resae-rd": True}
+MODEL_NOISE: dict[str, bool] = {"ae1": False, "ae2": True, "resae": True, "resae-rd": True,
+                               "resae-rd-fast": True}
 
 #: The coder's context mode when none is asked for (see ``labkit.coder.CONTEXT_MODES``).
 DEFAULT_CONTEXT = "neighbor"
 #: Models whose codec sends a colour map (``labkit.colour``) by default, when it pays.  The
 #: seed's and the course's models keep the plain chain, so the seed's report stays comparable.
-COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd",)
+COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd", "resae-rd-fast")
 #: The encoder's trade-off for colour maps at each bit depth b: the MSE (images in [0, 1]) one
 #: bit per pixel must buy.  It is the slope of ``resae-rd``'s own rate-distortion curve at b (the
 #: geometric mean of the secants to b - 1 and b + 1) on the default validation tiles without

@@ -214,9 +214,43 @@ def training_config(run: Run, name: str) -> dict[str, Any]:
     return cfg
 
 
+def decoder_fit_config(run: Run, name: str) -> dict[str, Any] | None:
+    """The DecoderFitConfig fields for retraining ``name``'s decoder, or None if it is trained whole.
+
+    A model whose shipped config records ``decoder_fit`` (``resae-rd-fast``) is made by
+    :func:`labkit.decoder_fit.fit_decoder` from another model's encoder.  The profile's
+    ``time_budget_s`` (then no second stage), ``max_steps``, ``batch_size`` and ``crop``
+    replace the recorded ones, as they do for whole-model training.
+    """
+    meta = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
+    if "decoder_fit" not in meta:
+        return None
+    cfg = dict(meta["decoder_fit"])
+    cfg["seed"] = run.seed
+    small = run.settings.get("train")
+    if isinstance(small, dict):
+        for k, dst in (("time_budget_s", "budget_s"), ("max_steps", "max_steps"), ("batch_size", "batch"),
+                       ("crop", "crop")):
+            if k in small:
+                value = small[k]
+                if isinstance(value, dict) and name not in value:
+                    raise ValueError(f"profile {run.profile!r} sets {k} per model but not for {name!r} "
+                                     f"(it has {', '.join(value)}); add it to labkit/profiles.py")
+                cfg[dst] = value[name] if isinstance(value, dict) else value
+        if "time_budget_s" in small:
+            cfg["stage2_s"] = 0.0
+    return cfg
+
+
 def train_models(run: Run, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Train every model of the run into ``run_dir/<name>`` from its recorded config; return histories."""
+    """Train every model of the run into ``run_dir/<name>`` from its recorded config; return histories.
+
+    A decoder fit (``resae-rd-fast``) starts from its source model as trained in this run
+    when the run has it (it is listed earlier), else from the shipped source weights.
+    """
+    from .codec import load_pretrained
     from .data import training_splits
+    from .decoder_fit import DecoderFitConfig, fit_decoder
     from .models import build_model
     from .train import TrainConfig, fit
 
@@ -225,8 +259,19 @@ def train_models(run: Run, progress: bool = True) -> dict[str, dict[str, Any]]:
     if isinstance(small, dict):
         splits["train"] = splits["train"][: small.get("n_train")]
         splits["val"] = splits["val"][: small.get("n_val")]
-    histories = {}
+    histories: dict[str, dict[str, Any]] = {}
     for name in run.models:
+        dfit = decoder_fit_config(run, name)
+        if dfit is not None:
+            dcfg = DecoderFitConfig.from_dict(dfit)
+            trained_here = dcfg.source in histories
+            source = load_pretrained(dcfg.source, run.run_dir if trained_here else None)[0]
+            print(f"labkit: {name}: decoder fit for the encoder of {dcfg.source} "
+                  f"({'trained in this run' if trained_here else 'shipped weights'})", file=sys.stderr)
+            model = build_model(name, seed=dcfg.seed)
+            histories[name] = fit_decoder(model, source, splits["train"], dcfg, out_dir=run.run_dir / name,
+                                          val_images=splits["val"])
+            continue
         cfg = TrainConfig.from_dict(training_config(run, name))
         model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
         histories[name] = fit(model, splits["train"], splits["val"], cfg, out_dir=run.run_dir / name,
@@ -252,7 +297,13 @@ def training_objectives(run: Run) -> dict[str, str]:
         path = run.weights_dir / name / "config.json"
         if not path.is_file():
             continue
-        t = json.loads(path.read_text()).get("train", {})
+        meta = json.loads(path.read_text())
+        if "decoder_fit" in meta:
+            d = meta["decoder_fit"]
+            out[name] = (f"decoder for {d.get('source')}'s encoder: MSE + {d.get('ssim_weight', 0.05):g}·(1−SSIM), "
+                         f"quantized b={min(d.get('bits', [1]))}..{max(d.get('bits', [5]))}")
+            continue
+        t = meta.get("train", {})
         loss = t.get("loss", "mse")
         desc = "MSE" if loss == "mse" else f"MSE + {t.get('ssim_weight', 0.05):g}·(1−SSIM)" if loss == "mse+ssim" else loss
         noise = t.get("noise")

@@ -6,9 +6,10 @@ import torch
 
 from labkit.models import MODEL_NAMES, UPSAMPLE_MODES, build_model, count_parameters, describe
 
-SMALL = {"ae1": {}, "ae2": {}, "resae": {"widths": [8, 8, 16]}, "resae-rd": {"widths": [8, 8, 16], "blocks": 1}}
+SMALL = {"ae1": {}, "ae2": {}, "resae": {"widths": [8, 8, 16]}, "resae-rd": {"widths": [8, 8, 16], "blocks": 1},
+         "resae-rd-fast": {"widths": [8, 8, 16], "blocks": 1, "decoder_blocks": [1, 0]}}
 #: Latent channels per registered name (resae-rd has twice the course's 16 for the rate term to spend).
-LATENT = {"ae1": 16, "ae2": 16, "resae": 16, "resae-rd": 32}
+LATENT = {"ae1": 16, "ae2": 16, "resae": 16, "resae-rd": 32, "resae-rd-fast": 32}
 
 
 @pytest.fixture(autouse=True)
@@ -119,3 +120,29 @@ def test_describe(name):
     assert set(conv0) >= {"name", "type", "in_channels", "out_channels", "kernel", "stride", "output_shape"}
     assert sorted(r["scale"] for r in rows if r["scale"] != 1) == [0.5] * 3 + [2] * 3
     assert m.training  # mode restored
+
+
+def test_fast_decoder_shares_the_encoder_and_runs_nothing_at_full_resolution():
+    """resae-rd-fast: resae-rd's encoder exactly; a decoder with one ResBlock less at 1/4 whose
+    last convolution works at half resolution (a pixel shuffle makes the full-size image)."""
+    rd, fast = build_model("resae-rd"), build_model("resae-rd-fast")
+    assert fast.config["decoder_blocks"] == [2, 1] and fast.config["head"] == "shuffle"
+    assert "decoder_blocks" not in rd.config and "head" not in rd.config  # old configs rebuild unchanged
+    assert {k: v.shape for k, v in rd.encoder.state_dict().items()} == \
+        {k: v.shape for k, v in fast.encoder.state_dict().items()}
+    rows = describe(fast)
+    dec = [r for r in rows if r["part"] == "decoder"]
+    n_blocks = [sum(type(m).__name__ == "ResBlock" for m in net.decoder) for net in (rd, fast)]
+    assert n_blocks == [4, 3]
+    convs = [r for r in dec if r["type"] == "Conv2d"]
+    assert all(r["output_shape"][1] <= 64 for r in convs)  # no conv at 128x128 (full resolution)
+    assert dec[-2]["type"] == "PixelShuffle" and dec[-3]["out_channels"] == 12
+    assert count_parameters(fast.decoder) < count_parameters(rd.decoder)
+
+
+@pytest.mark.parametrize("bad, match", [({"decoder_blocks": [1]}, "decoder_blocks"),
+                                        ({"decoder_blocks": [1, -1]}, "decoder_blocks"),
+                                        ({"head": "deconv"}, "unknown head")])
+def test_resae_decoder_options_are_checked(bad, match):
+    with pytest.raises(ValueError, match=match):
+        build_model("resae", **bad)

@@ -3,6 +3,16 @@
     python tools/exp_light_decoder.py time                          # decoder/encoder time + MACs per pixel
     python tools/exp_light_decoder.py train tail-1block --budget-s 1200   # resumable; rerun to continue
     python tools/exp_light_decoder.py eval [--variants tail-1block ...]   # writes the JSON below
+    python tools/exp_light_decoder.py train tail-1block --budget-s 1300 --stage2-s 1800 --runs DIR
+    python tools/exp_light_decoder.py export --runs DIR --out labkit/weights/resae-rd-fast
+
+The shipped ``resae-rd-fast`` is ``tail-1block`` trained 1300 s + a second stage of 1800 s
+(``--stage2-s``: every decoder layer, warm restart at LR_STAGE2, cosine to 10 %), written as
+labkit weights by ``export``.  ``labkit.decoder_fit`` is the package's port of ``train``
+(same batches, init and schedule; its loss at step 50 equals this tool's to the printed
+5 digits) and is what ``labkit.workflow`` runs to retrain ``resae-rd-fast`` in a profile.
+``--weights`` / ``--data-dir`` train for another ``resae-rd`` (e.g. the course128 comparison
+weights) on another folder.
 
 Issue 10 asks for a decoder network no slower than the encoder per pixel.  The shipped
 ``resae-rd`` decoder takes ~1.3x the encoder's time at 768x512 on one thread, most of it in
@@ -76,8 +86,8 @@ from torch import nn  # noqa: E402
 torch.set_num_threads(1)
 
 from labkit import colour, inference, metrics, quant, spec  # noqa: E402
-from labkit.codec import Codec, load_pretrained  # noqa: E402
-from labkit.data import TileDataset, default_dataset, default_train_pool  # noqa: E402
+from labkit.codec import Codec, load_checkpoint_file, load_pretrained  # noqa: E402
+from labkit.data import TileDataset, default_dataset, default_train_pool, training_splits  # noqa: E402
 from labkit.photos import delta_e76, photo  # noqa: E402
 from labkit.profiles import PHOTOS  # noqa: E402
 from labkit.speed import best_time, cpu_name  # noqa: E402
@@ -99,6 +109,7 @@ PHASE1 = 0.2            # fraction of the budget that trains the new layer alone
 LR_NEW1, LR_REUSED, LR_NEW2, LR_FINAL_FRAC = 1e-3, 1e-4, 3e-4, 0.1
 GRAD_CLIP = 1.0
 CKPT_EVERY_S = 180.0
+LR_STAGE2 = 4e-5        # second stage (--stage2-s): reused layers; new ones 3x
 REPEATS = 5
 
 
@@ -255,9 +266,16 @@ def lrs_at(frac: float, variant: str = "") -> tuple[float, float, int]:
     return LR_REUSED * c, LR_NEW2 * c, 2
 
 
+def stage2_lrs_at(frac: float) -> tuple[float, float, int]:
+    """(lr reused, lr new, phase 3) at fraction ``frac`` of the second stage (``--stage2-s``):
+    a warm restart of every decoder layer at LR_STAGE2 (new layers 3x), cosine-decayed to 10 %."""
+    c = LR_FINAL_FRAC + (1 - LR_FINAL_FRAC) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+    return LR_STAGE2 * c, 3 * LR_STAGE2 * c, 3
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    variant, budget = args.variant, float(args.budget_s)
-    out = RUNS / variant
+    variant, budget, stage2 = args.variant, float(args.budget_s), float(args.stage2_s)
+    out = Path(args.runs) / variant
     out.mkdir(parents=True, exist_ok=True)
     logf = open(out / "train.log", "a")
 
@@ -269,7 +287,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     torch.manual_seed(SEED)
     np.random.seed(SEED)
-    shipped = load_pretrained(MODEL)[0]
+    shipped = load_checkpoint_file(args.weights)[0] if args.weights else load_pretrained(MODEL)[0]
     rule = shipped.scale_rule
     enc = inference.optimize_for_inference(shipped).encoder  # frozen; same function, faster
     model = build(variant, shipped)
@@ -285,15 +303,18 @@ def cmd_train(args: argparse.Namespace) -> None:
         new_ids = {id(p) for p in new_params}
         reused_params = [p for p in dec.parameters() if id(p) not in new_ids]
         opt = torch.optim.Adam([{"params": reused_params, "lr": 0.0}, {"params": new_params, "lr": LR_NEW1}])
-    ds = TileDataset(default_train_pool(), crop=CROP, augment=True, seed=SEED)
+    pool = default_train_pool() if args.data_dir is None else training_splits(args.data_dir, SEED)["train"]
+    ds = TileDataset(pool, crop=CROP, augment=True, seed=SEED)
     ckpt = out / "last.pt"
-    state = {"step": 0, "elapsed": 0.0, "history": [], "init": None, "budget_s": budget}
+    state = {"step": 0, "elapsed": 0.0, "history": [], "init": None, "budget_s": budget, "stage2_s": stage2,
+             "weights": str(args.weights or "shipped"), "data_dir": args.data_dir}
     if ckpt.is_file():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
         dec.load_state_dict(st["decoder"])
         opt.load_state_dict(st["optimizer"])
         state = {k: st[k] for k in ("step", "elapsed", "history", "init")}
-        state["budget_s"] = budget
+        state["weights"], state["data_dir"] = st.get("weights", "shipped"), st.get("data_dir")
+        state["budget_s"], state["stage2_s"] = budget, stage2
         log(f"resumed {variant} at step {state['step']}, {state['elapsed']:.0f} s of {budget:.0f} s")
     elif variant == CONTROL:
         state["init"] = {"shipped_weights": True, "ridge": False, "phase1": False}
@@ -314,11 +335,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     last_ckpt, run_loss, run_n = time.perf_counter(), 0.0, 0
     while True:
         elapsed = time.perf_counter() - t_start
-        if elapsed >= budget:
+        if elapsed >= budget + stage2:
             break
-        lr_r, lr_n, phase = lrs_at(elapsed / budget, variant)
+        if elapsed < budget:
+            lr_r, lr_n, phase = lrs_at(elapsed / budget, variant)
+        else:
+            lr_r, lr_n, phase = stage2_lrs_at((elapsed - budget) / stage2)
         for p in reused_params:
-            p.requires_grad_(phase == 2)
+            p.requires_grad_(phase >= 2)
         opt.param_groups[0]["lr"] = lr_r
         if len(opt.param_groups) > 1:
             opt.param_groups[1]["lr"] = lr_n
@@ -366,6 +390,8 @@ def train_config(variant: str = "") -> dict:
             "optimizer": "Adam", "phase1_fraction": PHASE1, "lr_new_phase1": LR_NEW1,
             "lr_reused_phase2": LR_REUSED, "lr_new_phase2": LR_NEW2,
             "phase2_schedule": f"cosine to {LR_FINAL_FRAC} of the phase-2 lr at the end of the budget",
+            "stage2": f"(--stage2-s S) then every decoder layer for S more seconds, warm restart at lr "
+                      f"{LR_STAGE2} (new layers {3 * LR_STAGE2:g}), cosine to {LR_FINAL_FRAC} of it",
             "batchnorm": "eval mode (frozen statistics)", "grad_clip": GRAD_CLIP, "threads": 1}
 
 
@@ -569,6 +595,51 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"wrote {OUT_JSON} in {out['eval_seconds']:.0f} s")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """Write a ``tail-1block`` run as a labkit checkpoint folder of ``resae-rd-fast``.
+
+    The recipe is recorded as ``config.json["decoder_fit"]`` (a ``labkit.decoder_fit.DecoderFitConfig``,
+    the package's port of this tool's ``train``), so ``labkit.workflow.train_models`` retrains it.
+    """
+    from labkit import checkpoint
+    from labkit.data import training_splits as splits_of
+    from labkit.decoder_fit import DecoderFitConfig, transfer
+    from labkit.models import build_model
+    from labkit.train import validate
+
+    st = torch.load(Path(args.runs) / "tail-1block" / "last.pt", map_location="cpu", weights_only=False)
+    cfg = DecoderFitConfig(budget_s=float(st["budget_s"]), stage2_s=float(st.get("stage2_s", 0.0)))
+    tool = {"batch": BATCH, "crop": CROP, "bits": list(BITS), "ssim_weight": SSIM_WEIGHT, "seed": SEED,
+            "phase1": PHASE1, "lr_new1": LR_NEW1, "lr_reused": LR_REUSED, "lr_new2": LR_NEW2,
+            "lr_stage2": LR_STAGE2, "final_lr_frac": LR_FINAL_FRAC, "grad_clip": GRAD_CLIP}
+    mismatch = {k: (v, getattr(cfg, k)) for k, v in tool.items() if getattr(cfg, k) != v}
+    if mismatch:
+        raise SystemExit(f"this tool's recipe and DecoderFitConfig's defaults differ: {mismatch}")
+    source = load_checkpoint_file(args.weights)[0] if args.weights else load_pretrained(MODEL)[0]
+    model = build_model("resae-rd-fast", seed=SEED)
+    transfer(model, source)
+    model.decoder.load_state_dict(st["decoder"])
+    model.scale_rule = source.scale_rule
+    model.eval()
+    val = splits_of(args.data_dir, SEED)["val"]
+    final = validate(model, val, cfg.val_b, "cpu", 16, source.scale_rule)
+    hist = st["history"]
+    history = {"step": [r["step"] for r in hist], "elapsed": [r["elapsed"] for r in hist],
+               "train_loss": [r["loss"] for r in hist], "phase": [r["phase"] for r in hist],
+               "lr": [r["lr_new"] for r in hist]}
+    out = Path(args.out)
+    checkpoint.save(model, out, None, {
+        "decoder_fit": cfg.to_dict(), "scale": source.scale_rule, "noise": True,
+        "train_seconds": round(float(st["elapsed"]), 3), "steps": int(st["step"]),
+        "device": "cpu (1 thread)", "python": platform.python_version(),
+        "final_val_psnr": final["psnr"], "final_val_mse": final["mse"],
+        "made_by": f"python tools/exp_light_decoder.py train tail-1block --budget-s {cfg.budget_s:g} "
+                   f"--stage2-s {cfg.stage2_s:g}" + (f" --weights {args.weights}" if args.weights else "")
+                   + (f" --data-dir {args.data_dir}" if args.data_dir else "")})
+    (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+    print(f"wrote {out}: {st['step']} steps, {st['elapsed']:.0f} s, val PSNR(b={cfg.val_b}) {final['psnr']:.2f} dB")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -578,12 +649,23 @@ def main() -> None:
     tr = sub.add_parser("train")
     tr.add_argument("variant", choices=VARIANTS)
     tr.add_argument("--budget-s", type=float, required=True, help="wall-clock training budget (total over resumes)")
+    tr.add_argument("--stage2-s", type=float, default=0.0,
+                    help="then a second stage of this many seconds: every decoder layer, warm restart at "
+                         "LR_STAGE2, cosine to 10 %% (0: none)")
+    tr.add_argument("--weights", default=None, help="resae-rd checkpoint folder to start from (default: shipped)")
+    tr.add_argument("--data-dir", default=None, help="course-layout folder to train on (default: the default pool)")
+    tr.add_argument("--runs", default=str(RUNS), help=f"where VARIANT/last.pt goes (default {RUNS})")
     e = sub.add_parser("eval")
     e.add_argument("--variants", nargs="+", default=list(VARIANTS))
     e.add_argument("--repeats", type=int, default=REPEATS)
     e.add_argument("--smoke", action="store_true", help="2 tiles, 1 photo, b=1; no timing, no JSON")
+    x = sub.add_parser("export", help="write the tail-1block run as labkit weights of resae-rd-fast")
+    x.add_argument("--runs", default=str(RUNS))
+    x.add_argument("--weights", default=None, help="the source resae-rd checkpoint folder (default: shipped)")
+    x.add_argument("--data-dir", default=None, help="course-layout folder it was trained on (for the val PSNR)")
+    x.add_argument("--out", required=True, help="checkpoint folder to write (e.g. labkit/weights/resae-rd-fast)")
     args = p.parse_args()
-    {"time": cmd_time, "train": cmd_train, "eval": cmd_eval}[args.cmd](args)
+    {"time": cmd_time, "train": cmd_train, "eval": cmd_eval, "export": cmd_export}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""labkit.decoder_fit: the lighter decoder for a frozen encoder (how resae-rd-fast is made)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from labkit import decoder_fit as D
+from labkit.codec import load_checkpoint_file
+from labkit.models import build_model
+
+SMALL = {"widths": [8, 8, 16], "blocks": 1}
+
+
+def _pair():
+    source = build_model("resae-rd", seed=1, **SMALL).eval()
+    source.scale_rule = "p99.9"
+    fast = build_model("resae-rd-fast", seed=2, decoder_blocks=[1, 0], **SMALL)
+    return source, fast
+
+
+def _images(n=12, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (n, 1, 1, 3))
+    ramp = np.linspace(0, 80, size)[None, :, None, None].astype(np.int64)
+    return np.clip(base + ramp + rng.integers(-10, 11, (n, size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def test_transfer_copies_the_encoder_and_every_shared_decoder_layer():
+    source, fast = _pair()
+    head = D.transfer(fast, source)
+    assert head == ["decoder.8", "decoder.9", "decoder.10"]
+    for k, v in source.encoder.state_dict().items():
+        assert torch.equal(fast.encoder.state_dict()[k], v)
+    src = list(source.decoder.children())
+    # fast decoder: conv, Res(1/8), up, BN, ReLU, up, BN, ReLU | head; the source's 1/4 ResBlock is skipped
+    kept = [0, 1, 2, 3, 4, 6, 7, 8]
+    for mod, i in zip(list(fast.decoder.children())[:-3], kept):
+        a, b = mod.state_dict(), src[i].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ridge_init_starts_the_head_close_to_the_source_decoder():
+    source, fast = _pair()
+    D.transfer(fast, source)
+    fast.eval()
+    cfg = D.DecoderFitConfig(crop=32, batch=4, ridge_batches=2)
+    ds = D.TileDataset(_images(), crop=32, augment=True, seed=0)
+    x, b = D._batch_at(ds, 5, cfg)
+    yq = D._latents(source.encoder, x, b, "p99.9")
+    with torch.no_grad():
+        teacher = source.decoder(yq)
+        before = float(((fast.decoder(yq) - teacher) ** 2).mean())
+        D._ridge_init(fast, source, source.encoder, ds, "p99.9", cfg)
+        after = float(((fast.decoder(yq) - teacher) ** 2).mean())
+    assert after < 0.25 * before
+
+
+def test_fit_decoder_keeps_the_encoder_writes_a_loadable_checkpoint_and_resumes(tmp_path):
+    source, fast = _pair()
+    cfg = D.DecoderFitConfig(max_steps=3, batch=4, crop=32, ridge_batches=1, checkpoint_every_s=0)
+    lines = []
+    hist = D.fit_decoder(fast, source, _images(), cfg, out_dir=tmp_path, val_images=_images(4, seed=1),
+                         log=lines.append)
+    assert hist["step"] == [3] and len(hist["train_loss"]) == 1 and np.isfinite(hist["train_loss"][0])
+    for k, v in source.encoder.state_dict().items():  # frozen: the symbols stay the source's
+        assert torch.equal(fast.encoder.state_dict()[k], v)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["model"] == "resae-rd-fast" and meta["decoder_fit"] == cfg.to_dict() and "train" not in meta
+    assert meta["scale"] == "p99.9" and meta["steps"] == 3 and np.isfinite(meta["final_val_psnr"])
+    loaded, _ = load_checkpoint_file(tmp_path)
+    assert loaded.scale_rule == "p99.9"
+    for k, v in fast.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    # rerunning the same call resumes from last.pt: nothing left to do, same weights
+    again = build_model("resae-rd-fast", seed=9, decoder_blocks=[1, 0], **SMALL)
+    D.fit_decoder(again, source, _images(), cfg, out_dir=tmp_path, log=lines.append)
+    assert any(line.startswith("resumed") for line in lines)
+    for k, v in fast.decoder.state_dict().items():
+        assert torch.equal(again.decoder.state_dict()[k], v)
+    with pytest.raises(ValueError, match="another DecoderFitConfig"):
+        D.fit_decoder(again, source, _images(), D.DecoderFitConfig(max_steps=4, batch=4, crop=32),
+                      out_dir=tmp_path, log=lines.append)
+
+
+def test_schedule_phases():
+    cfg = D.DecoderFitConfig(budget_s=100, stage2_s=50)
+    assert D._lrs_at(cfg, 10) == (0.0, cfg.lr_new1, 1)             # head alone
+    r, n, phase = D._lrs_at(cfg, 20)
+    assert phase == 2 and r == pytest.approx(cfg.lr_reused) and n == pytest.approx(cfg.lr_new2)
+    r, n, phase = D._lrs_at(cfg, 99.999)
+    assert phase == 2 and r == pytest.approx(cfg.lr_reused * cfg.final_lr_frac, rel=1e-3)
+    r, n, phase = D._lrs_at(cfg, 100)
+    assert phase == 3 and r == pytest.approx(cfg.lr_stage2) and n == pytest.approx(3 * cfg.lr_stage2)
+    with pytest.raises(ValueError, match="unknown DecoderFitConfig keys"):
+        D.DecoderFitConfig.from_dict({"budget": 3})
