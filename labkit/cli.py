@@ -310,7 +310,7 @@ def _args_encode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--colour-map", default="auto", choices=("auto", "on", "off"),
                    help="fit a colour correction (one 12-byte map, or a blended grid of them for local colour) and "
                         "send the one that pays best, if any; auto = the model's default "
-                        "(on for resae-rd, off for the seed's and the course's models)")
+                        "(on for resae-rd and resae-rd-fast, off for the seed's and the course's models)")
     _add_weights(p)
     p.add_argument("--force-suffix", action="store_true", help="allow an output name not ending in .lkc")
 

@@ -199,6 +199,22 @@ def test_decode_with_other_model_names_both(resae, ae2_result):
     assert "'ae2'" in msg and "'resae'" in msg and "labkit.codec.decode" in msg
 
 
+def test_resae_rd_fast_writes_resae_rd_s_symbols_and_decodes_them_its_own_way(load_model, real_image):
+    """resae-rd-fast shares resae-rd's encoder: the same payload bytes; the header's model id says
+    which decoder reads them, so a file of either keeps decoding to its own pixels."""
+    img = real_image(96, 136)
+    rd = Codec(load_model("resae-rd"), 3, model_name="resae-rd", colour_map=False)
+    fast = Codec(load_model("resae-rd-fast"), 3, model_name="resae-rd-fast", colour_map=False)
+    a, b = rd.compress(img), fast.compress(img)
+    ha, hb = bitstream.unpack(a.data)[0], bitstream.unpack(b.data)[0]
+    assert (ha.model, hb.model) == ("resae-rd", "resae-rd-fast")
+    assert a.data[HEADER_SIZE:] == b.data[HEADER_SIZE:] and len(a.data) == len(b.data)
+    assert np.array_equal(labkit.codec.decode(a.data), a.recon)
+    assert np.array_equal(labkit.codec.decode(b.data), b.recon)
+    assert not np.array_equal(a.recon, b.recon)  # two decoders
+    assert abs(metrics.psnr(img, a.recon) - metrics.psnr(img, b.recon)) < 1.0
+
+
 # ----------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("image,pattern", [
