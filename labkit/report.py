@@ -90,8 +90,15 @@ def curves(learned: Sequence[Record], matched: Sequence[Record], sweeps: Sequenc
 
 
 def b_labels(curves_: Curves, names: Sequence[str]) -> dict[str, list[str]]:
-    """"b=…" annotations for the learned codecs' RD points."""
-    return {n: [f"b={b}" for b in curves_[n]["b"]] for n in names if n in curves_}
+    """"b=…" annotations for the learned codecs' RD points.
+
+    A model that writes another listed model's symbols (:data:`labkit.spec.SAME_ENCODER`) gets
+    none: its points sit beside that model's, whose labels mark them, and two sets would overlap.
+    """
+    from .spec import SAME_ENCODER
+
+    shown = [n for n in names if n in curves_]
+    return {n: [f"b={b}" for b in curves_[n]["b"]] for n in shown if SAME_ENCODER.get(n) not in shown}
 
 
 def _points(curve: Mapping[str, Sequence[float]], metric: str) -> list[tuple[float, float]]:

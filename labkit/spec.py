@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "COLOUR_MAP_MODELS", "COLOUR_MAP_RATE_WEIGHTS", "colour_map_rate_weight", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
+__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "COLOUR_MAP_MODELS", "SAME_ENCODER", "COLOUR_MAP_RATE_WEIGHTS", "colour_map_rate_weight", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
            "bits_per_pixel"]
 
 MIN_BITS = 1
@@ -26,6 +26,10 @@ MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd", "resae-rd-fas
 #: ``resae-rd`` (``benchmarks/bench_fullsize.py``), and its decoder network takes 0.81x the
 #: encoder's time per pixel (``benchmarks/bench_codec.py``).  ``resae`` stays the seed's design.
 DEFAULT_MODEL = "resae-rd-fast"
+
+#: Models that write another model's coded symbols (same encoder, another decoder): their points
+#: in a rate-distortion plot sit at the same b as the other model's, at nearly the same bpp.
+SAME_ENCODER: dict[str, str] = {"resae-rd-fast": "resae-rd"}
 
 #: Whether each model name is trained with the quantization noise (AE1 is the course's plain
 #: autoencoder; ``labkit.models``' registry reads its recipes from here).

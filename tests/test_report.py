@@ -189,3 +189,21 @@ def test_at_equal_rate_reads_the_anchor_at_the_test_models_bpp():
     assert rows[1]["dpsnr"] == pytest.approx(-0.5)
     assert 0.76 < rows[2]["anchor_ssim"] < 0.9 and rows[2]["dpsnr"] < 0
     assert report.at_equal_rate(curves, "rd", "avif") == []
+
+
+def test_b_labels_leave_out_a_model_that_writes_another_listed_models_symbols():
+    curves = {name: {"b": [1, 2], "bpp": [0.1, 0.2], "ssim": [0.5, 0.6]} for name in ("resae", "resae-rd", "resae-rd-fast")}
+    labels = report.b_labels(curves, ["resae", "resae-rd", "resae-rd-fast", "ae2"])
+    assert set(labels) == {"resae", "resae-rd"} and labels["resae"] == ["b=1", "b=2"]
+    # without its source in the plot, the fast model is labelled
+    assert set(report.b_labels(curves, ["resae", "resae-rd-fast"])) == {"resae", "resae-rd-fast"}
+
+
+def test_training_summary_counts_a_decoder_fit_in_steps(tmp_path):
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "fast" / "config.json").write_text(
+        '{"param_count": 5, "steps": 42, "train_seconds": 3.0, "device": "cpu (1 thread)", '
+        '"final_val_psnr": 27.0, "decoder_fit": {"source": "resae-rd"}}')
+    (row,) = report.training_summary(["fast"], tmp_path, {"fast": {"step": [42], "train_loss": [0.01]}})
+    assert row["epochs"] == "42 steps (decoder only, from resae-rd)" and row["val_psnr"] == 27.0
+    assert row["b_train"] is None
