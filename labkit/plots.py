@@ -110,6 +110,10 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
               annotate: Mapping[str, Sequence[str]] | None = None) -> plt.Figure:
     """One line per codec: mean ``metric`` (``ssim`` or ``psnr``) against mean real bpp."""
     fig, ax = plt.subplots(figsize=(6.2, 4.3))
+    if xlim is None:  # zoom on the learned codecs' range; classic sweeps run far beyond it
+        learned = [max(c["bpp"]) for n, c in curves.items() if "b" in c and c["bpp"]]
+        if learned:
+            xlim = (0.0, 1.6 * max(learned))
     annotated = [n for n in curves if annotate and n in annotate]
     for name, c in curves.items():
         order = np.argsort(c["bpp"])
@@ -118,14 +122,13 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
         if annotate and name in annotate:
             offset, ha = _LABEL_OFFSETS[annotated.index(name) % len(_LABEL_OFFSETS)]
             for xi, yi, t in zip(np.asarray(c["bpp"]), np.asarray(c[metric]), annotate[name]):
-                ax.annotate(t, (xi, yi), textcoords="offset points", xytext=offset, ha=ha, fontsize=7,
+                o, h = offset, ha
+                if xlim and h == "right" and xi - xlim[0] < 0.09 * (xlim[1] - xlim[0]):
+                    o, h = (-o[0], o[1]), "left"  # a label left of a point at the left edge would be cut
+                ax.annotate(t, (xi, yi), textcoords="offset points", xytext=o, ha=h, fontsize=7,
                             color=style_for(name).get("color"))
     ax.set_xlabel("bits per pixel (real file size)")
     ax.set_ylabel("SSIM (mean over RGB)" if metric == "ssim" else "PSNR (dB, RGB)")
-    if xlim is None:  # zoom on the learned codecs' range; classic sweeps run far beyond it
-        learned = [max(c["bpp"]) for n, c in curves.items() if "b" in c and c["bpp"]]
-        if learned:
-            xlim = (0.0, 1.6 * max(learned))
     if xlim:
         ax.set_xlim(*xlim)
     ax.margins(y=0.08)
