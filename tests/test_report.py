@@ -207,3 +207,21 @@ def test_training_summary_counts_a_decoder_fit_in_steps(tmp_path):
     (row,) = report.training_summary(["fast"], tmp_path, {"fast": {"step": [42], "train_loss": [0.01]}})
     assert row["epochs"] == "42 steps (decoder only, from resae-rd)" and row["val_psnr"] == 27.0
     assert row["b_train"] is None
+
+
+def test_rd_curves_keep_every_b_label_inside_the_axes():
+    """A label that would sit left of a point at the left edge goes to its right instead."""
+    import matplotlib.text
+
+    from labkit import plots
+
+    curves = {"resae": {"b": [1, 2], "bpp": [0.3, 0.5], "ssim": [0.5, 0.6]},
+              "resae-rd": {"b": [1, 2], "bpp": [0.01, 0.4], "ssim": [0.4, 0.7]}}  # 2nd model: right-aligned labels
+    fig = plots.rd_curves(curves, "ssim", annotate=report.b_labels(curves, list(curves)))
+    texts = {(t.get_text(), t.get_color()): t for t in fig.axes[0].texts if isinstance(t, matplotlib.text.Annotation)}
+    rd_colour = plots.style_for("resae-rd")["color"]
+    edge, inner = texts[("b=1", rd_colour)], texts[("b=2", rd_colour)]
+    assert edge.get_ha() == "left" and edge.xyann[0] > 0
+    assert inner.get_ha() == "right" and inner.xyann[0] < 0
+    import matplotlib.pyplot as plt
+    plt.close(fig)
