@@ -171,7 +171,7 @@ def _lrs_at(cfg: DecoderFitConfig, elapsed: float) -> tuple[float, float, int]:
 
 def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, cfg: DecoderFitConfig,
                 out_dir: str | os.PathLike[str] | None = None, val_images: np.ndarray | None = None,
-                log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                log: Callable[[str], None] | None = None, resume: bool = False) -> dict[str, Any]:
     """Train ``model``'s decoder for ``source``'s frozen encoder, in place; return the history.
 
     Parameters
@@ -187,11 +187,15 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
         The recipe.
     out_dir : path, optional
         ``model.pt``, ``config.json`` (with ``decoder_fit``), ``history.json``, and
-        ``last.pt`` for resuming (rerun the same call to continue).
+        ``last.pt`` for resuming.
     val_images : ndarray, optional
         Validation images: the final PSNR at ``cfg.val_b`` is stored as ``final_val_psnr``.
     log : callable, optional
         Receives progress lines (default ``print``).
+    resume : bool
+        Continue the fit saved in ``out_dir/last.pt`` (same config; an interrupted run goes on
+        where it stopped).  Without it an existing ``last.pt`` is replaced, as ``labkit.train.fit``
+        does: the source may have changed since.
 
     Returns
     -------
@@ -219,7 +223,7 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
     ckpt = out / "last.pt" if out is not None else None
     state: dict[str, Any] = {"step": 0, "elapsed": 0.0,
                              "history": {k: [] for k in ("step", "elapsed", "train_loss", "phase", "lr")}}
-    if ckpt is not None and ckpt.is_file():
+    if resume and ckpt is not None and ckpt.is_file():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
         if st.get("config") != cfg.to_dict():
             raise ValueError(f"{ckpt} was written with another DecoderFitConfig; use another out_dir "

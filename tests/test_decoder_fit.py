@@ -74,15 +74,23 @@ def test_fit_decoder_keeps_the_encoder_writes_a_loadable_checkpoint_and_resumes(
     assert loaded.scale_rule == "p99.9"
     for k, v in fast.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v)
-    # rerunning the same call resumes from last.pt: nothing left to do, same weights
+    # resume=True continues from last.pt: nothing left to do, same weights
     again = build_model("resae-rd-fast", seed=9, decoder_blocks=[1, 0], **SMALL)
-    D.fit_decoder(again, source, _images(), cfg, out_dir=tmp_path, log=lines.append)
+    D.fit_decoder(again, source, _images(), cfg, out_dir=tmp_path, log=lines.append, resume=True)
     assert any(line.startswith("resumed") for line in lines)
     for k, v in fast.decoder.state_dict().items():
         assert torch.equal(again.decoder.state_dict()[k], v)
     with pytest.raises(ValueError, match="another DecoderFitConfig"):
         D.fit_decoder(again, source, _images(), D.DecoderFitConfig(max_steps=4, batch=4, crop=32),
-                      out_dir=tmp_path, log=lines.append)
+                      out_dir=tmp_path, log=lines.append, resume=True)
+    # without resume, a stale last.pt is replaced: the fit runs again from the (new) source
+    lines.clear()
+    other = build_model("resae-rd", seed=5, **SMALL).eval()
+    fresh = build_model("resae-rd-fast", seed=9, decoder_blocks=[1, 0], **SMALL)
+    D.fit_decoder(fresh, other, _images(), cfg, out_dir=tmp_path, log=lines.append)
+    assert not any(line.startswith("resumed") for line in lines)
+    for k, v in other.encoder.state_dict().items():
+        assert torch.equal(fresh.encoder.state_dict()[k], v)
 
 
 def test_schedule_phases():
