@@ -42,6 +42,7 @@ from . import checkpoint, inference, quant
 from .atomic import atomic_path, write_text
 from .data import TileDataset
 from .train import ssim as ssim_index, validate
+from .trainconfig import strict_from_dict
 
 __all__ = ["DecoderFitConfig", "fit_decoder", "transfer", "HEAD_MODULES"]
 
@@ -80,11 +81,7 @@ class DecoderFitConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DecoderFitConfig:
         """Inverse of ``to_dict``; unknown keys are an error (typos should not pass)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown DecoderFitConfig keys: {unknown}")
-        return cls(**d)
+        return strict_from_dict(cls, d)
 
 
 def transfer(model: nn.Module, source: nn.Module) -> list[str]:

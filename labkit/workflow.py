@@ -202,16 +202,31 @@ def training_config(run: Run, name: str) -> dict[str, Any]:
         cfg["time_budget_s"] = None
     cfg["seed"] = run.seed
     cfg["device"] = run.device
-    small = run.settings.get("train")
-    if isinstance(small, dict):
-        for k in ("epochs", "batch_size", "time_budget_s", "max_steps", "crop"):
-            if k in small:  # a dict value gives one setting per model (the cpu profile's budgets)
-                value = small[k]
-                if isinstance(value, dict) and name not in value:
-                    raise ValueError(f"profile {run.profile!r} sets {k} per model but not for {name!r} "
-                                     f"(it has {', '.join(value)}); add it to labkit/profiles.py")
-                cfg[k] = value[name] if isinstance(value, dict) else value
+    for k, value in _profile_train_settings(run, name, ("epochs", "batch_size", "time_budget_s", "max_steps",
+                                                         "crop")).items():
+        cfg[k] = value
     return cfg
+
+
+def _profile_train_settings(run: Run, name: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The profile's training settings ``keys`` for model ``name`` (those the profile sets).
+
+    A dict value gives one setting per model (the cpu profile's budgets); a model it leaves
+    out is an error naming the fix.
+    """
+    small = run.settings.get("train")
+    out: dict[str, Any] = {}
+    if not isinstance(small, dict):
+        return out
+    for k in keys:
+        if k not in small:
+            continue
+        value = small[k]
+        if isinstance(value, dict) and name not in value:
+            raise ValueError(f"profile {run.profile!r} sets {k} per model but not for {name!r} "
+                             f"(it has {', '.join(value)}); add it to labkit/profiles.py")
+        out[k] = value[name] if isinstance(value, dict) else value
+    return out
 
 
 def decoder_fit_config(run: Run, name: str) -> dict[str, Any] | None:
@@ -227,17 +242,10 @@ def decoder_fit_config(run: Run, name: str) -> dict[str, Any] | None:
         return None
     cfg = dict(meta["decoder_fit"])
     cfg["seed"] = run.seed
-    small = run.settings.get("train")
-    if isinstance(small, dict):
-        for k, dst in (("time_budget_s", "budget_s"), ("max_steps", "max_steps"), ("batch_size", "batch"),
-                       ("crop", "crop")):
-            if k in small:
-                value = small[k]
-                if isinstance(value, dict) and name not in value:
-                    raise ValueError(f"profile {run.profile!r} sets {k} per model but not for {name!r} "
-                                     f"(it has {', '.join(value)}); add it to labkit/profiles.py")
-                cfg[dst] = value[name] if isinstance(value, dict) else value
-        if "time_budget_s" in small:
+    renamed = {"time_budget_s": "budget_s", "max_steps": "max_steps", "batch_size": "batch", "crop": "crop"}
+    for k, value in _profile_train_settings(run, name, tuple(renamed)).items():
+        cfg[renamed[k]] = value
+        if k == "time_budget_s":
             cfg["stage2_s"] = 0.0
     return cfg
 

@@ -88,7 +88,7 @@ def test_the_cpu_profile_sets_a_budget_per_model_and_names_a_missing_one(tmp_pat
         cfg = workflow.training_config(run, name)
         assert cfg["time_budget_s"] == seconds and cfg["crop"] == 64
     assert workflow.decoder_fit_config(run, "resae-rd-fast")["source"] == "resae-rd"
-    assert list(budgets) == [m for m in profiles.MODELS if m in budgets] or set(budgets) == set(profiles.MODELS)
+    assert set(budgets) == set(profiles.MODELS)  # every evaluated model is retrained within the hour
     assert sum(budgets.values()) <= 3600  # the profile's promise: every model within 60 minutes
     train = {"model": "m", "epochs": 5, "time_budget_s": None, "batch_size": 32, "seed": 0, "device": "cpu"}
     _write_weights(tmp_path, "other", {"train": train, "epochs_completed": 5})

@@ -85,7 +85,8 @@ from torch import nn  # noqa: E402
 
 torch.set_num_threads(1)
 
-from labkit import colour, inference, metrics, quant, spec  # noqa: E402
+from labkit import colour, decoder_fit, inference, metrics, spec  # noqa: E402
+from labkit.decoder_fit import DecoderFitConfig  # noqa: E402
 from labkit.codec import Codec, load_checkpoint_file, load_pretrained  # noqa: E402
 from labkit.data import TileDataset, default_dataset, default_train_pool, training_splits  # noqa: E402
 from labkit.photos import delta_e76, photo  # noqa: E402
@@ -202,54 +203,29 @@ def cmd_time(args: argparse.Namespace) -> None:
 
 
 # --------------------------------------------------------------------------- training
+# The helpers are the package's (labkit.decoder_fit ports this tool's recipe); the tool keeps its
+# own loop for the variants the package does not make (tail, tail-1block8, the control).
+_RECIPE = DecoderFitConfig(batch=BATCH, crop=CROP, bits=list(BITS), ssim_weight=SSIM_WEIGHT, seed=SEED)
+
+
 def latents(encoder: nn.Module, x: torch.Tensor, b: int, rule: str) -> torch.Tensor:
-    """Hard-quantized latent of ``x`` as the codec makes it: scale by ``rule``, clip, quantize/dequantize."""
-    with torch.no_grad():
-        y = encoder(x)
-        ymax = quant.to_float32(quant.latent_scale(y, rule))
-        y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1))
-        return quant.quantize_dequantize(y, b, ymax).contiguous()
+    """Hard-quantized latent of ``x`` as the codec makes it (``labkit.decoder_fit._latents``)."""
+    return decoder_fit._latents(encoder, x, b, rule)
 
 
 def batch_at(ds: TileDataset, step: int) -> tuple[torch.Tensor, int]:
-    """The batch and b of ``step`` (from ``(SEED, step)`` alone, so resuming continues exactly)."""
-    rng = np.random.default_rng([SEED, step])
-    idx = rng.choice(len(ds), size=BATCH, replace=False)
-    b = int(rng.choice(BITS))
-    ds.set_epoch(step)
-    return torch.stack([ds[int(i)] for i in idx]), b
+    """The batch and b of ``step``, from ``(SEED, step)`` alone (``labkit.decoder_fit._batch_at``)."""
+    return decoder_fit._batch_at(ds, step, _RECIPE)
 
 
 def loss_fn(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(x_hat, x) + SSIM_WEIGHT * (1.0 - ssim_loss(x_hat, x))
 
 
-def ridge_init(model: nn.Module, shipped: nn.Module, enc: nn.Module, ds: TileDataset, rule: str,
-               batches: int = 6, lam: float = 1e-2) -> dict:
-    """Least-squares init of the new conv: half-res features -> the shipped decoder's pre-sigmoid
-    output, pixel-unshuffled to 12 channels (a distillation start; training then uses the real loss)."""
-    conv = model.decoder[-3]
-    body = model.decoder[:-3]
-    teacher = shipped.decoder[:-1]  # without the final sigmoid
-    xtx = torch.zeros(32 * 9 + 1, 32 * 9 + 1, dtype=torch.float64)
-    xty = torch.zeros(32 * 9 + 1, 12, dtype=torch.float64)
-    with torch.inference_mode():
-        for i in range(batches):
-            x, b = batch_at(ds, -1 - i + 10**9)  # batches outside the training stream
-            yq = latents(enc, x, b, rule)
-            f = body(yq)
-            cols = F.unfold(f, 3, padding=1).transpose(1, 2).reshape(-1, 32 * 9).double()
-            cols = torch.cat([cols, torch.ones(cols.shape[0], 1, dtype=torch.float64)], 1)
-            t = F.pixel_unshuffle(teacher(yq), 2).permute(0, 2, 3, 1).reshape(-1, 12).double()
-            xtx += cols.T @ cols
-            xty += cols.T @ t
-        n = xtx[-1, -1]
-        reg = lam * n * torch.eye(xtx.shape[0], dtype=torch.float64)
-        reg[-1, -1] = 0
-        sol = torch.linalg.solve(xtx + reg, xty)  # [289, 12]
-        conv.weight.copy_(sol[:-1].T.reshape(12, 32, 3, 3).float())
-        conv.bias.copy_(sol[-1].float())
-    return {"batches": batches, "ridge_lambda_per_sample": lam}
+def ridge_init(model: nn.Module, shipped: nn.Module, enc: nn.Module, ds: TileDataset, rule: str) -> dict:
+    """Least-squares init of the new head (``labkit.decoder_fit._ridge_init``)."""
+    decoder_fit._ridge_init(model, shipped, enc, ds, rule, _RECIPE)
+    return {"batches": _RECIPE.ridge_batches, "ridge_lambda_per_sample": _RECIPE.ridge_lambda}
 
 
 def lrs_at(frac: float, variant: str = "") -> tuple[float, float, int]:
