@@ -125,7 +125,7 @@ def _batch_at(ds: TileDataset, step: int, cfg: DecoderFitConfig) -> tuple[Tensor
 
 
 def _ridge_init(model: nn.Module, source: nn.Module, enc: nn.Module, ds: TileDataset, rule: str,
-                cfg: DecoderFitConfig) -> None:
+                cfg: DecoderFitConfig, device: torch.device | str = "cpu") -> None:
     """Least-squares init of the head conv: half-resolution features -> the source decoder's
     pre-sigmoid output, pixel-unshuffled (a distillation start; training then uses the real loss)."""
     conv = model.decoder[-HEAD_MODULES]
@@ -133,18 +133,18 @@ def _ridge_init(model: nn.Module, source: nn.Module, enc: nn.Module, ds: TileDat
     teacher = source.decoder[:-1]  # without the final sigmoid
     cin, cout = conv.in_channels, conv.out_channels
     n_in = cin * 9 + 1
-    xtx = torch.zeros(n_in, n_in, dtype=torch.float64)
-    xty = torch.zeros(n_in, cout, dtype=torch.float64)
+    xtx = torch.zeros(n_in, n_in, dtype=torch.float64, device=device)
+    xty = torch.zeros(n_in, cout, dtype=torch.float64, device=device)
     with torch.inference_mode():
         for i in range(cfg.ridge_batches):
             x, b = _batch_at(ds, -1 - i + 10**9, cfg)  # batches outside the training stream
-            yq = _latents(enc, x, b, rule)
+            yq = _latents(enc, x.to(device), b, rule)
             cols = F.unfold(body(yq), 3, padding=1).transpose(1, 2).reshape(-1, cin * 9).double()
-            cols = torch.cat([cols, torch.ones(cols.shape[0], 1, dtype=torch.float64)], 1)
+            cols = torch.cat([cols, cols.new_ones(cols.shape[0], 1)], 1)
             t = F.pixel_unshuffle(teacher(yq), 2).permute(0, 2, 3, 1).reshape(-1, cout).double()
             xtx += cols.T @ cols
             xty += cols.T @ t
-        reg = cfg.ridge_lambda * xtx[-1, -1] * torch.eye(n_in, dtype=torch.float64)
+        reg = cfg.ridge_lambda * xtx[-1, -1] * torch.eye(n_in, dtype=torch.float64, device=device)
         reg[-1, -1] = 0
         sol = torch.linalg.solve(xtx + reg, xty)
         conv.weight.copy_(sol[:-1].T.reshape(cout, cin, 3, 3).float())
@@ -168,7 +168,8 @@ def _lrs_at(cfg: DecoderFitConfig, elapsed: float) -> tuple[float, float, int]:
 
 def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, cfg: DecoderFitConfig,
                 out_dir: str | os.PathLike[str] | None = None, val_images: np.ndarray | None = None,
-                log: Callable[[str], None] | None = None, resume: bool = False) -> dict[str, Any]:
+                log: Callable[[str], None] | None = None, resume: bool = False,
+                device: torch.device | str = "cpu") -> dict[str, Any]:
     """Train ``model``'s decoder for ``source``'s frozen encoder, in place; return the history.
 
     Parameters
@@ -193,6 +194,8 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
         Continue the fit saved in ``out_dir/last.pt`` (same config; an interrupted run goes on
         where it stopped).  Without it an existing ``last.pt`` is replaced, as ``labkit.train.fit``
         does: the source may have changed since.
+    device : torch.device or str
+        Where to train (``"cuda"`` on a GPU); ``model`` is returned on the CPU either way.
 
     Returns
     -------
@@ -200,11 +203,13 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
         ``step``, ``elapsed``, ``train_loss``, ``phase``, ``lr`` (one entry per 50 steps).
     """
     say = log or (lambda s: print(s, flush=True))
+    dev = torch.device(device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     rule = getattr(source, "scale_rule", "max")
+    source = copy.deepcopy(source).eval().to(dev)
     enc = inference.optimize_for_inference(source).encoder  # frozen; same function, faster
-    source = copy.deepcopy(source).eval()
+    model.to(dev)
     transfer(model, source)
     model.scale_rule = rule
     model.eval()
@@ -225,13 +230,13 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
         if st.get("config") != cfg.to_dict():
             raise ValueError(f"{ckpt} was written with another DecoderFitConfig; use another out_dir "
                              "or delete last.pt to start over")
-        dec.load_state_dict(st["decoder"])
+        dec.load_state_dict(st["decoder"])  # onto the decoder's device
         opt.load_state_dict(st["optimizer"])
         state = {k: st[k] for k in ("step", "elapsed", "history")}
         say(f"resumed the decoder fit at step {state['step']}, {state['elapsed']:.0f} s")
     else:
         t0 = time.perf_counter()
-        _ridge_init(model, source, enc, ds, rule, cfg)
+        _ridge_init(model, source, enc, ds, rule, cfg, dev)
         say(f"decoder fit from {cfg.source}: ridge init of the head in {time.perf_counter() - t0:.1f} s; "
             f"budget {cfg.budget_s:g} s + {cfg.stage2_s:g} s, batch {cfg.batch}")
 
@@ -259,6 +264,7 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
             p.requires_grad_(phase >= 2)
         opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr_r, lr_n
         x, b = _batch_at(ds, state["step"], cfg)
+        x = x.to(dev, non_blocking=True)
         x_hat = dec(_latents(enc, x, b, rule))
         loss = F.mse_loss(x_hat, x) + cfg.ssim_weight * (1.0 - ssim_index(x_hat, x))
         opt.zero_grad(set_to_none=True)
@@ -280,12 +286,15 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
             last_ckpt = time.perf_counter()
     state["elapsed"] = time.perf_counter() - t_start
     save_last()
-    final = validate(model, val_images, cfg.val_b, "cpu", 16, rule) if val_images is not None and len(val_images) else None
+    final = validate(model, val_images, cfg.val_b, dev, 16, rule) if val_images is not None and len(val_images) else None
+    model.cpu()
+    where = (f"cuda ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else
+             f"cpu ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''})")
     if out is not None:
         checkpoint.save(model, out, None, {
             "decoder_fit": cfg.to_dict(), "scale": rule, "noise": True,
             "train_seconds": round(state["elapsed"], 3), "steps": state["step"],
-            "device": f"cpu ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''})",
+            "device": where,
             "python": platform.python_version(),
             "final_val_psnr": final and final["psnr"], "final_val_mse": final and final["mse"]})
         write_text(out / "history.json", json.dumps(h, indent=1) + "\n")
