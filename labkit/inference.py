@@ -97,7 +97,7 @@ def _as_transpose(conv: nn.Conv2d) -> nn.ConvTranspose2d:
     """The ConvTranspose2d(k=4, s=2, p=1) computing ``conv(upsample_nearest_x2(x))``."""
     t = nn.ConvTranspose2d(conv.in_channels, conv.out_channels, 4, stride=2, padding=1,
                            bias=conv.bias is not None)
-    m = _NEAREST2_TO_TRANSPOSE
+    m = _NEAREST2_TO_TRANSPOSE.to(conv.weight.device)
     w = torch.einsum("ak,oikl,bl->ioab", m, conv.weight.detach().to(torch.float64), m)
     t.weight = nn.Parameter(w.to(conv.weight.dtype))
     if conv.bias is not None:
