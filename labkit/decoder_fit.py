@@ -121,7 +121,7 @@ def _batch_at(ds: TileDataset, step: int, cfg: DecoderFitConfig) -> tuple[Tensor
     idx = rng.choice(len(ds), size=min(cfg.batch, len(ds)), replace=False)
     b = int(rng.choice(cfg.bits))
     ds.set_epoch(step)
-    return torch.stack([ds[int(i)] for i in idx]), b
+    return ds.batch(idx), b
 
 
 def _ridge_init(model: nn.Module, source: nn.Module, enc: nn.Module, ds: TileDataset, rule: str,

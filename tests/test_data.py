@@ -193,3 +193,14 @@ def test_tile_dataset_shape_and_seeded_augment():
         D.TileDataset(x.astype(np.float32))
     plain = D.TileDataset(x)[0]
     assert torch.equal(plain, D.to_tensor(x[0, 16:144, 8:136]))
+
+
+def test_tile_dataset_batch_equals_stacked_items():
+    x = RNG.integers(0, 256, (4, 160, 144, 3), dtype=np.uint8)
+    for augment in (True, False):
+        ds = D.TileDataset(x, augment=augment, seed=3)
+        ds.set_epoch(2)
+        idx = [2, 0, 3, 2]
+        batch = ds.batch(idx)
+        assert batch.shape == (4, 3, 128, 128) and batch.dtype == torch.float32
+        assert torch.equal(batch, torch.stack([ds[i] for i in idx]))
