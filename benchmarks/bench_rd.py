@@ -2,6 +2,7 @@
 
     python benchmarks/bench_rd.py                                   # embedded default test split, shipped weights
     python benchmarks/bench_rd.py --data-dir DIR --weights-dir W    # e.g. course128 with models trained on its train part
+    python benchmarks/bench_rd.py --scale-search resae-rd-fast      # that model's encoder searches the scale per image
 
 Prints, for every model of ``labkit.profiles.MODELS`` found in the weights folder (others are
 skipped with a message): mean bpp/SSIM/PSNR per b beside JPEG at matched bpp (the course
@@ -37,6 +38,9 @@ def main() -> int:
                    help="folder with <model>/ checkpoints of labkit.profiles.MODELS (default: shipped)")
     p.add_argument("--context", default="neighbor")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale-search", nargs="*", default=[], metavar="MODEL",
+                   help="models whose encoder chooses the stored scale per image (Codec(scale='search')); "
+                        "the JSON file name gets _search")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     t0 = time.perf_counter()
@@ -46,7 +50,9 @@ def main() -> int:
     for name, why in skipped.items():
         print(f"{name}: {why}")
     nets = {n: load_pretrained(n, wdir)[0] for n in names}
-    learned = report.rounded(evaluate.evaluate_learned(nets, images, [1, 2, 3, 4, 5], args.context, progress=False))
+    scales = {n: "search" for n in args.scale_search}
+    learned = report.rounded(evaluate.evaluate_learned(nets, images, [1, 2, 3, 4, 5], args.context, progress=False,
+                                                       scales=scales))
     matched = report.rounded(evaluate.evaluate_matched_jpeg(images, evaluate.select(learned, codec=REFERENCE)))
     sweeps = report.rounded(evaluate.evaluate_sweeps(images, SWEEPS, progress=False))
     curves = report.rounded(report.curves(learned, matched, sweeps, names, list(SWEEPS)))
@@ -54,7 +60,8 @@ def main() -> int:
     bd = report.bd_rates(curves)
     floor = report.jpeg_floor(sweeps)
     data = args.data_dir or "embedded default test split"
-    print(f"data: {data} ({len(images)} test images); weights: {wdir}; context={args.context}")
+    print(f"data: {data} ({len(images)} test images); weights: {wdir}; context={args.context}"
+          + (f"; scale searched per image for {', '.join(scales)}" if scales else ""))
     print(f"JPEG's smallest files (q={floor['quality']}): mean {floor['mean_bpp']:.3f} bpp")
     print("\nmean per b: bpp / SSIM / PSNR")
     rows = []
@@ -75,11 +82,12 @@ def main() -> int:
         print(report.markdown_table(rows_, ["b", "bpp", "ssim", "anchor_ssim", "dssim", "psnr", "anchor_psnr", "dpsnr"]))
     elapsed = time.perf_counter() - t0
     print(f"\n({elapsed:.1f} s)")
-    tag = "" if not args.data_dir else "_" + Path(args.data_dir).resolve().name
+    tag = ("" if not args.data_dir else "_" + Path(args.data_dir).resolve().name) + ("_search" if scales else "")
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"bench_rd{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(jsonable({"data": data, "n_images": len(images), "weights": str(wdir),
-                                         "sweeps": SWEEPS, "jpeg_floor": floor, "curves": curves, "criteria": crit,
+                                         "sweeps": SWEEPS, "scales": scales, "jpeg_floor": floor, "curves": curves,
+                                         "criteria": crit,
                                          "bd_rate": bd, "at_equal_rate": equal}), indent=1) + "\n")
     print(f"wrote {out}")
     return 0

@@ -145,6 +145,10 @@ class Codec:
         ``"max"`` or a percentile such as ``"p99.9"``.  The decoder only reads ``ymax``.
         Default: the rule the model was trained with (``model.scale_rule``, set by
         ``labkit.checkpoint.load`` from the checkpoint's config), else ``"max"``.
+        ``"search"`` (:data:`labkit.spec.SCALE_SEARCH`): try every rule of
+        :data:`labkit.spec.SCALE_SEARCH_RULES` per image and keep the file with the least
+        ``MSE + colour_map_rate_weight(b) * bpp``; fewer bits for the same quality, one
+        decoder run per rule when encoding.
     tile : int, optional
         Core tile side in pixels for both networks; default: derived per network from
         :data:`TILE_BUDGET`.  The output does not depend on it (tests check it).
@@ -165,9 +169,10 @@ class Codec:
         except ValueError:
             raise CodecError(f"b must be an integer in {spec.MIN_BITS}..{spec.MAX_BITS}, got {b!r}") from None
         try:
-            self.scale = quant.check_scale_rule(getattr(model, "scale_rule", "max") if scale is None else scale)
+            self.scale = (spec.SCALE_SEARCH if scale == spec.SCALE_SEARCH else
+                          quant.check_scale_rule(getattr(model, "scale_rule", "max") if scale is None else scale))
         except ValueError as err:
-            raise CodecError(str(err)) from None
+            raise CodecError(f"{err}; or {spec.SCALE_SEARCH!r} to choose per image") from None
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1):
             raise CodecError(f"tile must be a positive number of pixels (or None: from the memory budget), got {tile!r}")
         if context not in coder.CONTEXT_MODES:
@@ -218,13 +223,51 @@ class Codec:
     # -- the chain ------------------------------------------------------------------
     @torch.inference_mode()
     def analyse(self, image: Any) -> tuple[np.ndarray, float, tuple[int, int]]:
-        """Image -> (quantized symbols uint8 [C,h,w], float32 ymax, original (H, W))."""
+        """Image -> (quantized symbols uint8 [C,h,w], float32 ymax, original (H, W)).
+
+        With ``scale="search"`` the symbols and scale are those the search keeps (it runs the
+        decoder once per rule)."""
         arr = _as_uint8_rgb(image)
-        h, w = arr.shape[:2]
+        if self.scale == spec.SCALE_SEARCH:
+            symbols, ymax, _ = self._search(arr)[:3]
+            return symbols, ymax, arr.shape[:2]
         y = encode_tiled(self.model, arr, self.tiles[0])  # the whole (small) latent, network run tile by tile
-        ymax = quant.to_float32(quant.latent_scale(y, self.scale))  # stored as float32: both sides use it
+        return (*self._quantize(y, self.scale), arr.shape[:2])
+
+    def _quantize(self, y: torch.Tensor, rule: str) -> tuple[np.ndarray, float]:
+        """The latent's symbols and stored scale under ``rule``."""
+        ymax = quant.to_float32(quant.latent_scale(y, rule))  # stored as float32: both sides use it
         q = quant.quantize(y, ymax, self.b)[0]
-        return q.numpy().astype(np.uint8, copy=False), float(ymax[0]), (h, w)
+        return q.numpy().astype(np.uint8, copy=False), float(ymax[0])
+
+    @torch.inference_mode()
+    def _search(self, arr: np.ndarray) -> tuple[np.ndarray, float, bytes | None, bytes]:
+        """(symbols, ymax, colour map, file bytes) of the scale rule whose file costs the least
+        ``MSE + colour_map_rate_weight(b) * bpp`` (:data:`labkit.spec.SCALE_SEARCH_RULES`).
+
+        The encoder network runs once; each rule's symbols are decoded (what the receiver
+        sees), given their colour map when this codec sends maps, and priced with the whole
+        file's bytes.  Rules that give the same scale are tried once; ties keep the earlier rule.
+        """
+        h, w = arr.shape[:2]
+        y = encode_tiled(self.model, arr, self.tiles[0])
+        price = spec.colour_map_rate_weight(self.b)
+        best: tuple[float, np.ndarray, float, bytes | None, bytes] | None = None
+        tried: set[float] = set()
+        for rule in spec.SCALE_SEARCH_RULES:
+            symbols, ymax = self._quantize(y, rule)
+            if ymax in tried:
+                continue
+            tried.add(ymax)
+            recon = self.synthesise(symbols, ymax, (h, w))
+            cmap = colour.choose(recon, arr, price) if self.colour_map else None
+            sse = colour.squared_errors(recon, arr, cmap)[1] if cmap is not None else colour.squared_error(recon, arr)
+            data = self._pack(symbols, ymax, (h, w), cmap)
+            cost = sse / (3.0 * h * w) + price * spec.bits_per_pixel(len(data), h, w)
+            if best is None or cost < best[0]:
+                best = (cost, symbols, ymax, cmap, data)
+        assert best is not None  # SCALE_SEARCH_RULES is not empty
+        return best[1:]
 
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, ymax: float, size: tuple[int, int], b: int | None = None) -> np.ndarray:
@@ -240,11 +283,17 @@ class Codec:
     def encode(self, image: Any) -> bytes:
         """Compress an image (uint8 H x W x 3 array or PIL image) into ``.lkc`` bytes."""
         arr = _as_uint8_rgb(image)
-        symbols, ymax, (h, w) = self.analyse(arr)
+        if self.scale == spec.SCALE_SEARCH:
+            return self._search(arr)[3]
+        symbols, ymax, size = self.analyse(arr)
+        return self._pack(symbols, ymax, size, self.fit_colour_map(arr, symbols, ymax) if self.colour_map else None)
+
+    def _pack(self, symbols: np.ndarray, ymax: float, size: tuple[int, int], cmap: bytes | None) -> bytes:
+        """The ``.lkc`` bytes of these symbols, scale and colour map for an image of ``size``."""
+        h, w = size
         header = Header(model=self.model_name, b=self.b, height=h, width=w,
                         latent_channels=int(symbols.shape[0]), downsample=self.downsample, ymax=ymax,
-                        context=self.context, increment=self.increment, limit=self.limit,
-                        colour_map=self.fit_colour_map(arr, symbols, ymax) if self.colour_map else None)
+                        context=self.context, increment=self.increment, limit=self.limit, colour_map=cmap)
         if header.latent_shape != symbols.shape:
             raise CodecError(f"model produced a latent of shape {symbols.shape}, expected {header.latent_shape} "
                              f"for a {h}x{w} image at stride {self.downsample}")
@@ -369,10 +418,11 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
 
 def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], model: str = spec.DEFAULT_MODEL, b: int = 2,
                 context: str = DEFAULT_CONTEXT, weights_dir: str | os.PathLike[str] | None = None,
-                colour_map: bool | None = None) -> int:
+                colour_map: bool | None = None, scale: str | None = None) -> int:
     """Compress the image file ``src`` into ``dst`` with shipped weights ``model``; return the byte count.
 
-    ``colour_map``: see :class:`Codec` (None: the model's default).
+    ``colour_map`` and ``scale``: see :class:`Codec` (None: the model's default; ``scale="search"``
+    chooses the stored scale per image for smaller files and a slower encode).
     """
     return Codec.from_pretrained(model, b=b, context=context, weights_dir=weights_dir,
-                                 colour_map=colour_map).encode_file(src, dst)
+                                 colour_map=colour_map, scale=scale).encode_file(src, dst)

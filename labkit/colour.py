@@ -40,7 +40,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "MAX_GRID", "MIN_CELL", "fit", "fit_grid", "choose", "apply",
+__all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "MAX_GRID", "MIN_CELL", "fit", "fit_grid", "choose", "apply", "squared_error",
            "parameters", "grid_shape", "grid_parameters", "code_bytes", "pays", "squared_errors"]
 
 #: Bytes a colour map takes in a file.
@@ -127,6 +127,16 @@ def apply(recon: np.ndarray, code: bytes) -> np.ndarray:
     for rows, mapped in _mapped_chunks(recon, code):
         out[rows] = mapped
     return out
+
+
+def squared_error(recon: np.ndarray, original: np.ndarray) -> float:
+    """Sum of squared differences of ``recon`` to ``original`` in [0, 1] units (chunked: bounded memory)."""
+    _check_pair(recon, original)
+    total = 0.0
+    for rows in _chunks(recon):
+        d = recon[rows].astype(np.float64) - original[rows]
+        total += float(np.vdot(d, d))
+    return total / 255.0**2
 
 
 def squared_errors(recon: np.ndarray, original: np.ndarray, code: bytes) -> tuple[float, float]:

@@ -136,6 +136,25 @@ def test_encode_decode_in_process(workdir, capsys, source_image):
         assert im.size == (57, 41)
 
 
+def test_encode_scale_option(workdir, capsys):
+    """``--scale search`` writes a file the plain decoder reads; a rule sets the stored scale; a
+    bad value is a usage error naming the choices (the search's choice: test_codec)."""
+    src = str(workdir / "img.png")
+    assert main(["encode", src, str(workdir / "auto.lkc"), "--b", "3"]) == 0
+    assert main(["encode", src, str(workdir / "search.lkc"), "--b", "3", "--scale", "search"]) == 0
+    assert main(["encode", src, str(workdir / "max.lkc"), "--b", "3", "--scale", "max"]) == 0
+    capsys.readouterr()
+    assert main(["decode", str(workdir / "search.lkc"), str(workdir / "search.png")]) == 0
+    h_auto, h_max = (bitstream.unpack((workdir / f"{n}.lkc").read_bytes())[0] for n in ("auto", "max"))
+    assert h_max.ymax > h_auto.ymax  # the trained rule is a percentile, below the maximum
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", src, str(workdir / "x.lkc"), "--scale", "median"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown scale rule 'median'" in err and "search" in err
+    assert not (workdir / "x.lkc").exists()
+
+
 def test_force_suffix(workdir, capsys):
     assert main(["encode", str(workdir / "img.png"), str(workdir / "a.bin"), "--model", "ae1", "--force-suffix"]) == 0
     assert bitstream.unpack((workdir / "a.bin").read_bytes())[0].model == "ae1"

@@ -752,6 +752,30 @@ def test_scale_rule_sets_the_stored_ymax(load_model, crop):
         Codec(load_model("ae1"), 2, model_name="ae1", scale="median")
 
 
+def test_scale_search_keeps_the_cheapest_rule_byte_for_byte(load_model, crop):
+    """``scale="search"`` writes exactly the file one of the rules writes, the one with the
+    least MSE + price * bpp, and a receiver decodes it with the plain decoder."""
+    from labkit import spec
+
+    model = load_model("resae-rd-fast")
+    for b in (2, 4):
+        price = spec.colour_map_rate_weight(b)
+        costs = {}
+        for rule in spec.SCALE_SEARCH_RULES:
+            data = Codec(model, b, model_name="resae-rd-fast", scale=rule).encode(crop)
+            rec = labkit.codec.decode(data).astype(np.float64)
+            mse = float(np.mean((rec - crop) ** 2)) / 255.0**2
+            costs.setdefault(data, mse + price * spec.bits_per_pixel(len(data), *crop.shape[:2]))
+        search = Codec(model, b, model_name="resae-rd-fast", scale="search")
+        data = search.encode(crop)
+        assert data == min(costs, key=costs.get)
+        assert len(costs) > 1  # the rules differ on this crop, so the choice is a real one
+        symbols, ymax, _ = search.analyse(crop)
+        assert bitstream.unpack(data)[0].ymax == ymax
+    with pytest.raises(CodecError, match="'search'"):
+        Codec(model, 2, model_name="resae-rd-fast", scale="best")
+
+
 def test_the_scale_rule_comes_from_the_checkpoint_config(tmp_path):
     import json
     import shutil

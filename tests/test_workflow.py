@@ -96,3 +96,14 @@ def test_the_cpu_profile_sets_a_budget_per_model_and_names_a_missing_one(tmp_pat
     run = workflow.resolve("cpu", fig_dir=str(tmp_path / "fig2"), models=["other"])
     with pytest.raises(ValueError, match="per model but not for 'other'"):
         workflow.training_config(run, "other")
+
+
+def test_evaluate_learned_gives_a_named_model_another_scale_rule(load_model, eval_tiles):
+    from labkit import evaluate
+
+    nets = {"ae1": load_model("ae1")}
+    plain = evaluate.evaluate_learned(nets, eval_tiles[:2], [3], "neighbor", progress=False)
+    p90 = evaluate.evaluate_learned(nets, eval_tiles[:2], [3], "neighbor", progress=False, scales={"ae1": "p90"})
+    other = evaluate.evaluate_learned(nets, eval_tiles[:2], [3], "neighbor", progress=False, scales={"ae2": "p90"})
+    assert [r["bytes"] for r in other] == [r["bytes"] for r in plain]  # a model not named keeps its rule
+    assert [r["bytes"] for r in p90] != [r["bytes"] for r in plain]
