@@ -54,11 +54,17 @@ def main() -> int:
     p.add_argument("--models", nargs="+", default=["resae-rd", "resae-rd-fast", "resae", "ae2"])
     p.add_argument("--bits", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     p.add_argument("--classic", nargs="+", default=["webp", "jpeg-opt"])
-    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "bench_fullsize.json"))
+    p.add_argument("--scale-search", nargs="*", default=[], metavar="MODEL",
+                   help="models whose encoder chooses the stored scale per image (Codec(scale='search'))")
+    p.add_argument("--out", default=None,
+                   help="default: benchmarks/results/bench_fullsize.json (bench_fullsize_search.json with --scale-search)")
     args = p.parse_args()
+    scales = {n: "search" for n in args.scale_search}
+    args.out = args.out or str(Path(__file__).resolve().parent / "results"
+                               / f"bench_fullsize{'_search' if scales else ''}.json")
     t0 = time.perf_counter()
     test_photos = DEFAULT_SOURCES["test"]
-    learned = photos.evaluate_learned_photos(args.models, test_photos, args.bits)
+    learned = photos.evaluate_learned_photos(args.models, test_photos, args.bits, scales=scales)
     classic = photos.evaluate_classic_photos(args.classic, test_photos)
     curves = {**mean_curve(learned, "b"), **mean_curve(classic, "quality")}
     bd = []
@@ -68,9 +74,9 @@ def main() -> int:
                 a, t = curves[anchor], curves[test]
                 d = rd.bd_detail(a["bpp"], a[metric], t["bpp"], t[metric])
                 bd.append({"test": test, "anchor": anchor, "metric": metric, **d})
-    colour = photos.evaluate_learned_photos(args.models, photos.COLOUR_PHOTOS, args.bits)
+    colour = photos.evaluate_learned_photos(args.models, photos.COLOUR_PHOTOS, args.bits, scales=scales)
     result = {"cpu": cpu_name(), "seconds": round(time.perf_counter() - t0, 1), "test_photos": test_photos,
-              "curves": curves, "bd": bd,
+              "scales": scales, "curves": curves, "bd": bd,
               "colour": [{k: r[k] for k in ("codec", "b", "photo", "scale", "bpp", "psnr", "ssim", "delta_e")}
                          for r in colour]}
     Path(args.out).write_text(json.dumps(result, indent=1, default=float) + "\n")

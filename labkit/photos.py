@@ -42,7 +42,8 @@ def delta_e76(ref: np.ndarray, test: np.ndarray) -> float:
 
 
 def evaluate_learned_photos(models: Iterable[str], photos: Sequence[str], bits: Iterable[int],
-                            keep_recon: bool = False, weights_dir: str | None = None) -> list[dict[str, Any]]:
+                            keep_recon: bool = False, weights_dir: str | None = None,
+                            scales: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Every shipped model at every b on every photo: bytes, bpp, PSNR, SSIM, dE76 (and the scale rule).
 
     Parameters
@@ -55,6 +56,8 @@ def evaluate_learned_photos(models: Iterable[str], photos: Sequence[str], bits: 
         Bit depths.
     keep_recon : bool
         Keep each reconstruction (``recon``) for figures.
+    scales : dict, optional
+        Another scale rule for a model's encoder (``Codec``'s ``scale``, e.g. ``"search"``).
 
     Returns
     -------
@@ -67,7 +70,7 @@ def evaluate_learned_photos(models: Iterable[str], photos: Sequence[str], bits: 
     out = []
     for name in models:
         for b in bits:
-            codec = Codec.from_pretrained(name, b=b, weights_dir=weights_dir)
+            codec = Codec.from_pretrained(name, b=b, weights_dir=weights_dir, scale=(scales or {}).get(name))
             for p, img in images.items():
                 r = codec.compress(img)
                 rec = dict(codec=name, b=b, photo=p, scale=codec.scale, bytes=len(r.data), bpp=r.bpp,

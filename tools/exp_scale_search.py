@@ -33,12 +33,13 @@ from labkit.rd import bd_detail  # noqa: E402
 BITS = (1, 2, 3, 4, 5)
 
 
-def run(images: list[np.ndarray], model: str, rules: list[str], trained: str) -> dict:
+def run(images: list[np.ndarray], model: str, rules: list[str], trained: str, ssim_weight: float = 0.0,
+        weights_dir: str | None = None) -> dict:
     """Per b: the trained rule's mean curve point and the search's, plus how often each rule won."""
     out: dict = {"trained": {}, "search": {}, "wins": {}, "delta_e_b2": {"trained": [], "search": []}}
     for b in BITS:
         lam = spec.colour_map_rate_weight(b)
-        codecs = {r: Codec.from_pretrained(model, b=b, scale=r) for r in rules}
+        codecs = {r: Codec.from_pretrained(model, b=b, scale=r, weights_dir=weights_dir) for r in rules}
         rows = {"trained": [], "search": [], **{f"fixed {r}": [] for r in rules}}
         wins = dict.fromkeys(rules, 0)
         for img in images:
@@ -47,8 +48,10 @@ def run(images: list[np.ndarray], model: str, rules: list[str], trained: str) ->
             for r, c in codecs.items():
                 data = c.encode(img)
                 rec = c.decode(data)
-                mse = float(np.mean((rec.astype(np.float64) - img) ** 2)) / 255.0**2
-                cands.append((mse + lam * 8 * len(data) / px, r, len(data), rec))
+                d = float(np.mean((rec.astype(np.float64) - img) ** 2)) / 255.0**2
+                if ssim_weight:
+                    d += ssim_weight * (1.0 - metrics.ssim(img, rec))
+                cands.append((d + lam * 8 * len(data) / px, r, len(data), rec))
             best = min(cands, key=lambda t: t[0])
             wins[best[1]] += 1
             for cand in cands:
@@ -73,10 +76,33 @@ def run(images: list[np.ndarray], model: str, rules: list[str], trained: str) ->
     return out
 
 
+def encode_times(model: str, b: int = 3) -> dict:
+    """Encode time, best of 3, of the first default test tile and of coffee, trained rule vs search."""
+    import time as _time
+
+    out = {}
+    for name, img in (("tile 128x128", default_dataset("test")[0]), ("coffee 600x400", photo("coffee.png"))):
+        for scale in (None, "search"):
+            codec = Codec.from_pretrained(model, b=b, scale=scale)
+            codec.encode(img)  # warm-up
+            times = []
+            for _ in range(3):
+                t0 = _time.perf_counter()
+                codec.encode(img)
+                times.append(_time.perf_counter() - t0)
+            out[f"{name}, {scale or 'trained rule'}"] = round(min(times), 3)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=spec.DEFAULT_MODEL)
     p.add_argument("--rules", nargs="+", default=["p99.5", "p99.7", "p99.9", "p99.97", "max"])
+    p.add_argument("--ssim-weight", type=float, default=0.0,
+                   help="distortion = MSE + this * (1 - SSIM) (the models' training loss uses 0.05); default MSE")
+    p.add_argument("--data-dir", default=None, help="course-layout folder: its held-out test images instead of the "
+                                                    "default tiles (the photos are skipped)")
+    p.add_argument("--weights-dir", default=None, help="checkpoint folders <model>/ (default: the shipped weights)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -86,11 +112,22 @@ def main() -> None:
     t0 = time.perf_counter()
     res = {"model": args.model, "rules": args.rules, "trained_rule": trained,
            "lambda_b": {str(b): spec.colour_map_rate_weight(b) for b in BITS}}
-    res["tiles"] = run(list(default_dataset("test")), args.model, args.rules, trained)
-    res["photos"] = run([photo(n) for n in COLOUR_PHOTOS], args.model, args.rules, trained)
-    res["photo_names"] = list(COLOUR_PHOTOS)
+    res["ssim_weight"] = args.ssim_weight
+    if args.data_dir:
+        from labkit.data import get_splits
+        res["data_dir"] = args.data_dir
+        res["weights_dir"] = args.weights_dir
+        res["tiles"] = run(list(get_splits(args.data_dir, 0)["test"]), args.model, args.rules, trained,
+                           args.ssim_weight, args.weights_dir)
+    else:
+        res["tiles"] = run(list(default_dataset("test")), args.model, args.rules, trained, args.ssim_weight)
+        res["photos"] = run([photo(n) for n in COLOUR_PHOTOS], args.model, args.rules, trained, args.ssim_weight)
+        res["photo_names"] = list(COLOUR_PHOTOS)
     res["seconds"] = time.perf_counter() - t0
-    for where in ("tiles", "photos"):
+    if not args.data_dir:
+        res["encode_seconds"] = encode_times(args.model)
+        print("encode seconds (best of 3, one thread):", res["encode_seconds"])
+    for where in [k for k in ("tiles", "photos") if k in res]:
         r = res[where]
         print(where, "fixed rules vs trained:", {k: {m: round(v[m]["value"], 1) for m in v}
                                                  for k, v in r["bd_vs_trained"].items()})
