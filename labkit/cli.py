@@ -324,7 +324,7 @@ def _args_encode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=_encode_scale, default="auto",
                    help="the stored scale ymax: auto = the rule the model was trained with (fast); search = try "
                         "several rules and keep the smallest file for its quality (5-10 %% fewer bits at equal "
-                        "PSNR, about 3x the encode time); or a rule such as max or p99.9")
+                        "PSNR, 3-4x the encode time); or a rule such as max or p99.9")
     _add_weights(p)
     p.add_argument("--force-suffix", action="store_true", help="allow an output name not ending in .lkc")
 
