@@ -441,10 +441,22 @@ sys.exit(main() if mode == "program" else main(sys.argv[1:]))
 PROGRAM_INTERRUPTED = -signal.SIGINT
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """``preexec_fn`` for the Ctrl-C tests: the child gets SIGINT's default disposition.
+
+    A test run started in the background by a non-interactive shell (``make test &``, some CI
+    runners) inherits SIGINT *ignored* (POSIX), and the child would inherit that too; Python then
+    installs no KeyboardInterrupt handler and the signal does nothing.  These tests are about what a
+    user at a terminal sees, so they restore the default, whatever the runner did.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("mode,status", [("program", PROGRAM_INTERRUPTED), ("function", 130)])
 def test_ctrl_c_during_startup_imports_is_one_line(workdir, mode, status):
     r = subprocess.run([sys.executable, "-c", INTERRUPT_DURING_IMPORT, mode, "encode", "img.png", "out.lkc"],
-                       cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=120)
+                       cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=120,
+                       preexec_fn=_sigint_as_at_a_terminal)
     assert (r.returncode, r.stderr, r.stdout) == (status, "labkit: interrupted\n", "")
     assert listing(workdir) == {"img.png", "notes.txt"}
 
@@ -457,11 +469,17 @@ def test_ctrl_c_while_running_is_one_line(workdir, entry):
         pytest.skip("the labkit console script is not installed next to this Python (make setup installs it)")
     cmd = [sys.executable, "-m", "labkit"] if entry == "module" else [str(script)]
     proc = subprocess.Popen([*cmd, "bench", "--repeats", "100000"], cwd=workdir, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)  # past the interpreter's own start-up, whose Ctrl-C no package can catch
-    assert proc.poll() is None, "the benchmark cannot have finished"
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_as_at_a_terminal)
+    try:
+        time.sleep(2.0)  # past the interpreter's own start-up, whose Ctrl-C no package can catch
+        assert proc.poll() is None, "the benchmark cannot have finished"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # never leave a 100000-repeat benchmark running behind a failed test
+            proc.kill()
+            proc.communicate()
     assert (proc.returncode, err) == (PROGRAM_INTERRUPTED, "labkit: interrupted\n"), err
 
 
