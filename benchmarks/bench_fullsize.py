@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labkit import photos, rd  # noqa: E402
+from labkit import photos, rd, spec  # noqa: E402
 from labkit.data import DEFAULT_SOURCES  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def main() -> int:
     p.add_argument("--out", default=None,
                    help="default: benchmarks/results/bench_fullsize.json (bench_fullsize_search.json with --scale-search)")
     args = p.parse_args()
-    scales = {n: "search" for n in args.scale_search}
+    scales = {n: spec.SCALE_SEARCH for n in args.scale_search}
     args.out = args.out or str(Path(__file__).resolve().parent / "results"
                                / f"bench_fullsize{'_search' if scales else ''}.json")
     t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labkit import evaluate, report  # noqa: E402
+from labkit import evaluate, report, spec  # noqa: E402
 from labkit.baselines import SWEEPS  # noqa: E402
 from labkit.codec import load_pretrained  # noqa: E402
 from labkit.data import get_splits  # noqa: E402
@@ -50,7 +50,7 @@ def main() -> int:
     for name, why in skipped.items():
         print(f"{name}: {why}")
     nets = {n: load_pretrained(n, wdir)[0] for n in names}
-    scales = {n: "search" for n in args.scale_search}
+    scales = {n: spec.SCALE_SEARCH for n in args.scale_search}
     learned = report.rounded(evaluate.evaluate_learned(nets, images, [1, 2, 3, 4, 5], args.context, progress=False,
                                                        scales=scales))
     matched = report.rounded(evaluate.evaluate_matched_jpeg(images, evaluate.select(learned, codec=REFERENCE)))

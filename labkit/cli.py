@@ -168,13 +168,15 @@ def _scale_rule(text: str) -> str:
 
 
 def _encode_scale(text: str) -> str:
-    """``auto``, ``search`` or a scale rule (``labkit.quant.check_scale_rule``)."""
+    """``auto``, ``search`` (:data:`labkit.spec.SCALE_SEARCH`) or a scale rule (``labkit.quant.check_scale_rule``)."""
     import argparse
 
+    from .spec import SCALE_SEARCH
+
     try:
-        return text if text in ("auto", "search") else _scale_rule(text)
+        return text if text in ("auto", SCALE_SEARCH) else _scale_rule(text)
     except argparse.ArgumentTypeError as err:
-        raise argparse.ArgumentTypeError(f"{err}; or auto (the trained rule) or search (chosen per image)") from None
+        raise argparse.ArgumentTypeError(f"{err}; or auto (the trained rule) or {SCALE_SEARCH} (chosen per image)") from None
 
 
 def _train_config(args: argparse.Namespace):  # -> labkit.train.TrainConfig

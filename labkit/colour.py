@@ -40,8 +40,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "MAX_GRID", "MIN_CELL", "fit", "fit_grid", "choose", "apply", "squared_error",
-           "parameters", "grid_shape", "grid_parameters", "code_bytes", "pays", "squared_errors"]
+__all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "MAX_GRID", "MIN_CELL", "fit", "fit_grid", "choose", "apply",
+           "parameters", "grid_shape", "grid_parameters", "code_bytes", "pays", "squared_error", "squared_errors"]
 
 #: Bytes a colour map takes in a file.
 MAP_BYTES = 12

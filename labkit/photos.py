@@ -7,7 +7,7 @@ colour casts that PSNR averages away.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ def delta_e76(ref: np.ndarray, test: np.ndarray) -> float:
 
 def evaluate_learned_photos(models: Iterable[str], photos: Sequence[str], bits: Iterable[int],
                             keep_recon: bool = False, weights_dir: str | None = None,
-                            scales: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                            scales: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Every shipped model at every b on every photo: bytes, bpp, PSNR, SSIM, dE76 (and the scale rule).
 
     Parameters
@@ -56,7 +56,7 @@ def evaluate_learned_photos(models: Iterable[str], photos: Sequence[str], bits: 
         Bit depths.
     keep_recon : bool
         Keep each reconstruction (``recon``) for figures.
-    scales : dict, optional
+    scales : mapping, optional
         Another scale rule for a model's encoder (``Codec``'s ``scale``, e.g. ``"search"``).
 
     Returns

@@ -29,6 +29,7 @@ from labkit.codec import Codec  # noqa: E402
 from labkit.data import default_dataset  # noqa: E402
 from labkit.photos import COLOUR_PHOTOS, delta_e76, photo  # noqa: E402
 from labkit.rd import bd_detail  # noqa: E402
+from labkit.speed import best_time  # noqa: E402
 
 BITS = (1, 2, 3, 4, 5)
 
@@ -78,19 +79,11 @@ def run(images: list[np.ndarray], model: str, rules: list[str], trained: str, ss
 
 def encode_times(model: str, b: int = 3) -> dict:
     """Encode time, best of 3, of the first default test tile and of coffee, trained rule vs search."""
-    import time as _time
-
     out = {}
     for name, img in (("tile 128x128", default_dataset("test")[0]), ("coffee 600x400", photo("coffee.png"))):
-        for scale in (None, "search"):
+        for scale in (None, spec.SCALE_SEARCH):
             codec = Codec.from_pretrained(model, b=b, scale=scale)
-            codec.encode(img)  # warm-up
-            times = []
-            for _ in range(3):
-                t0 = _time.perf_counter()
-                codec.encode(img)
-                times.append(_time.perf_counter() - t0)
-            out[f"{name}, {scale or 'trained rule'}"] = round(min(times), 3)
+            out[f"{name}, {scale or 'trained rule'}"] = round(best_time(lambda: codec.encode(img), 3), 3)
     return out
 
 

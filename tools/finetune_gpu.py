@@ -27,7 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labkit import data  # noqa: E402
+from labkit.atomic import write_text  # noqa: E402
 from labkit.data import training_splits  # noqa: E402
+from labkit.train import (TrainConfig, distortion, load_checkpoint, rate_bpp,  # noqa: E402
+                          save_checkpoint, validate_rd)
 
 PHOTOS_HELP = ("folder holding the default set's source photos (a copy of scikit-image's data/ files that "
                "labkit.data.DEFAULT_SOURCES names), for a machine whose scikit-image lacks some of them")
@@ -37,8 +40,6 @@ def use_photos_from(folder: str | None) -> None:
     """Build the default dataset from ``folder`` instead of the installed scikit-image's data/."""
     if folder is not None:
         data._skimage_data_dir = lambda: Path(folder).resolve()
-from labkit.train import (TrainConfig, distortion, load_checkpoint, rate_bpp,  # noqa: E402
-                          save_checkpoint, validate_rd)
 
 
 def main() -> int:
@@ -91,7 +92,7 @@ def main() -> int:
         extra["finetune"].update(seconds=round(elapsed, 1), steps=step, best_step=best["step"])
         save_checkpoint(model, out, cfg, extra)
         model.load_state_dict(state)
-        (out / "history.json").write_text(json.dumps({"finetune": history, "previous": _previous(args.run_dir)}) + "\n")
+        write_text(out / "history.json", json.dumps({"finetune": history, "previous": _previous(args.run_dir)}) + "\n")
 
     model.train()
     t0, step, next_val = time.perf_counter(), 0, 0
