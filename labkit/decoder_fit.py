@@ -8,15 +8,19 @@ trains that decoder:
 * every layer the two decoders share starts from the source's weights, the new head by
   ridge regression onto the source decoder's pre-sigmoid output (pixel-unshuffled);
 * the encoder is frozen; the decoder sees what the codec gives it: the source's scale
-  rule, values clipped at the scale, hard quantize/dequantize at a ``b`` drawn from
-  ``bits`` per batch;
+  rule (or, with ``rules``, one of them drawn per sample, as the encoder's scale search
+  chooses per image), values clipped at the scale, hard quantize/dequantize at a ``b``
+  drawn from ``bits`` per batch;
 * loss ``MSE + ssim_weight * (1 - SSIM)`` (the source's distortion; the rate is fixed by the
   frozen encoder); the shared layers' BatchNorm keeps its statistics (eval mode);
 * stage 1 (``budget_s``): the first ``phase1`` of it trains the head alone, then every
   decoder layer, cosine-decayed; stage 2 (``stage2_s``, optional): a warm restart of every
   layer at ``lr_stage2``, cosine-decayed.  Schedules follow the wall clock (or the step
   count when ``max_steps`` is set), batches and ``b`` come from ``(seed, step)``, so a
-  resumed run continues exactly; ``last.pt`` is written every ``checkpoint_every_s``.
+  resumed run continues exactly; ``last.pt`` is written every ``checkpoint_every_s``;
+* ``warm_start``: ``model`` already holds a light decoder fitted to this encoder (e.g. the
+  shipped ``resae-rd-fast``), so there is no transfer, no ridge init and no head-only phase:
+  set ``budget_s=0`` and train every layer for ``stage2_s`` (a continuation).
 
 ``tools/exp_light_decoder.py`` (the experiment that chose the architecture) calls this.
 """
@@ -74,6 +78,8 @@ class DecoderFitConfig:
     ridge_lambda: float = 1e-2
     checkpoint_every_s: float = 180.0
     val_b: int = 3
+    rules: list[str] | None = None
+    warm_start: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,12 +112,21 @@ def transfer(model: nn.Module, source: nn.Module) -> list[str]:
     return [f"decoder.{n + k}" for k in range(HEAD_MODULES)]
 
 
-def _latents(encoder: nn.Module, x: Tensor, b: int, rule: str) -> Tensor:
-    """Hard-quantized latent of ``x`` as the codec makes it: scale by ``rule``, clip, quantize/dequantize."""
+def _latents(encoder: nn.Module, x: Tensor, b: int, rule: str | list[str]) -> Tensor:
+    """Hard-quantized latent of ``x`` as the codec makes it: scale by ``rule``, clip, quantize/dequantize.
+
+    ``rule`` is one scale rule for the batch or one per sample (``len(rule) == len(x)``).
+    """
     with torch.no_grad():
         y = encoder(x)
-        ymax = quant.to_float32(quant.latent_scale(y, rule))
-        y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1))
+        if isinstance(rule, str):
+            ymax = quant.latent_scale(y, rule)
+        else:
+            if len(rule) != y.shape[0]:
+                raise ValueError(f"{len(rule)} scale rules for a batch of {y.shape[0]}")
+            ymax = torch.stack([quant.latent_scale(y[i:i + 1], r)[0] for i, r in enumerate(rule)])
+        ymax = quant.to_float32(ymax)
+        y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1).to(y.device))
         return quant.quantize_dequantize(y, b, ymax).contiguous()
 
 
@@ -122,6 +137,15 @@ def _batch_at(ds: TileDataset, step: int, cfg: DecoderFitConfig) -> tuple[Tensor
     b = int(rng.choice(cfg.bits))
     ds.set_epoch(step)
     return ds.batch(idx), b
+
+
+def _rules_at(step: int, n: int, rule: str, cfg: DecoderFitConfig) -> str | list[str]:
+    """The scale rule of ``step``'s batch: ``rule`` (the source's), or with ``cfg.rules`` one per
+    sample drawn from ``(seed, step)`` on its own stream (so the batches equal a fit without it)."""
+    if not cfg.rules:
+        return rule
+    rng = np.random.default_rng([cfg.seed, step, 1])
+    return [cfg.rules[i] for i in rng.integers(0, len(cfg.rules), size=n)]
 
 
 def _ridge_init(model: nn.Module, source: nn.Module, enc: nn.Module, ds: TileDataset, rule: str,
@@ -203,6 +227,12 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
         ``step``, ``elapsed``, ``train_loss``, ``phase``, ``lr`` (one entry per 50 steps).
     """
     say = log or (lambda s: print(s, flush=True))
+    for r in cfg.rules or ():
+        quant.check_scale_rule(r)
+    if cfg.warm_start and cfg.budget_s != 0:
+        raise ValueError("warm_start continues a fitted decoder: set budget_s=0 and give the time as stage2_s")
+    if cfg.warm_start and cfg.max_steps is None and cfg.stage2_s <= 0:
+        raise ValueError("warm_start needs stage2_s > 0 (or max_steps)")
     dev = torch.device(device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -210,7 +240,13 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
     source = copy.deepcopy(source).eval().to(dev)
     enc = inference.optimize_for_inference(source).encoder  # frozen; same function, faster
     model.to(dev)
-    transfer(model, source)
+    if cfg.warm_start:
+        for (k, a), b_ in zip(model.encoder.state_dict().items(), source.encoder.state_dict().values()):
+            if a.shape != b_.shape or not torch.equal(a, b_.to(a.device)):
+                raise ValueError(f"warm_start: the model's encoder differs from the source's at {k!r}; "
+                                 "a warm start continues a decoder fitted to this very encoder")
+    else:
+        transfer(model, source)
     model.scale_rule = rule
     model.eval()
     dec = model.decoder
@@ -234,6 +270,9 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
         opt.load_state_dict(st["optimizer"])
         state = {k: st[k] for k in ("step", "elapsed", "history")}
         say(f"resumed the decoder fit at step {state['step']}, {state['elapsed']:.0f} s")
+    elif cfg.warm_start:
+        say(f"decoder fit from {cfg.source}: warm start from the given decoder; {cfg.stage2_s:g} s, batch {cfg.batch}"
+            + (f", scale rules {cfg.rules} per sample" if cfg.rules else ""))
     else:
         t0 = time.perf_counter()
         _ridge_init(model, source, enc, ds, rule, cfg, dev)
@@ -265,7 +304,7 @@ def fit_decoder(model: nn.Module, source: nn.Module, train_images: np.ndarray, c
         opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = lr_r, lr_n
         x, b = _batch_at(ds, state["step"], cfg)
         x = x.to(dev, non_blocking=True)
-        x_hat = dec(_latents(enc, x, b, rule))
+        x_hat = dec(_latents(enc, x, b, _rules_at(state["step"], x.shape[0], rule, cfg)))
         loss = F.mse_loss(x_hat, x) + cfg.ssim_weight * (1.0 - ssim_index(x_hat, x))
         opt.zero_grad(set_to_none=True)
         loss.backward()

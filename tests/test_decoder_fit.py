@@ -104,3 +104,50 @@ def test_schedule_phases():
     assert phase == 3 and r == pytest.approx(cfg.lr_stage2) and n == pytest.approx(3 * cfg.lr_stage2)
     with pytest.raises(ValueError, match="unknown DecoderFitConfig keys"):
         D.DecoderFitConfig.from_dict({"budget": 3})
+
+
+def test_latents_take_one_scale_rule_per_sample():
+    source, _ = _pair()
+    x = torch.from_numpy(_images(3)).permute(0, 3, 1, 2).float() / 255
+    rules = ["p99.5", "max", "p99.9"]
+    per_sample = D._latents(source.encoder, x, 3, rules)
+    for i, r in enumerate(rules):  # equal to each image coded alone with its rule
+        assert torch.equal(per_sample[i:i + 1], D._latents(source.encoder, x[i:i + 1], 3, r))
+    with pytest.raises(ValueError, match="2 scale rules for a batch of 3"):
+        D._latents(source.encoder, x, 3, rules[:2])
+
+
+def test_rules_per_sample_come_from_seed_and_step_and_leave_the_batches_alone():
+    cfg = D.DecoderFitConfig(batch=6, crop=32, rules=["p99.5", "max"])
+    assert D._rules_at(7, 6, "p99.9", D.DecoderFitConfig()) == "p99.9"   # no rules: the source's
+    a = D._rules_at(7, 6, "p99.9", cfg)
+    assert a == D._rules_at(7, 6, "p99.9", cfg) and set(a) <= {"p99.5", "max"}
+    assert any(D._rules_at(s, 6, "p99.9", cfg) != a for s in range(8, 20))
+    ds = D.TileDataset(_images(), crop=32, augment=True, seed=0)
+    x1, b1 = D._batch_at(ds, 7, cfg)
+    x2, b2 = D._batch_at(ds, 7, D.DecoderFitConfig(batch=6, crop=32))
+    assert b1 == b2 and torch.equal(x1, x2)
+
+
+def test_warm_start_continues_the_given_decoder(tmp_path):
+    source, fast = _pair()
+    D.fit_decoder(fast, source, _images(), D.DecoderFitConfig(max_steps=2, batch=4, crop=32, ridge_batches=1),
+                  log=lambda s: None)
+    start = {k: v.clone() for k, v in fast.decoder.state_dict().items()}
+    cfg = D.DecoderFitConfig(budget_s=0, stage2_s=10, max_steps=2, batch=4, crop=32, warm_start=True,
+                             rules=["p99.5", "max"])
+    lines: list[str] = []
+    hist = D.fit_decoder(fast, source, _images(), cfg, out_dir=tmp_path, log=lines.append)
+    assert any("warm start" in line for line in lines) and not any("ridge" in line for line in lines)
+    assert hist["phase"] == [3]                                  # every layer from the first step
+    assert any(not torch.equal(fast.decoder.state_dict()[k], v) for k, v in start.items())
+    assert json.loads((tmp_path / "config.json").read_text())["decoder_fit"]["rules"] == ["p99.5", "max"]
+    # a decoder fitted to another encoder is refused, and so is a warm start with a stage 1
+    other = build_model("resae-rd", seed=5, **SMALL).eval()
+    with pytest.raises(ValueError, match="encoder differs"):
+        D.fit_decoder(fast, other, _images(), cfg, log=lines.append)
+    with pytest.raises(ValueError, match="budget_s=0"):
+        D.fit_decoder(fast, source, _images(), D.DecoderFitConfig(warm_start=True, max_steps=1), log=lines.append)
+    with pytest.raises(ValueError, match="scale rule"):
+        D.fit_decoder(fast, source, _images(),
+                      D.DecoderFitConfig(budget_s=0, stage2_s=1, warm_start=True, rules=["p101"]), log=lines.append)

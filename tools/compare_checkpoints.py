@@ -1,12 +1,14 @@
 """Codec curves of checkpoints on the embedded test tiles, and BD-rates against the first one.
 
     python tools/compare_checkpoints.py labkit/weights/resae-rd /work/runs/cpu60/resae-rd [--out FILE.json]
+    python tools/compare_checkpoints.py labkit/weights/resae-rd-fast@search RUN@search RUN
 
 Each checkpoint (folder with model.pt + config.json, or a .pt) is run through the real codec
 (``Codec.from_checkpoint`` with its defaults: the checkpoint's scale rule, the model's colour-map
 default, context ``neighbor``) at b = 1..5: mean whole-file bpp, PSNR and SSIM over the 31
 default test tiles, and the BD-rate (PSNR, SSIM) of every later checkpoint against the first,
-with its overlap.  One thread, deterministic.
+with its overlap.  ``PATH@SCALE`` codes with that stored-scale rule instead of the checkpoint's
+(``search``: the encoder's scale search, ``labkit.spec.SCALE_SEARCH``).  One thread, deterministic.
 """
 from __future__ import annotations
 
@@ -28,10 +30,12 @@ from labkit.rd import bd_detail  # noqa: E402
 BITS = (1, 2, 3, 4, 5)
 
 
-def curve(path: str, tiles: np.ndarray) -> dict[int, dict[str, float]]:
+def curve(spec: str, tiles: np.ndarray) -> dict[int, dict[str, float]]:
+    """Mean bpp / PSNR / SSIM at every b of checkpoint ``spec`` (``PATH`` or ``PATH@SCALE``)."""
+    path, _, scale = spec.partition("@")
     out = {}
     for b in BITS:
-        codec = Codec.from_checkpoint(path, b=b)
+        codec = Codec.from_checkpoint(path, b=b, **({"scale": scale} if scale else {}))
         rs = [codec.compress(t) for t in tiles]
         out[b] = {"bpp": float(np.mean([r.bpp for r in rs])),
                   "psnr": float(np.mean([metrics.psnr(t, r.recon) for t, r in zip(tiles, rs)])),
