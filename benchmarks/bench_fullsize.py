@@ -56,6 +56,8 @@ def main() -> int:
     p.add_argument("--classic", nargs="+", default=["webp", "jpeg-opt"])
     p.add_argument("--scale-search", nargs="*", default=[], metavar="MODEL",
                    help="models whose encoder chooses the stored scale per image (Codec(scale='search'))")
+    p.add_argument("--weights-dir", default=None,
+                   help="folder with <model>/ checkpoints (default: the shipped weights), e.g. a candidate's")
     p.add_argument("--out", default=None,
                    help="default: benchmarks/results/bench_fullsize.json (bench_fullsize_search.json with --scale-search)")
     args = p.parse_args()
@@ -64,7 +66,8 @@ def main() -> int:
                                / f"bench_fullsize{'_search' if scales else ''}.json")
     t0 = time.perf_counter()
     test_photos = DEFAULT_SOURCES["test"]
-    learned = photos.evaluate_learned_photos(args.models, test_photos, args.bits, scales=scales)
+    learned = photos.evaluate_learned_photos(args.models, test_photos, args.bits, scales=scales,
+                                             weights_dir=args.weights_dir)
     classic = photos.evaluate_classic_photos(args.classic, test_photos)
     curves = {**mean_curve(learned, "b"), **mean_curve(classic, "quality")}
     bd = []
@@ -74,8 +77,10 @@ def main() -> int:
                 a, t = curves[anchor], curves[test]
                 d = rd.bd_detail(a["bpp"], a[metric], t["bpp"], t[metric])
                 bd.append({"test": test, "anchor": anchor, "metric": metric, **d})
-    colour = photos.evaluate_learned_photos(args.models, photos.COLOUR_PHOTOS, args.bits, scales=scales)
+    colour = photos.evaluate_learned_photos(args.models, photos.COLOUR_PHOTOS, args.bits, scales=scales,
+                                            weights_dir=args.weights_dir)
     result = {"cpu": cpu_name(), "seconds": round(time.perf_counter() - t0, 1), "test_photos": test_photos,
+              **({"weights_dir": str(args.weights_dir)} if args.weights_dir else {}),
               "scales": scales, "curves": curves, "bd": bd,
               "colour": [{k: r[k] for k in ("codec", "b", "photo", "scale", "bpp", "psnr", "ssim", "delta_e")}
                          for r in colour]}

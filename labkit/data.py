@@ -129,6 +129,16 @@ def _tiles_of_photo(path: Path, size: int = TILE, stride: int | None = None) -> 
     return np.concatenate(out) if out else np.empty((0, size, size, 3), np.uint8)
 
 
+def pool_windows(path: str | os.PathLike) -> np.ndarray:
+    """The training pool's overlapping windows of one photo, uint8 ``[N, 192, 192, 3]``.
+
+    Cut as :func:`default_train_pool` cuts the default train photos (shrunk to the recipe's
+    longest side, at each of its scales, flat windows dropped); a greyscale photo becomes grey
+    RGB.  ``tools/fit_decoder.py --extra-photos`` adds photos to the pool this way.
+    """
+    return _tiles_of_photo(Path(path), _RECIPE["pool_window"], _RECIPE["pool_stride"])
+
+
 def _build_default() -> dict[str, np.ndarray]:
     """Cut every available source photo into tiles; record each tile's source."""
     root = _skimage_data_dir()
@@ -149,8 +159,7 @@ def _build_default() -> dict[str, np.ndarray]:
             )
         arrays[split] = np.concatenate(tiles)
         arrays[f"{split}_source"] = np.array(src)
-    pool = [_tiles_of_photo(root / n, _RECIPE["pool_window"], _RECIPE["pool_stride"])
-            for n in DEFAULT_SOURCES["train"] if (root / n).is_file()]
+    pool = [pool_windows(root / n) for n in DEFAULT_SOURCES["train"] if (root / n).is_file()]
     arrays["train_pool"] = np.concatenate(pool)
     return arrays
 

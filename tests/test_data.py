@@ -204,3 +204,17 @@ def test_tile_dataset_batch_equals_stacked_items():
         batch = ds.batch(idx)
         assert batch.shape == (4, 3, 128, 128) and batch.dtype == torch.float32
         assert torch.equal(batch, torch.stack([ds[i] for i in idx]))
+
+
+def test_pool_windows_cut_a_photo_as_the_default_pool_does(tmp_path):
+    from labkit.data import _skimage_data_dir, default_train_pool, pool_windows
+
+    first = D.DEFAULT_SOURCES["train"][0]
+    windows = pool_windows(_skimage_data_dir() / first)
+    assert windows.dtype == np.uint8 and windows.shape[1:] == (192, 192, 3) and len(windows) > 0
+    assert np.array_equal(default_train_pool()[:len(windows)], windows)   # the pool starts with its windows
+    grey = np.tile(np.linspace(0, 255, 400, dtype=np.uint8), (300, 1))
+    Image.fromarray(grey, "L").save(tmp_path / "grey.png")
+    g = pool_windows(tmp_path / "grey.png")
+    assert g.shape[1:] == (192, 192, 3) and len(g) > 0
+    assert np.array_equal(g[..., 0], g[..., 1]) and np.array_equal(g[..., 1], g[..., 2])

@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from finetune_gpu import PHOTOS_HELP, use_photos_from  # noqa: E402
 from labkit import checkpoint  # noqa: E402
 from labkit.atomic import write_text  # noqa: E402
-from labkit.data import training_splits  # noqa: E402
+import numpy as np  # noqa: E402
+
+from labkit.data import pool_windows, training_splits  # noqa: E402
 from labkit.decoder_fit import DecoderFitConfig, fit_decoder  # noqa: E402
 from labkit.models import build_model  # noqa: E402
 from labkit.spec import SCALE_SEARCH, SCALE_SEARCH_RULES, check_scale_rule  # noqa: E402
@@ -65,6 +67,9 @@ def main() -> int:
                    help=f"scale rules drawn per sample: '{SCALE_SEARCH}' or e.g. p99.5,p99.9,max")
     p.add_argument("--lr-stage2", type=float, default=DecoderFitConfig.lr_stage2)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--extra-photos", nargs="+", default=[], metavar="IMAGE",
+                   help="more training photos (e.g. ones other installed packages ship), cut into the pool's "
+                        "192x192 windows like the default train photos; greyscale ones become grey RGB")
     args = p.parse_args()
     if args.warm is None and args.budget_s is None:
         p.error("--budget-s is required for a new decoder (or give --from FAST_DIR to continue one)")
@@ -82,6 +87,11 @@ def main() -> int:
                            batch=args.batch, max_steps=args.max_steps, rules=args.rules,
                            lr_stage2=args.lr_stage2, warm_start=args.warm is not None)
     splits = training_splits(args.data_dir, cfg.seed)
+    if args.extra_photos:
+        extra = [pool_windows(f) for f in args.extra_photos]
+        print(f"extra photos: {sum(map(len, extra))} windows from {len(extra)} photos "
+              f"beside {len(splits['train'])} of the pool", flush=True)
+        splits["train"] = np.concatenate([splits["train"], *extra])
     if args.warm:
         model, warm_meta = checkpoint.load(args.warm)
         if warm_meta.get("model") != "resae-rd-fast":
