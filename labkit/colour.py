@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from scipy import sparse
 
 __all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "MAX_GRID", "MIN_CELL", "fit", "fit_grid", "choose", "apply",
            "parameters", "grid_shape", "grid_parameters", "code_bytes", "pays", "squared_error", "squared_errors"]
@@ -316,21 +317,26 @@ class _Summary:
         self.height, self.width, self.pixels = height, width, height * width
         self.mu = _mean_colour(recon)
         n = nby * nbx
-        ff, ft, tt = np.zeros((n, 4, 4)), np.zeros((n, 4, 3)), 0.0
-        rows_per_chunk = block * max(1, CHUNK_PIXELS // (width * block))
-        col_block = np.arange(width) // block
+        sums, tt = np.zeros((nby, nbx, 4, 7)), 0.0
+        # (f, t) is 7 float64s per pixel, held twice (rows, then gathered per block): half chunks
+        rows_per_chunk = block * max(1, CHUNK_PIXELS // 2 // (width * block))
+        padded_w = nbx * block
         for r0 in range(0, height, rows_per_chunk):
             r1 = min(height, r0 + rows_per_chunk)
-            ids = ((np.arange(r0, r1) // block)[:, None] * nbx + col_block[None, :]).ravel()
-            f = np.ones((ids.size, 4))
-            f[:, :3] = recon[r0:r1].reshape(-1, 3) / 255.0 - self.mu
-            t = original[r0:r1].reshape(-1, 3) / 255.0 - self.mu
+            by0, by1 = r0 // block, -(-r1 // block)
+            # features (f) and targets (t) of these rows, zero-padded to whole blocks (padding adds nothing)
+            rows = np.zeros(((by1 - by0) * block, padded_w, 7))
+            rows[:r1 - r0, :width, 0:3] = recon[r0:r1] / 255.0 - self.mu
+            rows[:r1 - r0, :width, 3] = 1.0
+            rows[:r1 - r0, :width, 4:7] = original[r0:r1] / 255.0 - self.mu
+            t = rows[..., 4:7]
             tt += float(np.vdot(t, t))
-            for a in range(4):
-                for c in range(a, 4):
-                    ff[:, a, c] += np.bincount(ids, weights=f[:, a] * f[:, c], minlength=n)
-                for c in range(3):
-                    ft[:, a, c] += np.bincount(ids, weights=f[:, a] * t[:, c], minlength=n)
+            # each block's pixels as one [block^2, 7] matrix: its sums are f^T (f, t), one batched matmul
+            per_block = (rows.reshape(by1 - by0, block, nbx, block, 7).transpose(0, 2, 1, 3, 4)
+                         .reshape(by1 - by0, nbx, block * block, 7))
+            sums[by0:by1] += np.matmul(per_block[..., :4].swapaxes(-1, -2), per_block)
+        ff, ft = np.ascontiguousarray(sums[..., :4]), np.ascontiguousarray(sums[..., 4:])
+        ff, ft = ff.reshape(n, 4, 4), ft.reshape(n, 4, 3)
         iu = np.triu_indices(4, 1)
         ff[:, iu[1], iu[0]] = ff[:, iu[0], iu[1]]
         self.ff, self.ft, self.tt = ff, ft, tt
@@ -383,15 +389,14 @@ class _Summary:
                    for a, va in ((y0, 1 - wy), (y1, wy)) for b, vb in ((x0, 1 - wx), (x1, wx))]
         node = np.stack([c[0].ravel() for c in corners])        # [4, nb]
         weight = np.stack([c[1].ravel() for c in corners])      # [4, nb]
+        nb = node.shape[1]
+        # sum over blocks of corner weight products x block sums, as sparse [pairs, blocks] @ [blocks, 16]
         pair_key = (node[:, None, :] * n + node[None, :, :]).ravel()
-        pair_w = (weight[:, None, :] * weight[None, :, :]).reshape(16, -1)
-        a = np.empty((n * n, 16))
-        for e in range(16):
-            a[:, e] = np.bincount(pair_key, weights=(pair_w * ff[:, e]).ravel(), minlength=n * n)
+        pair_w = (weight[:, None, :] * weight[None, :, :]).ravel()
+        blocks = np.tile(np.arange(nb), 16)
+        a = sparse.csr_matrix((pair_w, (pair_key, blocks)), shape=(n * n, nb)) @ ff
         big_a = a.reshape(n, n, 4, 4).transpose(0, 2, 1, 3).reshape(4 * n, 4 * n)
-        bm = np.empty((n, 12))
-        for e in range(12):
-            bm[:, e] = np.bincount(node.ravel(), weights=(weight * ft[:, e]).ravel(), minlength=n)
+        bm = sparse.csr_matrix((weight.ravel(), (node.ravel(), np.tile(np.arange(nb), 4))), shape=(n, nb)) @ ft
         self._systems[shape] = big_a, bm.reshape(4 * n, 3)
         return self._systems[shape]
 
@@ -409,9 +414,33 @@ class _Summary:
         theta0 = np.linalg.lstsq(total_ff, total_ft, rcond=None)[0]     # the global map, [4, 3]
         a, bm = self.system(shape)
         energy = np.trace(total_ff[:3, :3]) / 3.0   # the mean channel's centred energy: isotropic, so
-        ridge = np.kron(np.eye(n), np.diag([energy, energy, energy, self.pixels]) * (RIDGE / n))  # collinear channels stay tame
-        theta = np.linalg.solve(a + ridge + 1e-9 * np.eye(4 * n), bm + ridge @ np.tile(theta0, (n, 1)))
+        per_node = np.diag([energy, energy, energy, self.pixels]) * (RIDGE / n)  # collinear channels stay tame
+        lhs = a + np.kron(np.eye(n), per_node) + 1e-9 * np.eye(4 * n)
+        rhs = bm + np.tile(per_node @ theta0, (n, 1))
+        theta = _solve_grid_system(lhs, rhs, shape)
         return _grid_code(shape, theta.reshape(n, 4, 3))
+
+
+def _solve_grid_system(lhs: np.ndarray, rhs: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Solve a grid's ridge normal equations (symmetric positive definite, ``[4N, 4N]``).
+
+    A pixel blends only the 2 x 2 nodes around it, so node ``(i, j)`` couples with its eight
+    neighbours alone: with row-major nodes the matrix is a band of half-width ``4 (gw + 1) + 3``
+    (``gw`` nodes per row).  A banded Cholesky solve costs ``O(N gw^2)`` instead of the dense
+    ``O(N^3)`` (about 40x less for a 12 x 16 grid); a matrix that is not numerically positive
+    definite falls back to the dense solver.
+    """
+    from scipy.linalg import LinAlgError, solveh_banded
+
+    gw = shape[1]
+    half = min(lhs.shape[0] - 1, 4 * (gw + 1) + 3)
+    band = np.zeros((half + 1, lhs.shape[0]))
+    for k in range(half + 1):                # upper form: band[half - k, j] = lhs[j - k, j]
+        band[half - k, k:] = np.diagonal(lhs, k)
+    try:
+        return solveh_banded(band, rhs, check_finite=False)
+    except (LinAlgError, ValueError):
+        return np.linalg.solve(lhs, rhs)
 
 
 def _candidate_grids(height: int, width: int) -> list[tuple[int, int]]:

@@ -272,3 +272,22 @@ def test_the_container_reads_the_grid_byte_as_colour_does():
             bitstream.validate_header(header)
             assert header.colour_grid == colour.grid_shape(code) == (gh, gw)
             assert len(code) == colour.code_bytes((gh, gw))
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (8, 8), (12, 16)])
+def test_grid_solve_is_the_dense_solve_on_the_band(shape):
+    """The grid's normal equations are banded (a pixel blends the 2 x 2 nodes around it): the
+    banded Cholesky solve gives the dense solution, and a matrix that is not positive definite
+    falls back to the dense solver."""
+    orig, recon = _locally_cast(2, shape=(32 * shape[0], 32 * shape[1], 3))
+    s = colour._Summary(recon, orig)
+    a, bm = s.system(shape)
+    n4 = a.shape[0]
+    i, j = np.indices(a.shape)
+    assert not a[np.abs(i - j) > 4 * (shape[1] + 1) + 3].any()      # nothing outside the band
+    lhs = a + np.trace(a) / n4 * 1e-3 * np.eye(n4)
+    np.testing.assert_allclose(colour._solve_grid_system(lhs, bm, shape), np.linalg.solve(lhs, bm),
+                               rtol=1e-9, atol=1e-12)
+    indefinite = lhs - 2 * np.abs(np.linalg.eigvalsh(lhs)).max() * np.eye(n4)
+    np.testing.assert_allclose(colour._solve_grid_system(indefinite, bm, shape),
+                               np.linalg.solve(indefinite, bm), rtol=1e-9, atol=1e-12)
