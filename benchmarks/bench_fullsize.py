@@ -76,7 +76,8 @@ def main() -> int:
             for metric in ("psnr", "ssim"):
                 a, t = curves[anchor], curves[test]
                 d = rd.bd_detail(a["bpp"], a[metric], t["bpp"], t[metric])
-                bd.append({"test": test, "anchor": anchor, "metric": metric, **d})
+                bd.append({"test": test, "anchor": anchor, "metric": metric, **d,
+                           "value": None if d["reason"] else d["value"]})  # strict JSON: no NaN
     colour = photos.evaluate_learned_photos(args.models, photos.COLOUR_PHOTOS, args.bits, scales=scales,
                                             weights_dir=args.weights_dir)
     result = {"cpu": cpu_name(), "seconds": round(time.perf_counter() - t0, 1), "test_photos": test_photos,

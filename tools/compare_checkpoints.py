@@ -61,7 +61,7 @@ def main() -> int:
         for metric in ("psnr", "ssim"):
             d = bd_detail([first[b]["bpp"] for b in BITS], [first[b][metric] for b in BITS],
                           [c[b]["bpp"] for b in BITS], [c[b][metric] for b in BITS], kind="rate")
-            result["bd_rate_vs_first"][path][metric] = d
+            result["bd_rate_vs_first"][path][metric] = {**d, "value": None if d["reason"] else d["value"]}  # strict JSON
             print(f"  BD-rate of {path} vs {args.checkpoints[0]} on {metric}: "
                   + (f"{d['value']:+.1f} % over {[round(v, 3) for v in d['overlap']]}" if d["reason"] is None
                      else d["reason"]))

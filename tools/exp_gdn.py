@@ -137,7 +137,7 @@ def compare(out: Path, json_path: Path | None) -> None:
     for metric in ("psnr", "ssim"):
         d = bd_detail([bn[b]["bpp"] for b in BITS], [bn[b][metric] for b in BITS],
                       [gdn[b]["bpp"] for b in BITS], [gdn[b][metric] for b in BITS], kind="rate")
-        result["bd_rate_gdn_vs_bn"][metric] = d
+        result["bd_rate_gdn_vs_bn"][metric] = {**d, "value": None if d["reason"] else d["value"]}  # strict JSON
         print(f"BD-rate GDN vs BN on {metric}: " + (f"{d['value']:+.1f} % over {d['overlap']}" if d["reason"] is None
                                                     else d["reason"]))
     if json_path:
