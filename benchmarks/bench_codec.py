@@ -17,13 +17,18 @@ embedded test split for b = 1..5, per context mode, and the saving vs memoryless
 """
 from __future__ import annotations
 
-import argparse
-import copy
-import io
-import json
 import os
-import sys
-from pathlib import Path
+
+# "one thread" covers numpy's BLAS too (the colour-map fit's solves): set before numpy loads it
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
