@@ -39,7 +39,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from scipy import sparse
 
 __all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "MAX_GRID", "MIN_CELL", "fit", "fit_grid", "choose", "apply",
            "parameters", "grid_shape", "grid_parameters", "code_bytes", "pays", "squared_error", "squared_errors"]
@@ -389,6 +388,8 @@ class _Summary:
                    for a, va in ((y0, 1 - wy), (y1, wy)) for b, vb in ((x0, 1 - wx), (x1, wx))]
         node = np.stack([c[0].ravel() for c in corners])        # [4, nb]
         weight = np.stack([c[1].ravel() for c in corners])      # [4, nb]
+        from scipy import sparse  # here, not at import: scipy.sparse takes ~0.4 s to load
+
         nb = node.shape[1]
         # sum over blocks of corner weight products x block sums, as sparse [pairs, blocks] @ [blocks, 16]
         pair_key = (node[:, None, :] * n + node[None, :, :]).ravel()
