@@ -12,10 +12,13 @@
 #   .gpu/photos/          the default set's source photos (copied from scikit-image's data/)
 #   .gpu/course128/train/ the course images       .gpu/course-resae-rd/  their resae-rd weights
 # Budgets (seconds, wall clock) and batches are the variables below; every value is recorded in
-# the written config.json files.
+# the written config.json files.  FIT_RULES is the decoder fit's --rules (default: the scale
+# search's rules per sample, which measured 0.7 / 1.0 points better than the trained rule on the
+# CPU, NOTES.md; empty: the trained rule); FIT_THREADS its torch threads (two jobs share the cores).
 set -u
 FT_S=${FT_S:-290} FIT_S=${FIT_S:-150} FIT2_S=${FIT2_S:-60}
 BATCH=${BATCH:-32} LR=${LR:-4e-4} FBATCH=${FBATCH:-32} DEVICE=${DEVICE:-cuda}
+FIT_RULES=${FIT_RULES-search} FIT_THREADS=${FIT_THREADS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
 WORK=${WORK:-/tmp/gpu_round}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 1
@@ -55,7 +58,8 @@ job() {  # name source_dir data_dir_option...
     tar -C "$d" -cf "$OUT/$name-resae-rd.tar" resae-rd
     echo "[$name] fit resae-rd-fast for $FIT_S + $FIT2_S s"
     $PY tools/fit_decoder.py "$d/resae-rd" "$d/resae-rd-fast" --budget-s "$FIT_S" --stage2-s "$FIT2_S" \
-        --batch "$FBATCH" --device "$DEVICE" "$@" >"$d/fast.log" 2>&1
+        --batch "$FBATCH" --device "$DEVICE" --threads "$FIT_THREADS" ${FIT_RULES:+--rules "$FIT_RULES"} \
+        "$@" >"$d/fast.log" 2>&1
     echo "[$name] fit exit $?; $(tail -n 1 "$d/fast.log")"
     cp "$d/fast.log" "$d/resae-rd-fast/train.log" 2>/dev/null
     rm -f "$d/resae-rd-fast/last.pt"
