@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labkit import photos, rd, spec  # noqa: E402
 from labkit.data import DEFAULT_SOURCES  # noqa: E402
+from labkit.workflow import jsonable  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -76,8 +77,7 @@ def main() -> int:
             for metric in ("psnr", "ssim"):
                 a, t = curves[anchor], curves[test]
                 d = rd.bd_detail(a["bpp"], a[metric], t["bpp"], t[metric])
-                bd.append({"test": test, "anchor": anchor, "metric": metric, **d,
-                           "value": None if d["reason"] else d["value"]})  # strict JSON: no NaN
+                bd.append({"test": test, "anchor": anchor, "metric": metric, **d})
     colour = photos.evaluate_learned_photos(args.models, photos.COLOUR_PHOTOS, args.bits, scales=scales,
                                             weights_dir=args.weights_dir)
     result = {"cpu": cpu_name(), "seconds": round(time.perf_counter() - t0, 1), "test_photos": test_photos,
@@ -85,7 +85,7 @@ def main() -> int:
               "scales": scales, "curves": curves, "bd": bd,
               "colour": [{k: r[k] for k in ("codec", "b", "photo", "scale", "bpp", "psnr", "ssim", "delta_e")}
                          for r in colour]}
-    Path(args.out).write_text(json.dumps(result, indent=1, default=float) + "\n")
+    Path(args.out).write_text(json.dumps(jsonable(result), indent=1) + "\n")  # left-out BD-rates: null
     print(f"CPU: {result['cpu']}; {result['seconds']} s; photos {', '.join(test_photos)} at full size")
     for name, c in curves.items():
         pts = ", ".join(f"{b:.3f} bpp {q:.2f} dB {s:.3f}" for b, q, s in zip(c["bpp"], c["psnr"], c["ssim"]))

@@ -415,9 +415,12 @@ class _Summary:
         theta0 = np.linalg.lstsq(total_ff, total_ft, rcond=None)[0]     # the global map, [4, 3]
         a, bm = self.system(shape)
         energy = np.trace(total_ff[:3, :3]) / 3.0   # the mean channel's centred energy: isotropic, so
-        per_node = np.diag([energy, energy, energy, self.pixels]) * (RIDGE / n)  # collinear channels stay tame
-        lhs = a + np.kron(np.eye(n), per_node) + 1e-9 * np.eye(4 * n)
-        rhs = bm + np.tile(per_node @ theta0, (n, 1))
+        per_node = np.array([energy, energy, energy, self.pixels]) * (RIDGE / n)  # collinear channels stay tame
+        lhs = a.copy()                            # + the ridge, which is diagonal (node by node)
+        diagonal = np.arange(4 * n)
+        lhs[diagonal, diagonal] += np.tile(per_node, n)
+        lhs[diagonal, diagonal] += 1e-9
+        rhs = bm + np.tile(per_node[:, None] * theta0, (n, 1))
         theta = _solve_grid_system(lhs, rhs, shape)
         return _grid_code(shape, theta.reshape(n, 4, 3))
 

@@ -26,6 +26,7 @@ from labkit import metrics  # noqa: E402
 from labkit.codec import Codec  # noqa: E402
 from labkit.data import default_dataset  # noqa: E402
 from labkit.rd import bd_detail  # noqa: E402
+from labkit.workflow import jsonable  # noqa: E402
 
 BITS = (1, 2, 3, 4, 5)
 
@@ -61,13 +62,13 @@ def main() -> int:
         for metric in ("psnr", "ssim"):
             d = bd_detail([first[b]["bpp"] for b in BITS], [first[b][metric] for b in BITS],
                           [c[b]["bpp"] for b in BITS], [c[b][metric] for b in BITS], kind="rate")
-            result["bd_rate_vs_first"][path][metric] = {**d, "value": None if d["reason"] else d["value"]}  # strict JSON
+            result["bd_rate_vs_first"][path][metric] = d
             print(f"  BD-rate of {path} vs {args.checkpoints[0]} on {metric}: "
                   + (f"{d['value']:+.1f} % over {[round(v, 3) for v in d['overlap']]}" if d["reason"] is None
                      else d["reason"]))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps(jsonable(result), indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0
 

@@ -33,6 +33,7 @@ from labkit.codec import Codec  # noqa: E402
 from labkit.data import default_dataset  # noqa: E402
 from labkit.spec import colour_map_rate_weight  # noqa: E402
 from labkit.speed import cpu_name  # noqa: E402
+from labkit.workflow import jsonable  # noqa: E402
 
 
 def _module_at(rev: str):
@@ -88,7 +89,7 @@ def main() -> int:
         print(f"  {name} {t['size'][1]}x{t['size'][0]}: choose {t['old_ms']:.1f} -> {t['new_ms']:.1f} ms "
               f"({t['speedup']:.2f}x)")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps(jsonable(result), indent=1) + "\n")
         print(f"wrote {args.out}")
     return 0 if differ == 0 else 1
 

@@ -35,6 +35,7 @@ from labkit.data import default_dataset, training_splits  # noqa: E402
 from labkit.models import build_model  # noqa: E402
 from labkit.rd import bd_detail  # noqa: E402
 from labkit.train import TrainConfig, fit  # noqa: E402
+from labkit.workflow import jsonable  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_shipped import RECIPES  # noqa: E402
@@ -137,12 +138,12 @@ def compare(out: Path, json_path: Path | None) -> None:
     for metric in ("psnr", "ssim"):
         d = bd_detail([bn[b]["bpp"] for b in BITS], [bn[b][metric] for b in BITS],
                       [gdn[b]["bpp"] for b in BITS], [gdn[b][metric] for b in BITS], kind="rate")
-        result["bd_rate_gdn_vs_bn"][metric] = {**d, "value": None if d["reason"] else d["value"]}  # strict JSON
+        result["bd_rate_gdn_vs_bn"][metric] = d
         print(f"BD-rate GDN vs BN on {metric}: " + (f"{d['value']:+.1f} % over {d['overlap']}" if d["reason"] is None
                                                     else d["reason"]))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=1) + "\n")
+        json_path.write_text(json.dumps(jsonable(result), indent=1) + "\n")
         print(f"wrote {json_path}")
 
 

@@ -28,11 +28,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
+
 from finetune_gpu import PHOTOS_HELP, use_photos_from  # noqa: E402
 from labkit import checkpoint  # noqa: E402
 from labkit.atomic import write_text  # noqa: E402
-import numpy as np  # noqa: E402
-
 from labkit.data import pool_windows, training_splits  # noqa: E402
 from labkit.decoder_fit import DecoderFitConfig, fit_decoder  # noqa: E402
 from labkit.models import build_model  # noqa: E402
