@@ -157,7 +157,7 @@ class Codec:
         applies after the network, and send it when it pays by
         :func:`labkit.spec.colour_map_rate_weight` at this ``b``: one global map (12 bytes, format
         version 3) or a blended grid of them (12 bytes per node, version 4), whichever pays
-        best.  The encoder then runs the decoder once.  Default: on for :data:`labkit.spec.COLOUR_MAP_MODELS` (``resae-rd``, ``resae-rd-fast``), off
+        best.  The encoder then runs the decoder once.  Default: on for :data:`labkit.spec.COLOUR_MAP_MODELS` (the ``resae-rd`` models), off
         for the seed's and the course's models.  Files with a map decode with any setting.
     """
 
@@ -200,7 +200,7 @@ class Codec:
         """A codec over the shipped weights of a registered model name (``resae-rd-fast``, ``resae``, ``ae2``, ...).
 
         The default is :data:`labkit.spec.DEFAULT_MODEL` (``resae-rd-fast``: the rate-distortion
-        model ``resae-rd``'s encoder with a lighter decoder).  Only registered names are accepted (a path is refused before anything is
+        model ``resae-rd``'s layout with a lighter decoder, trained whole with the codec's quantization).  Only registered names are accepted (a path is refused before anything is
         read); use :meth:`from_checkpoint` for a checkpoint file.  ``scale`` defaults to the
         rule the model was trained with (the checkpoint config's ``"scale"``, else ``"max"``).
         """

@@ -1,9 +1,10 @@
-"""Train a lighter decoder for a trained model's frozen encoder (how ``resae-rd-fast`` is made).
+"""Train a lighter decoder for a trained model's frozen encoder (how ``resae-rd-fast`` starts).
 
-``resae-rd-fast`` is ``resae-rd``'s encoder with a decoder that runs no slower than it
-(``labkit.models``: one residual block less at 1/4, a pixel-shuffle head at 1/2).  Its
-symbols and file bytes are ``resae-rd``'s; only the decoder is new.  :func:`fit_decoder`
-trains that decoder:
+A decoder fit gives ``resae-rd``'s encoder a decoder that runs no slower than it
+(``labkit.models``: one residual block less at 1/4, a pixel-shuffle head at 1/2); its symbols
+and file bytes are ``resae-rd``'s, only the decoder is new.  ``resae-rd-fast-v1`` is exactly
+that; the shipped ``resae-rd-fast`` then had its whole model fine-tuned (``labkit.finetune``), and
+the profiles replay the decoder fit.  :func:`fit_decoder` trains that decoder:
 
 * every layer the two decoders share starts from the source's weights, the new head by
   ridge regression onto the source decoder's pre-sigmoid output (pixel-unshuffled);
@@ -19,7 +20,7 @@ trains that decoder:
   count when ``max_steps`` is set), batches and ``b`` come from ``(seed, step)``, so a
   resumed run continues exactly; ``last.pt`` is written every ``checkpoint_every_s``;
 * ``warm_start``: ``model`` already holds a light decoder fitted to this encoder (e.g. the
-  shipped ``resae-rd-fast``), so there is no transfer, no ridge init and no head-only phase:
+  ``resae-rd-fast-v1``), so there is no transfer, no ridge init and no head-only phase:
   set ``budget_s=0`` and train every layer for ``stage2_s`` (a continuation).
 
 ``tools/exp_light_decoder.py`` (the experiment that chose the architecture) calls this.

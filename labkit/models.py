@@ -187,7 +187,7 @@ class ResAE(_AutoEncoder):
     ``upsample`` picks the decoder's x2 layer (see ``upsample_block``; "transpose" here
     is the overlapping kernel-4 stride-2 variant).
 
-    Two options make a lighter decoder for the same encoder (``resae-rd-fast``):
+    Two options make a lighter decoder for the same encoder layout (``resae-rd-fast``):
     ``decoder_blocks=(n8, n4)`` residual blocks at 1/8 and 1/4 in the decoder (default
     ``blocks`` at both), and ``head``: ``"conv"`` upsamples to full resolution and ends
     with Conv3x3(c1 -> 3); ``"shuffle"`` ends at half resolution with Conv3x3(c1 -> 12) +
@@ -267,16 +267,18 @@ _REGISTRY: dict[str, tuple[type[_AutoEncoder], dict[str, Any]]] = {
     "resae": (ResAE, {"noise": spec.MODEL_NOISE["resae"]}),
     "resae-rd": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd"]}),
     "resae-rd-fast": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd-fast"]}),
+    "resae-rd-fast-v1": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd-fast-v1"]}),
 }
 #: Constructor defaults that a name adds on top of its class's (``resae-rd``: the
 #: rate-distortion model, wider and with twice the latent channels for the rate term to spend;
-#: ``resae-rd-fast``: the same encoder with a decoder that has one residual block less at 1/4
+#: ``resae-rd-fast``: the same encoder layout with a decoder that has one residual block less at 1/4
 #: and ends at half resolution with a pixel shuffle, so it runs no slower than the encoder).
 _DEFAULTS: dict[str, dict[str, Any]] = {
     "resae-rd": {"widths": [32, 96, 160], "blocks": 2, "upsample": "resize", "latent_channels": 32},
     "resae-rd-fast": {"widths": [32, 96, 160], "blocks": 2, "upsample": "resize", "latent_channels": 32,
                       "decoder_blocks": [2, 1], "head": "shuffle"},
 }
+_DEFAULTS["resae-rd-fast-v1"] = _DEFAULTS["resae-rd-fast"]  # the same layout, its first weights (spec.SUPERSEDED)
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 

@@ -22,7 +22,8 @@ DPI = 110
 STYLE: dict[str, dict[str, Any]] = {
     "resae": dict(color="C3", marker="o", ls="-", label="ResAE (ours)"),
     "resae-rd": dict(color="C6", marker="D", ls="-", label="ResAE-RD (ours, rate-distortion)"),
-    "resae-rd-fast": dict(color="C8", marker="v", ls=":", label="ResAE-RD-fast (ours, same file, light decoder)"),
+    "resae-rd-fast": dict(color="C8", marker="v", ls=":", label="ResAE-RD-fast (ours, light decoder, trained whole)"),
+    "resae-rd-fast-v1": dict(color="C8", marker="1", ls="-.", label="ResAE-RD-fast v1 (resae-rd's symbols, light decoder)"),
     "ae2": dict(color="C0", marker="s", ls="-", label="AE2 (course, noise)"),
     "ae1": dict(color="C9", marker="^", ls="-", label="AE1 (course, plain)"),
     "jpeg-matched": dict(color="C1", marker="x", ls="none", label="JPEG @ matched bpp (course)"),
@@ -32,7 +33,8 @@ STYLE: dict[str, dict[str, Any]] = {
     "avif": dict(color="C4", marker=".", ls="--", label="AVIF"),
     "jpeg2000": dict(color="C7", marker=".", ls="--", label="JPEG 2000"),
 }
-LABELS = {"raw": "RAW", "resae": "ResAE", "resae-rd": "ResAE-RD", "resae-rd-fast": "ResAE-RD-fast", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG",
+LABELS = {"raw": "RAW", "resae": "ResAE", "resae-rd": "ResAE-RD", "resae-rd-fast": "ResAE-RD-fast",
+          "resae-rd-fast-v1": "ResAE-RD-fast v1", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG",
           "jpeg-matched": "JPEG @ matched bpp", "jpeg-opt": "JPEG optimize", "webp": "WebP", "avif": "AVIF",
           "jpeg2000": "JPEG 2000", "ae1/ae2": "AE1 / AE2 (course)"}
 #: Where each learned model's "b=…" labels sit relative to its points (points, offset), so that

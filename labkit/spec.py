@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import operator
 
-__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "COLOUR_MAP_MODELS", "SAME_ENCODER", "COLOUR_MAP_RATE_WEIGHTS", "colour_map_rate_weight", "SCALE_SEARCH", "SCALE_SEARCH_RULES", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
+__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "SUPERSEDED", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "COLOUR_MAP_MODELS", "SAME_ENCODER", "COLOUR_MAP_RATE_WEIGHTS", "colour_map_rate_weight", "SCALE_SEARCH", "SCALE_SEARCH_RULES", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
            "bits_per_pixel"]
 
 MIN_BITS = 1
@@ -18,29 +18,35 @@ BITS: range = range(MIN_BITS, MAX_BITS + 1)
 
 #: Every registered model name, lower case (``labkit.models``' registry builds exactly
 #: these; a test checks it).  Torch-free, so the command line can offer them instantly.
-MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd", "resae-rd-fast")
+MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd", "resae-rd-fast", "resae-rd-fast-v1")
+
+#: Names whose shipped weights were replaced: the old weights stay under these names, so the
+#: files they wrote (their own model id in ``labkit.bitstream.MODEL_IDS``) keep decoding to the
+#: same pixels.  They can still encode; the report and the benchmarks show the current model.
+SUPERSEDED: dict[str, str] = {"resae-rd-fast-v1": "resae-rd-fast"}
 
 #: The model the codec and the command line use when none is named: the rate-distortion
-#: model with the lighter decoder.  It writes ``resae-rd``'s symbols, needs 63-76 % fewer bits
-#: than the seed's ``resae`` at equal SSIM/PSNR on whole photos and 2-5 % fewer than
-#: ``resae-rd`` (``benchmarks/bench_fullsize.py``), and its decoder network takes 0.81x the
-#: encoder's time per pixel (``benchmarks/bench_codec.py``).  ``resae`` stays the seed's design.
+#: model with the lighter decoder (``resae-rd``'s layout with one residual block less at 1/4 and
+#: a pixel-shuffle head), finally trained whole with the codec's quantization
+#: (``labkit.finetune``).  Its numbers against ``resae``, ``resae-rd`` and the classic codecs are
+#: in README.md (``benchmarks/bench_rd.py``, ``benchmarks/bench_fullsize.py``).  ``resae`` stays
+#: the seed's design.
 DEFAULT_MODEL = "resae-rd-fast"
 
 #: Models that write another model's coded symbols (same encoder, another decoder): their points
 #: in a rate-distortion plot sit at the same b as the other model's, at nearly the same bpp.
-SAME_ENCODER: dict[str, str] = {"resae-rd-fast": "resae-rd"}
+SAME_ENCODER: dict[str, str] = {"resae-rd-fast-v1": "resae-rd"}
 
 #: Whether each model name is trained with the quantization noise (AE1 is the course's plain
 #: autoencoder; ``labkit.models``' registry reads its recipes from here).
 MODEL_NOISE: dict[str, bool] = {"ae1": False, "ae2": True, "resae": True, "resae-rd": True,
-                               "resae-rd-fast": True}
+                               "resae-rd-fast": True, "resae-rd-fast-v1": True}
 
 #: The coder's context mode when none is asked for (see ``labkit.coder.CONTEXT_MODES``).
 DEFAULT_CONTEXT = "neighbor"
 #: Models whose codec sends a colour map (``labkit.colour``) by default, when it pays.  The
 #: seed's and the course's models keep the plain chain, so the seed's report stays comparable.
-COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd", "resae-rd-fast")
+COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd", "resae-rd-fast", "resae-rd-fast-v1")
 #: The encoder's trade-off for colour maps at each bit depth b: the MSE (images in [0, 1]) one
 #: bit per pixel must buy.  It is the slope of ``resae-rd``'s own rate-distortion curve at b (the
 #: geometric mean of the secants to b - 1 and b + 1) on the default validation tiles without
@@ -54,9 +60,9 @@ COLOUR_MAP_RATE_WEIGHTS: dict[int, float] = {1: 0.13, 2: 0.045, 3: 0.0068, 4: 0.
 #: ``Codec(scale=SCALE_SEARCH)``: instead of one rule for the stored scale ``ymax``, the encoder
 #: codes the image with each of :data:`SCALE_SEARCH_RULES` and keeps the file with the least
 #: ``MSE + colour_map_rate_weight(b) * bpp`` (whole file, colour map included).  The decoder only
-#: reads ``ymax``, so files stay the same format.  On the default test tiles it saves 7.6 % of the
-#: bits at equal PSNR and 3.0 % at equal SSIM against ``resae-rd-fast``'s trained p99.9 rule, at
-#: the cost of one decoder run per rule (``python tools/exp_scale_search.py``, NOTES.md).
+#: reads ``ymax``, so files stay the same format.  On the default test tiles it saves 6.4 % of the
+#: bits at equal PSNR and 4.7 % at equal SSIM against ``resae-rd-fast``'s trained p99.9 rule, at
+#: the cost of one decoder run per rule (``benchmarks/bench_rd.py --scale-search``, README.md).
 SCALE_SEARCH = "search"
 SCALE_SEARCH_RULES: tuple[str, ...] = ("p99.5", "p99.7", "p99.9", "p99.97", "max")
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import labkit.codec
-from labkit import bitstream, coder, metrics
+from labkit import bitstream, coder, metrics, profiles, spec
 from labkit.bitstream import HEADER_SIZE, BitstreamError
 from labkit.codec import Codec, CodecError, available_weights
 from labkit.data import DataError, LabkitDataWarning
@@ -199,15 +199,15 @@ def test_decode_with_other_model_names_both(resae, ae2_result):
     assert "'ae2'" in msg and "'resae'" in msg and "labkit.codec.decode" in msg
 
 
-def test_resae_rd_fast_writes_resae_rd_s_symbols_and_decodes_them_its_own_way(load_model, real_image):
-    """resae-rd-fast shares resae-rd's encoder: the same payload bytes; the header's model id says
+def test_resae_rd_fast_v1_writes_resae_rd_s_symbols_and_decodes_them_its_own_way(load_model, real_image):
+    """resae-rd-fast-v1 shares resae-rd's encoder: the same payload bytes; the header's model id says
     which decoder reads them, so a file of either keeps decoding to its own pixels."""
     img = real_image(96, 136)
     rd = Codec(load_model("resae-rd"), 3, model_name="resae-rd", colour_map=False)
-    fast = Codec(load_model("resae-rd-fast"), 3, model_name="resae-rd-fast", colour_map=False)
+    fast = Codec(load_model("resae-rd-fast-v1"), 3, model_name="resae-rd-fast-v1", colour_map=False)
     a, b = rd.compress(img), fast.compress(img)
     ha, hb = bitstream.unpack(a.data)[0], bitstream.unpack(b.data)[0]
-    assert (ha.model, hb.model) == ("resae-rd", "resae-rd-fast")
+    assert (ha.model, hb.model) == ("resae-rd", "resae-rd-fast-v1")
     assert a.data[HEADER_SIZE:] == b.data[HEADER_SIZE:] and len(a.data) == len(b.data)
     assert np.array_equal(labkit.codec.decode(a.data), a.recon)
     assert np.array_equal(labkit.codec.decode(b.data), b.recon)
@@ -432,6 +432,26 @@ def test_shipped_weights_have_bitstream_ids():
     assert {"resae", "ae1", "ae2"} <= set(shipped)
     assert all(name in bitstream.MODEL_IDS for name in shipped)
     assert len(set(bitstream.MODEL_IDS.values())) == len(bitstream.MODEL_IDS), "ids are unique"
+
+
+def test_a_superseded_name_keeps_its_old_id_weights_and_pixels(load_model, real_image):
+    """When a name's weights are replaced (spec.SUPERSEDED), the old weights keep the old id under
+    the old-name alias, so a file written before decodes to the same pixels; the name writes a new id."""
+    from labkit.codec import WEIGHTS_DIR
+
+    assert spec.SUPERSEDED == {"resae-rd-fast-v1": "resae-rd-fast"}
+    for old, new in spec.SUPERSEDED.items():
+        assert old in spec.MODEL_NAMES and old in available_weights()
+        assert bitstream.MODEL_IDS[old] < bitstream.MODEL_IDS[new]
+        assert json.loads((WEIGHTS_DIR / old / "config.json").read_text())["superseded_by"] == new
+        assert old not in profiles.MODELS, "the report shows the current weights"
+    img = real_image(64, 72)
+    old = Codec(load_model("resae-rd-fast-v1"), 2, model_name="resae-rd-fast-v1").compress(img)
+    new = Codec(load_model("resae-rd-fast"), 2, model_name="resae-rd-fast").compress(img)
+    assert old.data[3] == 7 and new.data[3] == 8  # the header's model id byte
+    assert np.array_equal(labkit.codec.decode(old.data), old.recon)
+    assert np.array_equal(labkit.codec.decode(new.data), new.recon)
+    assert old.data[HEADER_SIZE:] != new.data[HEADER_SIZE:], "the current weights have their own encoder"
 
 
 # ----------------------------------------------------------------------------- golden

@@ -4,7 +4,7 @@
     python tools/exp_light_decoder.py train tail-1block --budget-s 1200   # resumable; rerun to continue
     python tools/exp_light_decoder.py eval [--variants tail-1block ...]   # writes the JSON below
     python tools/exp_light_decoder.py train tail-1block --budget-s 1300 --stage2-s 1800 --runs DIR
-    python tools/exp_light_decoder.py export --runs DIR --out labkit/weights/resae-rd-fast
+    python tools/exp_light_decoder.py export --runs DIR --out labkit/weights/resae-rd-fast-v1
 
 The shipped ``resae-rd-fast`` is ``tail-1block`` trained 1300 s + a second stage of 1800 s
 (``--stage2-s``: every decoder layer, warm restart at LR_STAGE2, cosine to 10 %), written as
@@ -639,7 +639,7 @@ def main() -> None:
     x.add_argument("--runs", default=str(RUNS))
     x.add_argument("--weights", default=None, help="the source resae-rd checkpoint folder (default: shipped)")
     x.add_argument("--data-dir", default=None, help="course-layout folder it was trained on (for the val PSNR)")
-    x.add_argument("--out", required=True, help="checkpoint folder to write (e.g. labkit/weights/resae-rd-fast)")
+    x.add_argument("--out", required=True, help="checkpoint folder to write (e.g. labkit/weights/resae-rd-fast-v1)")
     args = p.parse_args()
     {"time": cmd_time, "train": cmd_train, "eval": cmd_eval, "export": cmd_export}[args.cmd](args)
 

@@ -1,73 +1,94 @@
 #!/usr/bin/env bash
-# One GPU lease, one command: continue `resae-rd` from its weights on the GPU
-# (tools/finetune_gpu.py), then fit `resae-rd-fast`'s light decoder to the result
-# (tools/fit_decoder.py), for the default pool and for a course-layout folder side by side.
-# Each finished checkpoint is packed into $OUT at once, so a run stopped at its limit still
-# returns what it finished.
+# One GPU lease, one command: train `resae-rd-fast` whole (encoder and light decoder together)
+# on the GPU with tools/finetune_gpu.py, several recipes side by side, for the default pool and
+# for a course-layout folder.  Each job writes its best weights (by its validation objective) as
+# it goes and is packed into $OUT when it ends, so a run stopped at its limit still returns what
+# the others finished.
 #
 #   OUT=/tmp/out DEVICE=cuda tools/gpu_round.sh
 #
 # Inputs (a folder .gpu/ beside the repo's files, ignored by git; prepare it with
-# `tools/gpu_round.sh prepare COURSE_DATA_DIR COURSE_RESAE_RD_DIR`):
+# `tools/gpu_round.sh prepare COURSE_DATA_DIR DEFAULT_START COURSE_START`, where the starts are
+# resae-rd-fast checkpoints; they travel as float16 copies to fit the lease's 64 MiB):
 #   .gpu/photos/          the default set's source photos (copied from scikit-image's data/)
-#   .gpu/course128/train/ the course images       .gpu/course-resae-rd/  their resae-rd weights
-# Budgets (seconds, wall clock) and batches are the variables below; every value is recorded in
-# the written config.json files.  FIT_RULES is the decoder fit's --rules (default: the scale
-# search's rules per sample, which measured 0.7 / 1.0 points better than the trained rule on the
-# CPU, NOTES.md; empty: the trained rule); FIT_THREADS its torch threads (two jobs share the cores).
+#   .gpu/val/             a photo in neither the pool nor the test split (matplotlib's Grace Hopper):
+#                         the default jobs validate on its tiles, since the val split overlaps the pool
+#   .gpu/course128/train/ the course images
+#   .gpu/start-default/, .gpu/start-course/   the starting weights
+#   .gpu/train-default/, .gpu/train-course/   the resae-rd runs whose TrainConfig the jobs use
+# JOBS lists name:data:quant:augment (data = default|course); FT_S is each job's budget in seconds
+# (wall clock, validations included), all jobs at once; every value lands in the written config.json.
 set -u
-FT_S=${FT_S:-290} FIT_S=${FIT_S:-150} FIT2_S=${FIT2_S:-60}
-BATCH=${BATCH:-32} LR=${LR:-4e-4} FBATCH=${FBATCH:-32} DEVICE=${DEVICE:-cuda}
-FIT_RULES=${FIT_RULES-search} FIT_THREADS=${FIT_THREADS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
+FT_S=${FT_S:-470} BATCH=${BATCH:-32} LR=${LR:-3e-4} DEVICE=${DEVICE:-cuda} RULES=${RULES-search}
+VALS=${VALS:-10} THREADS=${THREADS:-3}
+JOBS=${JOBS:-"d-noise-strong:default:noise:strong d-ste-strong:default:ste:strong d-ste-flip:default:ste:flip c-ste-strong:course:ste:strong c-noise-strong:course:noise:strong"}
 WORK=${WORK:-/tmp/gpu_round}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here" || exit 1
 
 if [ "${1:-}" = prepare ]; then
-    [ $# -eq 3 ] || { echo "usage: $0 prepare COURSE_DATA_DIR COURSE_RESAE_RD_DIR" >&2; exit 2; }
-    mkdir -p .gpu/photos .gpu/course128 .gpu/course-resae-rd
+    [ $# -eq 4 ] || { echo "usage: $0 prepare COURSE_DATA_DIR DEFAULT_START COURSE_START" >&2; exit 2; }
+    rm -rf .gpu && mkdir -p .gpu/photos .gpu/val .gpu/course128
     skdata=$(.venv/bin/python -c "import labkit.data as d; print(d._skimage_data_dir())")
     for f in $(.venv/bin/python -c "import labkit.data as d; print(' '.join(sum(d.DEFAULT_SOURCES.values(), [])))"); do
         cp "$skdata/$f" .gpu/photos/
     done
+    cp "$(.venv/bin/python -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))")" .gpu/val/
     cp -r "$2/train" .gpu/course128/
-    cp "$3"/model.pt "$3"/config.json "$3"/history.json .gpu/course-resae-rd/
+    .venv/bin/python - "$3" .gpu/start-default "$4" .gpu/start-course <<'PY'
+import shutil, sys, torch
+from pathlib import Path
+for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
+    Path(dst).mkdir(parents=True)
+    state = torch.load(Path(src) / "model.pt", map_location="cpu", weights_only=True)
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, Path(dst) / "model.pt")
+    for f in ("config.json", "history.json"):
+        if (Path(src) / f).is_file():
+            shutil.copy(Path(src) / f, Path(dst) / f)
+PY
+    mkdir -p .gpu/train-default .gpu/train-course
+    cp labkit/weights/resae-rd/config.json .gpu/train-default/
+    cp "$(dirname "$4")/resae-rd/config.json" .gpu/train-course/
     grep -qx '/.gpu/' .git/info/exclude || echo '/.gpu/' >>.git/info/exclude
     du -sh .gpu
     exit 0
 fi
 
 OUT=${OUT:?set OUT to the folder that receives the packed checkpoints}
-export PYTHONUNBUFFERED=1 LABKIT_CACHE_DIR=$WORK/cache
+export PYTHONUNBUFFERED=1 LABKIT_CACHE_DIR=$WORK/cache OMP_NUM_THREADS=$THREADS
 PY=${PY:-python3}
 mkdir -p "$OUT" "$WORK"
 nvidia-smi -L 2>/dev/null; nproc
 $PY -c "import torch, PIL, numpy; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', 'numpy', numpy.__version__, 'PIL', PIL.__version__)"
 
-job() {  # name source_dir data_dir_option...
-    local name=$1 src=$2; shift 2
-    local d=$WORK/$name
-    mkdir -p "$d"
-    echo "[$name] finetune resae-rd from $src for $FT_S s"
-    $PY tools/finetune_gpu.py "$src" "$d/resae-rd" --seconds "$FT_S" --batch "$BATCH" --lr "$LR" \
-        --final-lr-frac 0.05 --warmup 0.03 --validations 12 --device "$DEVICE" "$@" >"$d/resae-rd.log" 2>&1
-    echo "[$name] finetune exit $?; $(tail -n 1 "$d/resae-rd.log")"
-    cp "$d/resae-rd.log" "$d/resae-rd/train.log" 2>/dev/null
-    [ -f "$d/resae-rd/model.pt" ] || { echo "[$name] no resae-rd weights: stop"; return 1; }
-    tar -C "$d" -cf "$OUT/$name-resae-rd.tar" resae-rd
-    echo "[$name] fit resae-rd-fast for $FIT_S + $FIT2_S s"
-    $PY tools/fit_decoder.py "$d/resae-rd" "$d/resae-rd-fast" --budget-s "$FIT_S" --stage2-s "$FIT2_S" \
-        --batch "$FBATCH" --device "$DEVICE" --threads "$FIT_THREADS" ${FIT_RULES:+--rules "$FIT_RULES"} \
-        "$@" >"$d/fast.log" 2>&1
-    echo "[$name] fit exit $?; $(tail -n 1 "$d/fast.log")"
-    cp "$d/fast.log" "$d/resae-rd-fast/train.log" 2>/dev/null
-    rm -f "$d/resae-rd-fast/last.pt"
-    tar -C "$d" -cf "$OUT/$name-resae-rd-fast.tar" resae-rd-fast
+job() {  # name data quant augment
+    local name=$1 which=$2 q=$3 aug=$4 d=$WORK/$1 opts
+    if [ "$which" = course ]; then opts="--data-dir .gpu/course128"
+    else opts="--photos .gpu/photos --val-photos .gpu/val/grace_hopper.jpg"; fi
+    echo "[$name] train resae-rd-fast whole for $FT_S s: quant $q, augment $aug, rules ${RULES:-trained}"
+    $PY tools/finetune_gpu.py .gpu/start-$which "$d/$name" --train-config .gpu/train-$which --seconds "$FT_S" \
+        --batch "$BATCH" --lr "$LR" --final-lr-frac 0.05 --warmup 0.05 --validations "$VALS" --device "$DEVICE" \
+        --threads "$THREADS" --quant "$q" --augment "$aug" ${RULES:+--rules "$RULES"} $opts >"$d.log" 2>&1
+    echo "[$name] exit $?; $(tail -n 1 "$d.log")"
+    cp "$d.log" "$d/$name/train.log" 2>/dev/null
+    [ -f "$d/$name/model.pt" ] && tar -C "$d" -cf "$OUT/$name.tar" "$name"
 }
 
-job default labkit/weights/resae-rd --photos .gpu/photos &
-job course .gpu/course-resae-rd --data-dir .gpu/course128 &
+mkdir -p "$WORK"
+$PY - <<'PY'  # cut the default pool once (the jobs share the cache)
+import sys; sys.path.insert(0, "tools"); sys.path.insert(0, ".")
+from finetune_gpu import use_photos_from
+use_photos_from(".gpu/photos")
+import labkit.data as d
+print("pool", d.training_splits(None, 0)["train"].shape)
+PY
+for spec in $JOBS; do
+    IFS=: read -r name which q aug <<<"$spec"
+    mkdir -p "$WORK/$name"
+    job "$name" "$which" "$q" "$aug" &
+done
 wait
-for f in "$WORK"/*/*.log; do echo "== $f"; grep -E "^step|^done|objective|val psnr|Error|error" "$f" | tail -n 12; done
+for f in "$WORK"/*.log; do echo "== $f"; grep -E "^step|^done|Error|error" "$f" | tail -n 4; done
+for f in "$WORK"/*.log; do echo "== $f"; cat "$f"; done >"$OUT/logs.txt"
 ls -la "$OUT"

@@ -1,0 +1,279 @@
+"""Continue training a whole model as the codec uses it (how the shipped ``resae-rd-fast`` was finished).
+
+``labkit.train.fit`` trains with the course's training model of quantization (uniform noise)
+and one stored-scale rule.  A model that is already trained can then be fine-tuned closer to
+what the codec does, on a GPU with the training images held on the device:
+
+* **the codec's quantization for the decoder** (``quantizer="ste"``): the decoder gets the hard
+  ``quant.quantize_dequantize`` values, and the gradient passes straight through to the
+  encoder.  The rate term still reads the unquantized latent (``labkit.train.rate_bpp``), as in
+  ``fit``.  With noise instead (``"noise"``, ``fit``'s model) the decoder never sees the real bins,
+  which costs most at b = 1..2;
+* **the scale search's rules** (``rules``): each sample's stored scale is drawn from them, so the
+  network sees every scale the encoder's search (``labkit.spec.SCALE_SEARCH``) may pick;
+* **more varied crops** (``augment="strong"``): besides the flips, a random quarter turn, a random
+  channel order for half the samples and, for half the batches, a zoom-out (a larger crop shrunk
+  to the crop size), so a long run on the dozen default photos does not learn their windows by heart.
+
+:func:`finetune` runs the loop: the loss is ``fit``'s (``distortion + rate_weight * rate_bpp``,
+b drawn per batch), the learning rate a warm-up and cosine over the wall-clock budget, and the
+weights kept are those with the best validation objective (``labkit.train.validate_rd``), written
+at every improvement so a run stopped early keeps its best.  ``tools/finetune_gpu.py`` is its
+command line; ``tools/gpu_round.sh`` runs several recipes side by side on one GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import quant, spec
+from .atomic import write_text
+from .trainconfig import strict_from_dict
+
+__all__ = ["FinetuneConfig", "finetune", "rd_forward", "crop_batch", "scale_rules", "QUANTIZERS", "AUGMENTS"]
+
+#: What the decoder gets in training: the course's uniform noise, or the codec's bins (straight-through).
+QUANTIZERS = ("noise", "ste")
+#: ``flip``: random flips (``fit``'s augmentation); ``strong``: see the module docstring.
+AUGMENTS = ("flip", "strong")
+
+
+@dataclass
+class FinetuneConfig:
+    """One fine-tune's settings (JSON-able; recorded as ``config.json["finetune"]``)."""
+
+    seconds: float = 200.0
+    lr: float = 3e-4
+    batch: int = 32
+    validations: int = 10
+    warmup: float = 0.05
+    final_lr_frac: float = 0.05
+    rules: list[str] | None = None
+    quantizer: str = "ste"
+    augment: str = "strong"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
+        if self.rules is not None:
+            self.rules = [spec.check_scale_rule(r) for r in self.rules]
+            if not self.rules:
+                raise ValueError("rules must name at least one scale rule (or be None: the run's rule)")
+        if not self.seconds > 0 or self.batch < 1 or self.validations < 1:
+            raise ValueError(f"seconds, batch and validations must be positive, got {self.seconds}, "
+                             f"{self.batch}, {self.validations}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FinetuneConfig":
+        return strict_from_dict(cls, d)
+
+
+def scale_rules(arg: str | None) -> list[str] | None:
+    """A ``--rules`` value as a rule list: None/"" (the run's rule), ``"search"`` or ``"p99.5,max"``."""
+    if not arg:
+        return None
+    rules = list(spec.SCALE_SEARCH_RULES) if arg == spec.SCALE_SEARCH else [r.strip() for r in arg.split(",")]
+    return [spec.check_scale_rule(r) for r in rules]
+
+
+def rd_forward(model: nn.Module, x: Tensor, b: int, rule: str, rules: list[str] | None = None,
+               quantizer: str = "noise", generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """The training forward pass, with the codec's choices.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ``labkit.models`` autoencoder.
+    x : Tensor
+        Images in [0, 1], ``[N, 3, H, W]``.
+    b : int
+        Bit depth of this batch.
+    rule : str
+        The stored-scale rule when ``rules`` is None.
+    rules : list of str, optional
+        Draw each sample's rule from these (uniformly, from ``generator``).
+    quantizer : {"noise", "ste"}
+        ``"noise"``: the course's uniform noise; ``"ste"``: the codec's hard quantize/dequantize,
+        with the identity as its gradient.
+    generator : torch.Generator, optional
+        On ``x``'s device; draws the rules.
+
+    Returns
+    -------
+    dict
+        ``x_hat``, ``y`` (clipped at the scale: what the rate term reads), ``y_hat``, ``ymax``:
+        the keys of ``model(x, b, noise=True, scale=rule)``, which this equals (same noise draw)
+        when ``rules`` is None and ``quantizer == "noise"``.
+    """
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {quantizer!r}")
+    if rules is None and quantizer == "noise":
+        return model(x, b=b, noise=True, scale=rule)
+    y = model.encode(x)
+    if rules is None:
+        ymax = quant.latent_scale(y.detach(), rule)
+    else:
+        every = torch.stack([quant.latent_scale(y.detach(), r) for r in rules])  # [R, N]
+        pick = torch.randint(0, len(rules), (1, y.shape[0]), device=y.device, generator=generator)
+        ymax = every.gather(0, pick)[0]
+    ymax = quant.to_float32(ymax).to(y.device)
+    y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1).to(y.dtype))
+    if quantizer == "noise":
+        y_hat = quant.add_noise(y, b, ymax)
+    else:
+        y_hat = y + (quant.quantize_dequantize(y, b, ymax) - y).detach()
+    return {"x_hat": model.decode(y_hat), "y": y, "y_hat": y_hat, "ymax": ymax}
+
+
+def crop_batch(images: Tensor, batch: int, crop: int, augment: str = "flip",
+               generator: torch.Generator | None = None) -> Tensor:
+    """Random ``crop`` x ``crop`` crops of uint8 images ``[N, 3, H, W]``, as floats in [0, 1].
+
+    Every sample is its own image and offset; the flips (and, with ``augment="strong"``, the
+    quarter turn and the zoom) are per batch, the channel order per sample.  Everything is drawn
+    from ``generator`` on ``images``' device, so a GPU builds its batches without the CPU.
+    """
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+    dev = images.device
+    n, _, h, w = images.shape
+    if min(h, w) < crop:
+        raise ValueError(f"images of {h}x{w} are smaller than the {crop}x{crop} crop")
+
+    def coin() -> bool:
+        return bool(torch.rand((), device=dev, generator=generator) < 0.5)
+
+    size = crop
+    if augment == "strong" and min(h, w) > crop and coin():
+        size = int(torch.randint(crop + 1, min(h, w) + 1, (), device=dev, generator=generator))
+    rows = torch.arange(size, device=dev)
+    idx = torch.randint(0, n, (batch,), device=dev, generator=generator)
+    top = torch.randint(0, h - size + 1, (batch, 1), device=dev, generator=generator) + rows
+    left = torch.randint(0, w - size + 1, (batch, 1), device=dev, generator=generator) + rows
+    x = images[idx[:, None, None, None], torch.arange(3, device=dev)[None, :, None, None],
+               top[:, None, :, None], left[:, None, None, :]].float().div_(255)
+    if size != crop:
+        x = F.interpolate(x, size=(crop, crop), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+    if coin():
+        x = x.flip(-1)
+    if coin():
+        x = x.flip(-2)
+    if augment == "strong":
+        k = int(torch.randint(0, 4, (), device=dev, generator=generator))
+        if k:
+            x = torch.rot90(x, k, dims=(-2, -1))
+        order = torch.argsort(torch.rand(batch, 3, device=dev, generator=generator), dim=1)
+        keep = torch.rand(batch, device=dev, generator=generator) < 0.5
+        order[keep] = torch.arange(3, device=dev)
+        x = x.gather(1, order[:, :, None, None].expand_as(x))
+    return x.contiguous()
+
+
+def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: FinetuneConfig,
+             out_dir: str | Path, extra: dict[str, Any] | None = None, log: Any = print) -> dict[str, Any]:
+    """Fine-tune ``model`` (in place) for ``ft.seconds`` of wall clock; keep the best weights.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A trained model, on the device the run uses.
+    images : Tensor
+        uint8 training images ``[N, 3, H, W]`` on that device (crops come from :func:`crop_batch`).
+    val : Tensor
+        float validation images ``[M, 3, h, w]`` (any device).
+    cfg : labkit.train.TrainConfig
+        The loss (``distortion``, ``rate_weight``), ``train_bits``, ``crop``, ``scale``,
+        ``weight_decay`` and ``grad_clip``; ``device`` is where validation runs.
+    ft : FinetuneConfig
+        This fine-tune's settings.
+    out_dir : path
+        Gets ``model.pt``/``config.json`` (``labkit.train.save_checkpoint``, with ``extra`` and
+        ``finetune`` recorded) at every new best, and ``history.json``.
+    extra : dict, optional
+        More entries for ``config.json``.
+    log : callable
+        Gets one line per validation.
+
+    Returns
+    -------
+    dict
+        The history: ``step``, ``objective``, ``psnr``, ``bpp``, ``elapsed`` per validation,
+        and ``steps``, ``best_step``, ``elapsed_s``.  ``model`` ends holding the best weights.
+    """
+    from .train import distortion, rate_bpp, save_checkpoint, validate_rd
+
+    out = Path(out_dir)
+    dev = images.device
+    torch.manual_seed(ft.seed)
+    py_rng = random.Random(ft.seed)
+    gen = torch.Generator(device=dev).manual_seed(ft.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=ft.lr, weight_decay=cfg.weight_decay)
+    history: dict[str, Any] = {"step": [], "objective": [], "psnr": [], "bpp": [], "elapsed": []}
+    best: dict[str, Any] = {"objective": math.inf, "state": None, "step": 0}
+    record = dict(extra or {})
+    step = 0
+
+    def save_best(elapsed: float) -> None:
+        current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(best["state"])
+        record["finetune"] = {**ft.to_dict(), **record.get("finetune", {}), "elapsed_s": round(elapsed, 1),
+                              "steps": step, "best_step": best["step"], "best_objective": best["objective"]}
+        save_checkpoint(model, out, cfg, record)
+        model.load_state_dict(current)
+        write_text(out / "history.json", json.dumps({"finetune": history}) + "\n")
+
+    model.train()
+    t0, next_val = time.perf_counter(), 0
+    while True:
+        frac = (time.perf_counter() - t0) / ft.seconds
+        if frac >= next_val / ft.validations:
+            vr = validate_rd(model, val, cfg, torch.device(cfg.device))
+            for k, v in (("step", step), ("objective", vr["objective"]), ("psnr", vr["psnr"]),
+                         ("bpp", vr["bpp"]), ("elapsed", time.perf_counter() - t0)):
+                history[k].append(v)
+            log(f"step {step} t {time.perf_counter() - t0:.0f}s objective {vr['objective']:.5f} "
+                f"psnr {vr['psnr']} bpp {vr['bpp']}")
+            if vr["objective"] < best["objective"]:
+                best = {"objective": vr["objective"], "step": step,
+                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                save_best(time.perf_counter() - t0)
+            next_val += 1
+            if frac >= 1.0:
+                break
+        lr = ft.lr * (ft.final_lr_frac + (1 - ft.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        if frac < ft.warmup:
+            lr *= frac / ft.warmup
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = crop_batch(images, ft.batch, cfg.crop, ft.augment, gen)
+        b = py_rng.choice(list(cfg.train_bits))
+        res = rd_forward(model, x, b, cfg.scale, ft.rules, ft.quantizer, gen)
+        loss = distortion(res["x_hat"], x, cfg) + cfg.rate_weight * rate_bpp(res, b, cfg.crop * cfg.crop)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+    elapsed = time.perf_counter() - t0
+    save_best(elapsed)
+    model.load_state_dict(best["state"])
+    history.update(steps=step, best_step=best["step"], elapsed_s=round(elapsed, 1))
+    write_text(out / "history.json", json.dumps({"finetune": history}) + "\n")
+    return history

@@ -1,0 +1,143 @@
+"""labkit.finetune: the whole-model fine-tune with the codec's quantization, rules and crops."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from labkit import finetune as FT
+from labkit import quant, spec
+from labkit.codec import load_checkpoint_file
+from labkit.models import build_model
+from labkit.train import TrainConfig
+
+SMALL = {"widths": [8, 8, 16], "blocks": 1, "decoder_blocks": [1, 0]}
+
+
+def _model(seed=0):
+    return build_model("resae-rd-fast", seed=seed, **SMALL)
+
+
+def _x(n=4, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, size, size, generator=g)
+
+
+def test_ste_gives_the_decoder_the_codec_bins_and_the_encoder_a_gradient():
+    model = _model().train()
+    x = _x()
+    res = FT.rd_forward(model, x, 2, "p99.9", quantizer="ste")
+    with torch.no_grad():
+        y = model.encode(x)
+        ymax = quant.to_float32(quant.latent_scale(y, "p99.9"))
+        expected = quant.quantize_dequantize(torch.minimum(y, ymax.reshape(-1, 1, 1, 1)), 2, ymax)
+    # the encoder's BatchNorm in train mode sees the same batch twice: same statistics, same output
+    assert torch.allclose(res["y_hat"], expected, atol=1e-6)
+    assert len(torch.unique(res["y_hat"][0, 0])) <= 4  # b = 2: at most four bin centres per channel
+    res["x_hat"].mean().backward()
+    grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_noise_without_rules_is_the_models_own_forward():
+    model = _model().eval()
+    x = _x()
+    torch.manual_seed(3)
+    a = FT.rd_forward(model, x, 3, "p99.9", quantizer="noise")
+    torch.manual_seed(3)
+    b = model(x, b=3, noise=True, scale="p99.9")
+    assert torch.equal(a["x_hat"], b["x_hat"]) and torch.equal(a["ymax"], b["ymax"])
+
+
+def test_rules_draw_each_samples_scale_from_the_list():
+    model = _model().eval()
+    x = _x(n=16)
+    rules = ["p99.5", "max"]
+    gen = torch.Generator().manual_seed(0)
+    res = FT.rd_forward(model, x, 3, "p99.9", rules=rules, quantizer="ste", generator=gen)
+    with torch.no_grad():
+        y = model.encode(x)
+        options = torch.stack([quant.to_float32(quant.latent_scale(y, r)) for r in rules])  # [2, N]
+    hit = (res["ymax"][None] == options)
+    assert bool(hit.any(0).all()), "every scale is one of the rules'"
+    assert bool(hit[0].any()) and bool(hit[1].any()), "both rules are drawn in 16 samples"
+    assert float((res["y"].detach() - torch.minimum(y, res["ymax"].reshape(-1, 1, 1, 1))).abs().max()) == 0.0
+
+
+def test_scale_rules_parses_search_and_lists_and_refuses_typos():
+    assert FT.scale_rules("search") == list(spec.SCALE_SEARCH_RULES)
+    assert FT.scale_rules("p99, max") == ["p99", "max"]
+    assert FT.scale_rules(None) is None and FT.scale_rules("") is None
+    with pytest.raises(ValueError, match="unknown scale rule"):
+        FT.scale_rules("p99.9,mx")
+
+
+def _images(n=6, size=48):
+    rng = np.random.default_rng(0)
+    return torch.from_numpy(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8))
+
+
+def test_crop_batch_is_reproducible_and_in_range():
+    imgs = _images()
+    a = FT.crop_batch(imgs, 5, 32, "strong", torch.Generator().manual_seed(7))
+    b = FT.crop_batch(imgs, 5, 32, "strong", torch.Generator().manual_seed(7))
+    assert a.shape == (5, 3, 32, 32) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+
+
+def test_flip_crops_are_pixels_of_the_images():
+    imgs = _images()
+    x = FT.crop_batch(imgs, 8, 32, "flip", torch.Generator().manual_seed(1))
+    values = set(np.unique(imgs.numpy()).tolist())
+    got = np.unique(np.round(x.numpy() * 255).astype(int))
+    assert set(got.tolist()) <= values
+
+
+def test_strong_augment_permutes_channels_of_some_samples():
+    # every image is constant per channel (10, 100, 200): a crop's channel means give its order
+    imgs = torch.tensor([10, 100, 200], dtype=torch.uint8)[None, :, None, None].expand(4, 3, 48, 48).contiguous()
+    seen = set()
+    for s in range(8):
+        x = FT.crop_batch(imgs, 16, 32, "strong", torch.Generator().manual_seed(s))
+        for m in x.mean(dim=(2, 3)).mul(255).round().int().tolist():
+            assert sorted(m) == [10, 100, 200]
+            seen.add(tuple(m))
+    assert (10, 100, 200) in seen and len(seen) > 3
+
+
+def test_crop_batch_refuses_images_smaller_than_the_crop():
+    with pytest.raises(ValueError, match="smaller than"):
+        FT.crop_batch(_images(size=16), 2, 32)
+
+
+def test_config_refuses_unknown_settings():
+    with pytest.raises(ValueError, match="quantizer"):
+        FT.FinetuneConfig(quantizer="round")
+    with pytest.raises(ValueError, match="augment"):
+        FT.FinetuneConfig(augment="heavy")
+    with pytest.raises(ValueError, match="unknown scale rule"):
+        FT.FinetuneConfig(rules=["p101"])
+    with pytest.raises(ValueError, match="unknown FinetuneConfig keys"):
+        FT.FinetuneConfig.from_dict({"secs": 3})
+
+
+def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path):
+    model = _model(seed=4)
+    cfg = TrainConfig(model="resae-rd-fast", model_cfg=dict(SMALL), crop=32, bits=[2, 3], rate_weight=0.015,
+                      loss="mse+ssim", scale="p99.9", device="cpu")
+    ft = FT.FinetuneConfig(seconds=1.5, batch=2, validations=2, rules=["p99.9", "max"])
+    val = _images(n=3, size=32).float().div(255)
+    lines = []
+    hist = FT.finetune(model, _images(), val, cfg, ft, tmp_path, {"note": "test"}, log=lines.append)
+    assert hist["steps"] > 0 and len(hist["objective"]) == len(lines) >= 3
+    best = int(np.argmin(hist["objective"]))
+    assert hist["best_step"] == hist["step"][best]
+    saved, meta = load_checkpoint_file(tmp_path)
+    assert meta["note"] == "test" and meta["finetune"]["quantizer"] == "ste"
+    assert meta["finetune"]["rules"] == ["p99.9", "max"] and meta["finetune"]["best_step"] == hist["best_step"]
+    for k, v in saved.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), f"{k}: the model ends holding the kept weights"
+    assert json.loads((tmp_path / "history.json").read_text())["finetune"]["steps"] == hist["steps"]
