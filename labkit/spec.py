@@ -60,8 +60,8 @@ COLOUR_MAP_RATE_WEIGHTS: dict[int, float] = {1: 0.13, 2: 0.045, 3: 0.0068, 4: 0.
 #: ``Codec(scale=SCALE_SEARCH)``: instead of one rule for the stored scale ``ymax``, the encoder
 #: codes the image with each of :data:`SCALE_SEARCH_RULES` and keeps the file with the least
 #: ``MSE + colour_map_rate_weight(b) * bpp`` (whole file, colour map included).  The decoder only
-#: reads ``ymax``, so files stay the same format.  On the default test tiles it saves 6.4 % of the
-#: bits at equal PSNR and 4.7 % at equal SSIM against ``resae-rd-fast``'s trained p99.9 rule, at
+#: reads ``ymax``, so files stay the same format.  On the default test tiles it saves 5.1 % of the
+#: bits at equal PSNR and 2.3 % at equal SSIM against ``resae-rd-fast``'s trained p99.9 rule, at
 #: the cost of one decoder run per rule (``benchmarks/bench_rd.py --scale-search``, README.md).
 SCALE_SEARCH = "search"
 SCALE_SEARCH_RULES: tuple[str, ...] = ("p99.5", "p99.7", "p99.9", "p99.97", "max")

@@ -81,9 +81,11 @@ def main() -> int:
     use_photos_from(args.photos)
 
     source, meta = checkpoint.load(args.source_dir)
-    if meta.get("model") != "resae-rd":
-        raise SystemExit(f"{args.source_dir}: holds {meta.get('model')!r}; the light decoder is fitted to 'resae-rd'")
-    cfg = DecoderFitConfig(budget_s=0.0 if args.warm else args.budget_s, stage2_s=args.stage2_s,
+    if meta.get("model") != "resae-rd" and not args.warm:
+        raise SystemExit(f"{args.source_dir}: holds {meta.get('model')!r}; a new light decoder is fitted to 'resae-rd' "
+                         "(a continuation, --from, takes any source with the same encoder)")
+    cfg = DecoderFitConfig(source=meta.get("model", "resae-rd"),
+                           budget_s=0.0 if args.warm else args.budget_s, stage2_s=args.stage2_s,
                            batch=args.batch, max_steps=args.max_steps, rules=args.rules,
                            lr_stage2=args.lr_stage2, warm_start=args.warm is not None)
     splits = training_splits(args.data_dir, cfg.seed)
