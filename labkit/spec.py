@@ -27,8 +27,8 @@ SUPERSEDED: dict[str, str] = {"resae-rd-fast-v1": "resae-rd-fast"}
 
 #: The model the codec and the command line use when none is named: the rate-distortion
 #: model with the lighter decoder (``resae-rd``'s layout with one residual block less at 1/4 and
-#: a pixel-shuffle head), finally trained whole with the codec's quantization
-#: (``labkit.finetune``).  Its numbers against ``resae``, ``resae-rd`` and the classic codecs are
+#: a pixel-shuffle head), trained whole with the codec's quantization (``labkit.finetune``), its
+#: decoder then refined once more (``labkit.decoder_fit``).  Its numbers against ``resae``, ``resae-rd`` and the classic codecs are
 #: in README.md (``benchmarks/bench_rd.py``, ``benchmarks/bench_fullsize.py``).  ``resae`` stays
 #: the seed's design.
 DEFAULT_MODEL = "resae-rd-fast"
