@@ -230,12 +230,10 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
     step = 0
 
     def save_best(elapsed: float) -> None:
-        current = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(best["state"])
+        """Write the model, which holds the best weights when this is called, and the history."""
         record["finetune"] = {**ft.to_dict(), **record.get("finetune", {}), "elapsed_s": round(elapsed, 1),
                               "steps": step, "best_step": best["step"], "best_objective": best["objective"]}
         save_checkpoint(model, out, cfg, record)
-        model.load_state_dict(current)
         write_text(out / "history.json", json.dumps({"finetune": history}) + "\n")
 
     model.train()
@@ -272,8 +270,7 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
         opt.step()
         step += 1
     elapsed = time.perf_counter() - t0
-    save_best(elapsed)
     model.load_state_dict(best["state"])
     history.update(steps=step, best_step=best["step"], elapsed_s=round(elapsed, 1))
-    write_text(out / "history.json", json.dumps({"finetune": history}) + "\n")
+    save_best(elapsed)
     return history

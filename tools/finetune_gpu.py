@@ -28,9 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labkit import data  # noqa: E402
+from labkit.atomic import write_text  # noqa: E402
 from labkit.data import training_splits  # noqa: E402
 from labkit.finetune import AUGMENTS, QUANTIZERS, FinetuneConfig, finetune, scale_rules  # noqa: E402
-from labkit.atomic import write_text  # noqa: E402
 from labkit.train import TrainConfig, load_checkpoint  # noqa: E402
 
 PHOTOS_HELP = ("folder holding the default set's source photos (a copy of scikit-image's data/ files that "
