@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,17 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labkit import photos, rd, spec  # noqa: E402
 from labkit.data import DEFAULT_SOURCES  # noqa: E402
+from labkit.speed import cpu_name  # noqa: E402
 from labkit.workflow import jsonable  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def mean_curve(records: list[dict], key: str) -> dict[str, dict[str, list[float]]]:
@@ -57,18 +47,23 @@ def main() -> int:
     p.add_argument("--classic", nargs="+", default=["webp", "jpeg-opt"])
     p.add_argument("--scale-search", nargs="*", default=[], metavar="MODEL",
                    help="models whose encoder chooses the stored scale per image (Codec(scale='search'))")
+    p.add_argument("--refine", nargs="*", default=[], metavar="MODEL",
+                   help="models whose encoder refines the latent (Codec(refine=--refine-steps))")
+    p.add_argument("--refine-steps", type=int, default=spec.REFINE_STEPS, metavar="N")
     p.add_argument("--weights-dir", default=None,
                    help="folder with <model>/ checkpoints (default: the shipped weights), e.g. a candidate's")
     p.add_argument("--out", default=None,
-                   help="default: benchmarks/results/bench_fullsize.json (bench_fullsize_search.json with --scale-search)")
+                   help="default: benchmarks/results/bench_fullsize.json (_search / _refine added to the name "
+                        "with --scale-search / --refine)")
     args = p.parse_args()
     scales = {n: spec.SCALE_SEARCH for n in args.scale_search}
+    refine = {n: args.refine_steps for n in args.refine}
     args.out = args.out or str(Path(__file__).resolve().parent / "results"
-                               / f"bench_fullsize{'_search' if scales else ''}.json")
+                               / f"bench_fullsize{'_search' if scales else ''}{'_refine' if refine else ''}.json")
     t0 = time.perf_counter()
     test_photos = DEFAULT_SOURCES["test"]
     learned = photos.evaluate_learned_photos(args.models, test_photos, args.bits, scales=scales,
-                                             weights_dir=args.weights_dir)
+                                             refine=refine, weights_dir=args.weights_dir)
     classic = photos.evaluate_classic_photos(args.classic, test_photos)
     curves = {**mean_curve(learned, "b"), **mean_curve(classic, "quality")}
     bd = []
@@ -79,10 +74,10 @@ def main() -> int:
                 d = rd.bd_detail(a["bpp"], a[metric], t["bpp"], t[metric])
                 bd.append({"test": test, "anchor": anchor, "metric": metric, **d})
     colour = photos.evaluate_learned_photos(args.models, photos.COLOUR_PHOTOS, args.bits, scales=scales,
-                                            weights_dir=args.weights_dir)
+                                            refine=refine, weights_dir=args.weights_dir)
     result = {"cpu": cpu_name(), "seconds": round(time.perf_counter() - t0, 1), "test_photos": test_photos,
               **({"weights_dir": str(args.weights_dir)} if args.weights_dir else {}),
-              "scales": scales, "curves": curves, "bd": bd,
+              "scales": scales, "refine": refine, "curves": curves, "bd": bd,
               "colour": [{k: r[k] for k in ("codec", "b", "photo", "scale", "bpp", "psnr", "ssim", "delta_e")}
                          for r in colour]}
     Path(args.out).write_text(json.dumps(jsonable(result), indent=1) + "\n")  # left-out BD-rates: null

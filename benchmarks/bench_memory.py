@@ -1,6 +1,7 @@
 """Time and peak memory of the codec at 1, 16 and 64 megapixels, encode and decode.
 
     python benchmarks/bench_memory.py [--sizes 1 16 64] [--threads 1]
+    python benchmarks/bench_memory.py --model resae-rd-fast --refine 1 --sizes 64 --compare-mpx 0
 
 Each measurement runs in its own subprocess so that its peak resident set size
 (``VmHWM`` of ``/proc/self/status``, else ``resource.getrusage``) is its own: the child loads the image
@@ -77,7 +78,7 @@ def _child(args: argparse.Namespace) -> int:
     if args.variant == "previous":  # the code before tiling: whole image, no fused upsampling
         inference.fuse_nearest_upsampling = lambda module: 0
     tile = None if args.variant == "tiled" else TILE_HUGE
-    codec = C.Codec.from_pretrained(args.model, b=args.b, context=args.context, tile=tile)
+    codec = C.Codec.from_pretrained(args.model, b=args.b, context=args.context, tile=tile, refine=args.refine)
     rss_ready = peak_rss()
     seconds = float("inf")
     if args.direction == "encode":
@@ -138,7 +139,7 @@ def _compare(args: argparse.Namespace) -> int:
 def _run(direction: str, variant: str, src: Path, dst: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", direction, "--variant", variant, "--input", str(src),
            "--output", str(dst), "--model", args.model, "--b", str(args.b), "--context", args.context,
-           "--threads", str(args.threads), "--repeats", str(args.repeats if direction == "compare" else 1)]
+           "--threads", str(args.threads), "--refine", str(args.refine), "--repeats", str(args.repeats if direction == "compare" else 1)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
@@ -154,12 +155,15 @@ def main() -> int:
     p.add_argument("--context", default="neighbor")
     p.add_argument("--compare-mpx", type=int, default=1, help="size at which the whole-image paths are timed too")
     p.add_argument("--repeats", type=int, default=3, help="best of this many interleaved runs in the comparison")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_memory.json"))
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="encoder-side latent refinement steps (Codec(refine=...)); the default output name gets _refine")
+    p.add_argument("--out", default=None, help="default: benchmarks/results/bench_memory[_refine].json")
     p.add_argument("--child", choices=["encode", "decode", "compare"], help=argparse.SUPPRESS)
     p.add_argument("--variant", default="tiled", choices=["tiled", "whole", "previous"], help=argparse.SUPPRESS)
     p.add_argument("--input", help=argparse.SUPPRESS)
     p.add_argument("--output", help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.out = args.out or str(Path(__file__).parent / "results" / f"bench_memory{'_refine' if args.refine else ''}.json")
     if args.child == "compare":
         return _compare(args)
     if args.child:
@@ -169,7 +173,7 @@ def main() -> int:
     from labkit.speed import cpu_name
 
     cpu = cpu_name()
-    print(f"codec time and peak RSS, model={args.model} b={args.b} context={args.context}, "
+    print(f"codec time and peak RSS, model={args.model} b={args.b} context={args.context} refine={args.refine}, "
           f"{args.threads} thread(s), CPU: {cpu}")
     rows: list[dict] = []
     ratios: dict = {}
@@ -207,7 +211,7 @@ def main() -> int:
                               f"whole-image path {prev:.3f} ({t / prev:.2f}x; <= 1 means no slower)", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"cpu": cpu, "threads": args.threads, "model": args.model, "b": args.b,
-                                          "context": args.context, "rows": rows, "compare_mpx": args.compare_mpx, "compare_seconds_per_mpx": ratios}, indent=1) + "\n")
+                                          "context": args.context, "refine": args.refine, "rows": rows, "compare_mpx": args.compare_mpx, "compare_seconds_per_mpx": ratios}, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -3,6 +3,7 @@
     python benchmarks/bench_rd.py                                   # embedded default test split, shipped weights
     python benchmarks/bench_rd.py --data-dir DIR --weights-dir W    # e.g. course128 with models trained on its train part
     python benchmarks/bench_rd.py --scale-search resae-rd-fast      # that model's encoder searches the scale per image
+    python benchmarks/bench_rd.py --refine resae-rd-fast            # that model's encoder refines its latent (labkit.refine)
 
 Prints, for every model of ``labkit.profiles.MODELS`` found in the weights folder (others are
 skipped with a message): mean bpp/SSIM/PSNR per b beside JPEG at matched bpp (the course
@@ -41,6 +42,11 @@ def main() -> int:
     p.add_argument("--scale-search", nargs="*", default=[], metavar="MODEL",
                    help="models whose encoder chooses the stored scale per image (Codec(scale='search')); "
                         "the JSON file name gets _search")
+    p.add_argument("--refine", nargs="*", default=[], metavar="MODEL",
+                   help="models whose encoder refines the latent (Codec(refine=--refine-steps)); "
+                        "the JSON file name gets _refine")
+    p.add_argument("--refine-steps", type=int, default=spec.REFINE_STEPS, metavar="N",
+                   help=f"refinement steps for --refine (default {spec.REFINE_STEPS})")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     t0 = time.perf_counter()
@@ -51,8 +57,9 @@ def main() -> int:
         print(f"{name}: {why}")
     nets = {n: load_pretrained(n, wdir)[0] for n in names}
     scales = {n: spec.SCALE_SEARCH for n in args.scale_search}
+    refine = {n: args.refine_steps for n in args.refine}
     learned = report.rounded(evaluate.evaluate_learned(nets, images, [1, 2, 3, 4, 5], args.context, progress=False,
-                                                       scales=scales))
+                                                       scales=scales, refine=refine))
     matched = report.rounded(evaluate.evaluate_matched_jpeg(images, evaluate.select(learned, codec=REFERENCE)))
     sweeps = report.rounded(evaluate.evaluate_sweeps(images, SWEEPS, progress=False))
     curves = report.rounded(report.curves(learned, matched, sweeps, names, list(SWEEPS)))
@@ -61,7 +68,8 @@ def main() -> int:
     floor = report.jpeg_floor(sweeps)
     data = args.data_dir or "embedded default test split"
     print(f"data: {data} ({len(images)} test images); weights: {wdir}; context={args.context}"
-          + (f"; scale searched per image for {', '.join(scales)}" if scales else ""))
+          + (f"; scale searched per image for {', '.join(scales)}" if scales else "")
+          + (f"; latent refined ({args.refine_steps} steps) for {', '.join(refine)}" if refine else ""))
     print(f"JPEG's smallest files (q={floor['quality']}): mean {floor['mean_bpp']:.3f} bpp")
     print("\nmean per b: bpp / SSIM / PSNR")
     rows = []
@@ -82,11 +90,11 @@ def main() -> int:
         print(report.markdown_table(rows_, ["b", "bpp", "ssim", "anchor_ssim", "dssim", "psnr", "anchor_psnr", "dpsnr"]))
     elapsed = time.perf_counter() - t0
     print(f"\n({elapsed:.1f} s)")
-    tag = ("" if not args.data_dir else "_" + Path(args.data_dir).resolve().name) + ("_search" if scales else "")
+    tag = ("" if not args.data_dir else "_" + Path(args.data_dir).resolve().name) + ("_search" if scales else "") + ("_refine" if refine else "")
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"bench_rd{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(jsonable({"data": data, "n_images": len(images), "weights": str(wdir),
-                                         "sweeps": SWEEPS, "scales": scales, "jpeg_floor": floor, "curves": curves,
+                                         "sweeps": SWEEPS, "scales": scales, "refine": refine, "jpeg_floor": floor, "curves": curves,
                                          "criteria": crit,
                                          "bd_rate": bd, "at_equal_rate": equal}), indent=1) + "\n")
     print(f"wrote {out}")

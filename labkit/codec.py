@@ -32,6 +32,7 @@ from .checkpoint import available_weights
 from .imageio import DataError, as_rgb8
 from .inference import auto_tiles, decode_tiled, encode_tiled, optimize_for_inference
 from .paths import WEIGHTS_DIR
+from .refine import refine_tiles
 
 DEFAULT_CONTEXT = spec.DEFAULT_CONTEXT
 #: Working-set budget of one network tile (bytes of one layer's input + output); the tile
@@ -159,11 +160,19 @@ class Codec:
         version 3) or a blended grid of them (12 bytes per node, version 4), whichever pays
         best.  The encoder then runs the decoder once.  Default: on for :data:`labkit.spec.COLOUR_MAP_MODELS` (the ``resae-rd`` models), off
         for the seed's and the course's models.  Files with a map decode with any setting.
+    refine : int, optional
+        Gradient steps of encoder-side latent refinement (:mod:`labkit.refine`, settings
+        :func:`labkit.spec.refine_settings`): the latent is improved for the fixed decoder on the
+        file's own rate–distortion cost before it is coded.  0 (default) = the network's latent.
+        Files are unchanged in format and decode with the same weights; each step costs about
+        three decoder runs of encode time.  With ``scale="search"`` the search picks the scale
+        first and the winner is refined.
     """
 
     def __init__(self, model: torch.nn.Module, b: int, context: str = DEFAULT_CONTEXT, *,
                  model_name: str = "resae", increment: int | None = None, limit: int | None = None,
-                 scale: str | None = None, tile: int | None = None, colour_map: bool | None = None) -> None:
+                 scale: str | None = None, tile: int | None = None, colour_map: bool | None = None,
+                 refine: int = 0) -> None:
         try:
             b = spec.check_bits(b)
         except ValueError:
@@ -175,6 +184,11 @@ class Codec:
             raise CodecError(f"{err}; or {spec.SCALE_SEARCH!r} to choose per image") from None
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or tile < 1):
             raise CodecError(f"tile must be a positive number of pixels (or None: from the memory budget), got {tile!r}")
+        try:
+            #: encoder-side latent refinement (``labkit.refine``); steps == 0: none
+            self.refine = spec.refine_settings(b, refine)
+        except ValueError as err:
+            raise CodecError(f"{err} (0 = no refinement; {spec.REFINE_STEPS} is the usual choice)") from None
         if context not in coder.CONTEXT_MODES:
             raise CodecError(f"unknown context mode {context!r}; choose one of {', '.join(coder.CONTEXT_MODES)}")
         if model_name not in bitstream.MODEL_IDS:
@@ -232,13 +246,22 @@ class Codec:
             symbols, ymax, _ = self._search(arr)[:3]
             return symbols, ymax, arr.shape[:2]
         y = encode_tiled(self.model, arr, self.tiles[0])  # the whole (small) latent, network run tile by tile
-        return (*self._quantize(y, self.scale), arr.shape[:2])
+        symbols, ymax = self._quantize(y, self.scale)
+        if self.refine.steps:
+            symbols = self._refined(arr, y, ymax)
+        return symbols, ymax, arr.shape[:2]
 
     def _quantize(self, y: torch.Tensor, rule: str) -> tuple[np.ndarray, float]:
         """The latent's symbols and stored scale under ``rule``."""
         ymax = quant.to_float32(quant.latent_scale(y, rule))  # stored as float32: both sides use it
         q = quant.quantize(y, ymax, self.b)[0]
         return q.numpy().astype(np.uint8, copy=False), float(ymax[0])
+
+    def _refined(self, arr: np.ndarray, y: torch.Tensor, ymax: float) -> np.ndarray:
+        """Symbols of the latent ``y`` refined for this codec's decoder at the stored scale ``ymax`` (:mod:`labkit.refine`)."""
+        better = refine_tiles(self.model, arr, y, ymax, self.b, self.refine, TILE_BUDGET)
+        q = quant.quantize(better, quant.to_float32(ymax), self.b)[0]
+        return q.numpy().astype(np.uint8, copy=False)
 
     @torch.inference_mode()
     def _search(self, arr: np.ndarray) -> tuple[np.ndarray, float, bytes | None, bytes]:
@@ -248,6 +271,7 @@ class Codec:
         The encoder network runs once; each rule's symbols are decoded (what the receiver
         sees), given their colour map when this codec sends maps, and priced with the whole
         file's bytes.  Rules that give the same scale are tried once; ties keep the earlier rule.
+        With refinement on, the winning rule's latent is then refined (and its map refitted).
         """
         h, w = arr.shape[:2]
         y = encode_tiled(self.model, arr, self.tiles[0])
@@ -267,7 +291,11 @@ class Codec:
             if best is None or cost < best[0]:
                 best = (cost, symbols, ymax, cmap, data)
         assert best is not None  # SCALE_SEARCH_RULES is not empty
-        return best[1:]
+        if not self.refine.steps:
+            return best[1:]
+        symbols, ymax = self._refined(arr, y, best[2]), best[2]
+        cmap = self.fit_colour_map(arr, symbols, ymax) if self.colour_map else None
+        return symbols, ymax, cmap, self._pack(symbols, ymax, (h, w), cmap)
 
     @torch.inference_mode()
     def synthesise(self, symbols: np.ndarray, ymax: float, size: tuple[int, int], b: int | None = None) -> np.ndarray:
@@ -418,11 +446,12 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
 
 def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], model: str = spec.DEFAULT_MODEL, b: int = 2,
                 context: str = DEFAULT_CONTEXT, weights_dir: str | os.PathLike[str] | None = None,
-                colour_map: bool | None = None, scale: str | None = None) -> int:
+                colour_map: bool | None = None, scale: str | None = None, refine: int = 0) -> int:
     """Compress the image file ``src`` into ``dst`` with shipped weights ``model``; return the byte count.
 
-    ``colour_map`` and ``scale``: see :class:`Codec` (None: the model's default; ``scale="search"``
-    chooses the stored scale per image for smaller files and a slower encode).
+    ``colour_map``, ``scale`` and ``refine``: see :class:`Codec` (None: the model's default;
+    ``scale="search"`` chooses the stored scale per image, ``refine=N`` refines the latent for N
+    steps: smaller files for the same quality and a slower encode).
     """
     return Codec.from_pretrained(model, b=b, context=context, weights_dir=weights_dir,
-                                 colour_map=colour_map, scale=scale).encode_file(src, dst)
+                                 colour_map=colour_map, scale=scale, refine=refine).encode_file(src, dst)

@@ -49,17 +49,19 @@ class Record(TypedDict, total=False):
 
 def evaluate_learned(models: Mapping[str, torch.nn.Module], images: Sequence[np.ndarray], bits: Iterable[int],
                      context: str, keep_recon: bool = False, progress: bool = True,
-                     scales: Mapping[str, str] | None = None) -> list[Record]:
+                     scales: Mapping[str, str] | None = None, refine: Mapping[str, int] | None = None) -> list[Record]:
     """Encode and decode every image with every model at every b, from the real ``.lkc`` bytes.
 
     ``scales`` gives a model's encoder another scale rule than its trained one (``Codec``'s
-    ``scale``, e.g. ``"search"``); models not named keep theirs.
+    ``scale``, e.g. ``"search"``); ``refine`` gives a model's encoder that many steps of latent
+    refinement (``Codec``'s ``refine``); models not named keep the defaults.
     """
     bits = list(bits)
     out: list[Record] = []
     jobs = [(name, b) for name in models for b in bits]
     for name, b in tqdm(jobs, desc="learned codecs", disable=not progress):
-        codec = Codec(models[name], b, context, model_name=name, scale=(scales or {}).get(name))
+        codec = Codec(models[name], b, context, model_name=name, scale=(scales or {}).get(name),
+                      refine=(refine or {}).get(name, 0))
         for i, img in enumerate(images):
             r = codec.compress(img)
             rec: Record = dict(codec=name, b=b, image=i, bytes=len(r.data), bpp=r.bpp,

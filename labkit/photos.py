@@ -43,7 +43,8 @@ def delta_e76(ref: np.ndarray, test: np.ndarray) -> float:
 
 def evaluate_learned_photos(models: Iterable[str], photos: Sequence[str], bits: Iterable[int],
                             keep_recon: bool = False, weights_dir: str | None = None,
-                            scales: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+                            scales: Mapping[str, str] | None = None,
+                            refine: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """Every shipped model at every b on every photo: bytes, bpp, PSNR, SSIM, dE76 (and the scale rule).
 
     Parameters
@@ -58,6 +59,8 @@ def evaluate_learned_photos(models: Iterable[str], photos: Sequence[str], bits: 
         Keep each reconstruction (``recon``) for figures.
     scales : mapping, optional
         Another scale rule for a model's encoder (``Codec``'s ``scale``, e.g. ``"search"``).
+    refine : mapping, optional
+        Latent refinement steps for a model's encoder (``Codec``'s ``refine``).
 
     Returns
     -------
@@ -70,7 +73,8 @@ def evaluate_learned_photos(models: Iterable[str], photos: Sequence[str], bits: 
     out = []
     for name in models:
         for b in bits:
-            codec = Codec.from_pretrained(name, b=b, weights_dir=weights_dir, scale=(scales or {}).get(name))
+            codec = Codec.from_pretrained(name, b=b, weights_dir=weights_dir, scale=(scales or {}).get(name),
+                                          refine=(refine or {}).get(name, 0))
             for p, img in images.items():
                 r = codec.compress(img)
                 rec = dict(codec=name, b=b, photo=p, scale=codec.scale, bytes=len(r.data), bpp=r.bpp,

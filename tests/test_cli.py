@@ -155,6 +155,28 @@ def test_encode_scale_option(workdir, capsys):
     assert not (workdir / "x.lkc").exists()
 
 
+def test_encode_refine_option(workdir, capsys):
+    """``--refine [STEPS]`` writes a file the plain decoder reads, in the same format; bare
+    ``--refine`` means the usual steps; a bad count is a usage error and writes nothing
+    (the refinement itself: test_refine)."""
+    src = str(workdir / "img.png")
+    assert main(["encode", src, str(workdir / "plain.lkc"), "--b", "3"]) == 0
+    assert main(["encode", src, str(workdir / "r2.lkc"), "--b", "3", "--refine", "2"]) == 0
+    assert main(["encode", src, str(workdir / "r.lkc"), "--b", "3", "--refine"]) == 0
+    capsys.readouterr()
+    plain, r2, r = ((workdir / f"{n}.lkc").read_bytes() for n in ("plain", "r2", "r"))
+    assert len({plain, r2, r}) == 3
+    hp, hr = bitstream.unpack(plain)[0], bitstream.unpack(r)[0]
+    assert (hr.model, hr.b, hr.ymax, hr.width, hr.height) == (hp.model, hp.b, hp.ymax, hp.width, hp.height)
+    assert main(["decode", str(workdir / "r.lkc"), str(workdir / "r.png")]) == 0
+    for bad in ("-1", "many", "2.5"):
+        with pytest.raises(SystemExit) as exc:
+            main(["encode", src, str(workdir / "x.lkc"), "--refine", bad])
+        assert exc.value.code == 2
+        assert "refinement steps must be a whole number >= 0" in capsys.readouterr().err
+    assert not (workdir / "x.lkc").exists()
+
+
 def test_force_suffix(workdir, capsys):
     assert main(["encode", str(workdir / "img.png"), str(workdir / "a.bin"), "--model", "ae1", "--force-suffix"]) == 0
     assert bitstream.unpack((workdir / "a.bin").read_bytes())[0].model == "ae1"
