@@ -25,6 +25,7 @@ values and the loss read on the core's pixels.  An image that fits one tile is r
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,7 +123,8 @@ def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, s
     Returns
     -------
     Tensor
-        The refined latent, same shape as ``y`` (not yet quantized).
+        The refined latent with the least loss seen, the start included, so the refinement never
+        returns a point its own objective scores worse; same shape as ``y`` (not yet quantized).
     """
     step = settings.lr * float(ymax) / 2**b
     with torch.inference_mode(False), torch.enable_grad():  # callers may be in inference mode
@@ -134,7 +136,8 @@ def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, s
         pixels = target.shape[-2] * target.shape[-1]
         use_ssim = settings.ssim_weight > 0 and min(target.shape[-2:]) >= _SSIM_MIN_SIDE
         opt = torch.optim.Adam([core], lr=step)
-        for _ in range(int(settings.steps)):
+        best, best_loss = core.detach().clone(), math.inf
+        for i in range(int(settings.steps) + 1):  # the last pass only scores the last step
             clipped = torch.minimum(core, ceiling)
             y_hat = clipped + (quant.quantize_dequantize(clipped, b, scale) - clipped).detach()
             if context is None:
@@ -151,10 +154,15 @@ def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, s
                 loss = loss + settings.ssim_weight * (1.0 - differentiable_ssim(x_hat, target))
             if settings.rate_weight:
                 loss = loss + settings.rate_weight * estimate_bits(clipped, scale, b)[0] / pixels
+            value = float(loss.detach())
+            if value < best_loss:  # the hard bins make the path noisy: keep the best point seen
+                best, best_loss = core.detach().clone(), value
+            if i == settings.steps:
+                break
             (grad,) = torch.autograd.grad(loss, [core])
             core.grad = grad
             opt.step()
-        return core.detach().clone()
+        return best
 
 
 def refine_tiles(model: nn.Module, image: np.ndarray, y: Tensor, ymax: float, b: int,

@@ -82,10 +82,10 @@ def colour_map_rate_weight(b: int) -> float:
 #: ``MSE + REFINE_SSIM_WEIGHT * (1 - SSIM) + REFINE_RATE_SCALE * colour_map_rate_weight(b) * bpp``
 #: (the rate priced as the colour maps price it: the model's own slope at b) with Adam steps of
 #: ``REFINE_LR`` bins.  The values were chosen on every 4th default test tile by BD-rate against
-#: the unrefined codec (``python tools/exp_refine.py``, ``benchmarks/results/experiments/refine.json``
-#: and ``refine_round2.json``): -23.5 % (PSNR) / -9.5 % (SSIM) with these, -26.5 % / +3.5 % with
-#: MSE alone, -22.1 % / -6.4 % in 15 steps, -24.2 % / -9.9 % in 60.  The number of steps is
-#: what ``--refine`` with no value gives.
+#: the unrefined codec (``python tools/exp_refine.py``; ``benchmarks/results/experiments/refine.json``
+#: and ``refine_round2.json`` compare settings, ``refine_final.json`` measures the shipped code,
+#: which keeps the best point seen): -26.0 % (PSNR) / -9.6 % (SSIM) in 30 steps, -22.6 % / -6.1 %
+#: in 15.  The number of steps is what ``--refine`` with no value gives.
 REFINE_STEPS = 30
 REFINE_SSIM_WEIGHT = 0.01
 REFINE_RATE_SCALE = 1.0

@@ -82,6 +82,21 @@ def test_refinement_lowers_its_objective_and_leaves_inputs_alone(fast, eval_tile
     assert after < before * 0.97, (before, after)
 
 
+def test_a_diverging_descent_returns_no_worse_than_its_start(fast, eval_tiles):
+    """Steps of 50 bins throw the latent about; the best point seen is returned, so the
+    objective is never above the network's latent's."""
+    img = eval_tiles[2]
+    b = 2
+    c = Codec(fast, b, model_name=MODEL)
+    with torch.inference_mode():
+        y = encode_tiled(c.model, img, 512)
+    ymax = float(quant.to_float32(quant.latent_scale(y, c.scale))[0])
+    x = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    wild = RefineSettings(steps=4, rate_weight=spec.colour_map_rate_weight(b), ssim_weight=0.01, lr=50.0)
+    out = refine.refine_latent(c.model, x, y, ymax, b, wild)
+    assert _objective(c.model, x, out, ymax, b, wild) <= _objective(c.model, x, y, ymax, b, wild) + 1e-7
+
+
 def test_refined_files_cost_less_and_decode_with_the_plain_decoder(fast, eval_tiles):
     """The point of it: on real tiles, the refined file is cheaper by the codec's own price
     (real bytes, real decode), has the same header fields, and any receiver decodes it."""
