@@ -1,6 +1,7 @@
 """Whole-codec benchmark: speed as ratios to Pillow's WebP and JPEG, where decode time goes, context coding.
 
     python benchmarks/bench_codec.py [--repeats 10]
+    python benchmarks/bench_codec.py --model resae-rd-fast --refine 30   # also the encode with latent refinement
 
 Speed (one CPU thread, best of N, the CPU's name printed beside every number):
 encode + decode of a 128x128 and a 768x512 image (real photo content) with the
@@ -73,11 +74,12 @@ def _pillow_times(img: np.ndarray, fmt: str, repeats: int) -> dict:
             "bpp": len(data) * 8 / (img.shape[0] * img.shape[1])}
 
 
-def speed_ratios(model: str, repeats: int, colour_map: bool | None = None) -> dict:
+def speed_ratios(model: str, repeats: int, colour_map: bool | None = None, refine: int = 0) -> dict:
     """Codec vs Pillow WebP/JPEG encode+decode, same images, same run (``colour_map``: the
-    codec's setting, None = the model's default; with a map the encoder also runs the decoder)."""
-    codec = Codec.from_pretrained(model, b=2, context="neighbor", colour_map=colour_map)
-    out = {"colour_map": codec.colour_map}
+    codec's setting, None = the model's default; with a map the encoder also runs the decoder;
+    ``refine``: steps of encoder-side latent refinement)."""
+    codec = Codec.from_pretrained(model, b=2, context="neighbor", colour_map=colour_map, refine=refine)
+    out = {"colour_map": codec.colour_map, "refine": refine}
     for size, img in _images().items():
         data = codec.encode(img)
         e = best_time(lambda: codec.encode(img), repeats)
@@ -152,6 +154,8 @@ def main() -> int:
     p.add_argument("--model", default="resae")
     p.add_argument("--vs", default=None, metavar="MODEL",
                    help="also time MODEL in the same run and print --model's encode+decode time over it")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="also time the encode with STEPS of latent refinement (best of min(--repeats, 3))")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_codec.json"))
     args = p.parse_args()
     if hasattr(os, "sched_setaffinity"):
@@ -164,7 +168,7 @@ def main() -> int:
           f"best of {args.repeats}, CPU: {cpu}")
     results["speed"] = speed_ratios(args.model, args.repeats)
     for size, r in results["speed"].items():
-        if size == "colour_map":
+        if size in ("colour_map", "refine"):
             continue
         c, wp, jp = r["codec"], r["webp"], r["jpeg"]
         print(f"  {size:>8}: codec {c['encode_ms']:7.2f} + {c['decode_ms']:7.2f} ms ({c['bpp']:.3f} bpp)   "
@@ -175,7 +179,7 @@ def main() -> int:
         again = speed_ratios(args.model, args.repeats)  # once more after, so load drifts hit both
         results["vs"] = {"model": args.vs, "speed": other, "ratio": {}}
         for size, r in results["speed"].items():
-            if size == "colour_map":
+            if size in ("colour_map", "refine"):
                 continue
             mine = min(r["codec"]["total_ms"], again[size]["codec"]["total_ms"])
             ratio = mine / other[size]["codec"]["total_ms"]
@@ -186,11 +190,21 @@ def main() -> int:
         plain = speed_ratios(args.model, args.repeats, colour_map=False)
         results["speed_without_colour_map"] = plain
         for size, r in plain.items():
-            if size == "colour_map":
+            if size in ("colour_map", "refine"):
                 continue
             with_map = results["speed"][size]["codec"]
             print(f"  {size:>8}: without the colour map {r['codec']['encode_ms']:7.2f} + {r['codec']['decode_ms']:7.2f} ms "
                   f"(the map's fit costs {with_map['encode_ms'] / r['codec']['encode_ms']:.2f}x the encode time)")
+    if args.refine:
+        refined = speed_ratios(args.model, min(args.repeats, 3), refine=args.refine)
+        results["speed_with_refine"] = refined
+        for size, r in refined.items():
+            if size in ("colour_map", "refine"):
+                continue
+            plain_ms = results["speed"][size]["codec"]
+            print(f"  {size:>8}: with --refine {args.refine}: encode {r['codec']['encode_ms']:9.1f} ms "
+                  f"({r['codec']['encode_ms'] / plain_ms['encode_ms']:.1f}x the plain encode), "
+                  f"{r['codec']['bpp']:.3f} bpp against {plain_ms['bpp']:.3f}")
     split = network_split(args.model, args.repeats)
     results["networks"] = split
     print(f"  networks at {split['size']}: encoder {split['encoder_ns_per_px']:.0f} ns/px, decoder "

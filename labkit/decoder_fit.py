@@ -46,7 +46,8 @@ from torch import Tensor, nn
 from . import checkpoint, inference, quant
 from .atomic import atomic_path, write_text
 from .data import TileDataset
-from .train import ssim as ssim_index, validate
+from .distortion import ssim as ssim_index
+from .train import validate
 from .trainconfig import strict_from_dict
 
 __all__ = ["DecoderFitConfig", "fit_decoder", "transfer", "HEAD_MODULES"]

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from . import quant
 from .inference import _spans, decoder_margin, tile_for_budget
 from .rate import estimate_bits
-from .train import ssim as differentiable_ssim
+from .distortion import ssim as differentiable_ssim
 
 __all__ = ["RefineSettings", "refine_latent", "refine_tiles", "training_bytes_per_pixel"]
 

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from . import checkpoint
 from .atomic import atomic_path, write_text
 from .checkpoint import CheckpointError, load as load_checkpoint
+from .distortion import ssim  # the loss's SSIM (also importable as labkit.train.ssim)
 from .models import count_parameters
 from .trainconfig import LOSSES, SCHEDULES, TrainConfig
 
@@ -91,27 +92,6 @@ def _images_to_tensor(images: np.ndarray) -> Tensor:
     if arr.dtype != np.uint8:
         raise ValueError(f"expected uint8 images, got {arr.dtype}")
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
-    g = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-(g**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]
-
-
-def ssim(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
-    """Mean SSIM (Gaussian 11x11, sigma 1.5, per channel), differentiable; for the loss."""
-    c = x.shape[1]
-    w = _gaussian_window().to(x)[None, None].expand(c, 1, -1, -1)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x = F.conv2d(x, w, groups=c)
-    mu_y = F.conv2d(y, w, groups=c)
-    sxx = F.conv2d(x * x, w, groups=c) - mu_x**2
-    syy = F.conv2d(y * y, w, groups=c) - mu_y**2
-    sxy = F.conv2d(x * y, w, groups=c) - mu_x * mu_y
-    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
-    return s.mean()
 
 
 def _loss_fn(name: str, ssim_weight: float) -> Callable[[Tensor, Tensor], Tensor]:

@@ -11,7 +11,7 @@ from labkit.codec import Codec, CodecError
 from labkit.inference import encode_tiled
 from labkit.rate import estimate_bits
 from labkit.refine import RefineSettings
-from labkit.train import ssim as t_ssim
+from labkit.distortion import ssim as t_ssim
 
 MODEL = "resae-rd-fast"
 
