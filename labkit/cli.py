@@ -327,6 +327,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- codec
 
 def _args_encode(p: argparse.ArgumentParser) -> None:
+    from .spec import REFINE_STEPS
+
     p.add_argument("input", help="image file (PNG, JPEG, ... anything Pillow reads)")
     p.add_argument("output", help="output .lkc file")
     _add_model(p, None, "shipped model")
@@ -342,8 +344,9 @@ def _args_encode(p: argparse.ArgumentParser) -> None:
                         "PSNR, 3-4x the encode time); or a rule such as max or p99.9")
     p.add_argument("--refine", type=_refine_steps, nargs="?", const=None, default=0, metavar="STEPS",
                    help="refine the latent for the decoder before coding it (labkit.refine): smaller files for "
-                        "the same quality, same format; about 3 decoder runs of encode time per step. "
-                        "--refine alone = the usual number of steps; default 0 = off")
+                        "the same quality, same format, a much slower encode (each step runs the decoder forward "
+                        f"and back: about 4 s per step per megapixel on one core). --refine alone = {REFINE_STEPS} "
+                        "steps; default 0 = off")
     _add_weights(p)
     p.add_argument("--force-suffix", action="store_true", help="allow an output name not ending in .lkc")
 
