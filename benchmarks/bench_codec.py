@@ -93,6 +93,11 @@ def speed_ratios(model: str, repeats: int, colour_map: bool | None = None, refin
     return out
 
 
+def sizes(speed: dict) -> list[tuple[str, dict]]:
+    """The per-image-size rows of a :func:`speed_ratios` result (its settings left out)."""
+    return [(k, v) for k, v in speed.items() if k not in ("colour_map", "refine")]
+
+
 def multiply_adds(net: torch.nn.Module, x: torch.Tensor) -> int:
     """Multiply-adds of every convolution (plain and transposed) of one ``net(x)`` call.
 
@@ -167,9 +172,7 @@ def main() -> int:
     print(f"codec speed vs Pillow (quality {PIL_QUALITY}), model={args.model} b=2 neighbor, one thread, "
           f"best of {args.repeats}, CPU: {cpu}")
     results["speed"] = speed_ratios(args.model, args.repeats)
-    for size, r in results["speed"].items():
-        if size in ("colour_map", "refine"):
-            continue
+    for size, r in sizes(results["speed"]):
         c, wp, jp = r["codec"], r["webp"], r["jpeg"]
         print(f"  {size:>8}: codec {c['encode_ms']:7.2f} + {c['decode_ms']:7.2f} ms ({c['bpp']:.3f} bpp)   "
               f"WebP {wp['encode_ms']:6.2f} + {wp['decode_ms']:6.2f} ms   JPEG {jp['encode_ms']:6.2f} + {jp['decode_ms']:6.2f} ms   "
@@ -178,9 +181,7 @@ def main() -> int:
         other = speed_ratios(args.vs, args.repeats)
         again = speed_ratios(args.model, args.repeats)  # once more after, so load drifts hit both
         results["vs"] = {"model": args.vs, "speed": other, "ratio": {}}
-        for size, r in results["speed"].items():
-            if size in ("colour_map", "refine"):
-                continue
+        for size, r in sizes(results["speed"]):
             mine = min(r["codec"]["total_ms"], again[size]["codec"]["total_ms"])
             ratio = mine / other[size]["codec"]["total_ms"]
             results["vs"]["ratio"][size] = ratio
@@ -189,18 +190,14 @@ def main() -> int:
     if results["speed"]["colour_map"]:
         plain = speed_ratios(args.model, args.repeats, colour_map=False)
         results["speed_without_colour_map"] = plain
-        for size, r in plain.items():
-            if size in ("colour_map", "refine"):
-                continue
+        for size, r in sizes(plain):
             with_map = results["speed"][size]["codec"]
             print(f"  {size:>8}: without the colour map {r['codec']['encode_ms']:7.2f} + {r['codec']['decode_ms']:7.2f} ms "
                   f"(the map's fit costs {with_map['encode_ms'] / r['codec']['encode_ms']:.2f}x the encode time)")
     if args.refine:
         refined = speed_ratios(args.model, min(args.repeats, 3), refine=args.refine)
         results["speed_with_refine"] = refined
-        for size, r in refined.items():
-            if size in ("colour_map", "refine"):
-                continue
+        for size, r in sizes(refined):
             plain_ms = results["speed"][size]["codec"]
             print(f"  {size:>8}: with --refine {args.refine}: encode {r['codec']['encode_ms']:9.1f} ms "
                   f"({r['codec']['encode_ms'] / plain_ms['encode_ms']:.1f}x the plain encode), "

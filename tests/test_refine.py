@@ -165,3 +165,11 @@ def test_scale_search_then_refinement(fast, eval_tiles):
     symbols, ymax, _ = both.analyse(img)
     assert ymax == bitstream.unpack(r)[0].ymax
     assert labkit.codec.decode(r).shape == img.shape
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (9, 300)])
+def test_tiny_and_thin_images_refine_and_decode(fast, shape):
+    """Below SSIM's window and below one latent position: MSE + rate alone, and the file decodes."""
+    img = (np.random.default_rng(0).random((*shape, 3)) * 255).astype(np.uint8)
+    data = Codec(fast, 2, model_name=MODEL, refine=3).encode(img)
+    assert labkit.codec.decode(data).shape == img.shape
