@@ -176,7 +176,8 @@ def _refine_steps(text: str) -> int:
     except ValueError:
         steps = -1
     if steps < 0:
-        raise argparse.ArgumentTypeError(f"refinement steps must be a whole number >= 0, got {text!r}")
+        hint = "" if text.lstrip("-").isdigit() else " (a bare --refine goes after the input and output names)"
+        raise argparse.ArgumentTypeError(f"refinement steps must be a whole number >= 0, got {text!r}{hint}")
     return steps
 
 

@@ -165,7 +165,8 @@ class Codec:
         :func:`labkit.spec.refine_settings`): the latent is improved for the fixed decoder on the
         file's own rate–distortion cost before it is coded.  0 (default) = the network's latent.
         Files are unchanged in format and decode with the same weights; each step costs about
-        three decoder runs of encode time.  With ``scale="search"`` the search picks the scale
+        three (a tile) to five (a large image, refined tile by tile with margins) decoder runs of
+        encode time (``benchmarks/bench_codec.py --refine``).  With ``scale="search"`` the search picks the scale
         first and the winner is refined.
     """
 

@@ -33,9 +33,9 @@ import torch
 from torch import Tensor, nn
 
 from . import quant
+from .distortion import ssim as differentiable_ssim
 from .inference import _spans, decoder_margin, tile_for_budget
 from .rate import estimate_bits
-from .distortion import ssim as differentiable_ssim
 
 __all__ = ["RefineSettings", "refine_latent", "refine_tiles", "training_bytes_per_pixel"]
 

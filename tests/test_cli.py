@@ -175,6 +175,10 @@ def test_encode_refine_option(workdir, capsys):
         assert exc.value.code == 2
         assert "refinement steps must be a whole number >= 0" in capsys.readouterr().err
     assert not (workdir / "x.lkc").exists()
+    with pytest.raises(SystemExit):  # a bare --refine before the names would swallow the input's name
+        main(["encode", "--refine", src, str(workdir / "x.lkc")])
+    assert "a bare --refine goes after the input and output names" in capsys.readouterr().err
+    assert not (workdir / "x.lkc").exists()
 
 
 def test_force_suffix(workdir, capsys):
