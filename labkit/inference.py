@@ -228,19 +228,13 @@ def _edge_rows_cols(image: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np
     return part
 
 
-def activation_bytes_per_pixel(net: nn.Module, x: torch.Tensor, pixels: int) -> float:
-    """Peak bytes of one layer's input plus output, per pixel, measured by running ``net`` on ``x``.
-
-    ``pixels`` is what the count is per (the input's pixels for an encoder, the output's
-    for a decoder).  Convolutional activations grow linearly with the area, so this times
-    a tile's area is the tile's working set (oneDNN's scratch aside).
-    """
-    peak = 0
+def _leaf_output_sizes(net: nn.Module, x: torch.Tensor) -> list[tuple[int, int]]:
+    """(input bytes, output bytes) of every leaf layer of ``net``, in call order, from one run on ``x``."""
+    sizes: list[tuple[int, int]] = []
 
     def hook(module: nn.Module, inp: tuple, out: torch.Tensor) -> None:
-        nonlocal peak
         size = sum(t.numel() * t.element_size() for t in inp if isinstance(t, torch.Tensor))
-        peak = max(peak, size + out.numel() * out.element_size())
+        sizes.append((size, out.numel() * out.element_size()))
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if next(m.children(), None) is None]
     try:
@@ -249,7 +243,28 @@ def activation_bytes_per_pixel(net: nn.Module, x: torch.Tensor, pixels: int) -> 
     finally:
         for h in handles:
             h.remove()
-    return peak / pixels
+    return sizes
+
+
+def activation_bytes_per_pixel(net: nn.Module, x: torch.Tensor, pixels: int) -> float:
+    """Peak bytes of one layer's input plus output, per pixel, measured by running ``net`` on ``x``.
+
+    ``pixels`` is what the count is per (the input's pixels for an encoder, the output's
+    for a decoder).  Convolutional activations grow linearly with the area, so this times
+    a tile's area is the tile's working set (oneDNN's scratch aside).
+    """
+    return max(i + o for i, o in _leaf_output_sizes(net, x)) / pixels
+
+
+def training_bytes_per_pixel(net: nn.Module, x: torch.Tensor, pixels: int) -> float:
+    """Bytes per pixel that a forward *and backward* pass of ``net`` on ``x`` holds.
+
+    Backward keeps every layer's output until it is used, and builds a gradient of about the
+    same size beside it, so the working set is about twice the sum of all outputs (measured by
+    running ``net`` on ``x``) plus the input's share (``labkit.refine`` sizes its tiles by it).
+    """
+    total = x.numel() * x.element_size() + sum(o for _, o in _leaf_output_sizes(net, x))
+    return 2.0 * total / pixels
 
 
 def tile_for_budget(bytes_per_pixel: float, budget: int, stride: int, margin: int) -> int:

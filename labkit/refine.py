@@ -34,10 +34,10 @@ from torch import Tensor, nn
 
 from . import quant
 from .distortion import ssim as differentiable_ssim
-from .inference import _spans, decoder_margin, tile_for_budget
+from .inference import _spans, decoder_margin, tile_for_budget, training_bytes_per_pixel
 from .rate import estimate_bits
 
-__all__ = ["RefineSettings", "refine_latent", "refine_tiles", "training_bytes_per_pixel"]
+__all__ = ["RefineSettings", "refine_latent", "refine_tiles"]
 
 #: SSIM needs an 11 x 11 window; smaller crops (image edges) use MSE alone.
 _SSIM_MIN_SIDE = 11
@@ -72,29 +72,6 @@ class RefineSettings:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not float(self.lr) > 0.0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
-
-
-def training_bytes_per_pixel(net: nn.Module, y: Tensor, pixels: int) -> float:
-    """Bytes per output pixel that a forward *and backward* pass of ``net`` on ``y`` holds.
-
-    Backward keeps every layer's output until it is used, and builds a gradient of about the
-    same size beside it, so the working set is about twice the sum of all outputs (measured by
-    running ``net`` on ``y``), plus the input's share.
-    """
-    total = y.numel() * y.element_size()
-
-    def hook(module: nn.Module, inp: tuple, out: Tensor) -> None:
-        nonlocal total
-        total += out.numel() * out.element_size()
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if next(m.children(), None) is None]
-    try:
-        with torch.inference_mode():
-            net(y)
-    finally:
-        for h in handles:
-            h.remove()
-    return 2.0 * total / pixels
 
 
 def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, settings: RefineSettings,
@@ -206,8 +183,7 @@ def refine_tiles(model: nn.Module, image: np.ndarray, y: Tensor, ymax: float, b:
             r0, r1, c0, c1 = cy0 * s, min(cy1 * s, h), cx0 * s, min(cx1 * s, w)
             x = torch.from_numpy(np.ascontiguousarray(image[r0:r1, c0:c1], dtype=np.float32) / 255.0)
             x = x.permute(2, 0, 1).unsqueeze(0)
-            whole = (iy0, iy1, ix0, ix1) == (0, hl, 0, wl) and (cy0, cy1, cx0, cx1) == (0, hl, 0, wl)
-            if whole:
+            if (cy0, cy1, cx0, cx1) == (0, hl, 0, wl):  # one tile: the whole latent, no margins
                 out = refine_latent(model, x, out, ymax, b, settings)
                 continue
             win = out[:, :, iy0:iy1, ix0:ix1]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import labkit.codec
-from labkit import bitstream, quant, refine, spec
+from labkit import bitstream, inference, quant, refine, spec
 from labkit.codec import Codec, CodecError
 from labkit.inference import encode_tiled
 from labkit.rate import estimate_bits
@@ -125,7 +125,7 @@ def test_tiles_bound_the_working_set_and_cover_the_latent(fast, real_image, monk
     ymax = float(quant.to_float32(quant.latent_scale(y, c.scale))[0])
     s = c.downsample
     m = refine.decoder_margin(c.model.decoder)
-    per_pixel = refine.training_bytes_per_pixel(c.model.decoder, torch.zeros(1, y.shape[1], 8, 8), 64 * s * s)
+    per_pixel = inference.training_bytes_per_pixel(c.model.decoder, torch.zeros(1, y.shape[1], 8, 8), 64 * s * s)
     budget = int(per_pixel * (64 + 2 * m * s) ** 2)  # room for a 64-pixel core: the least core (2 margins) is used
     core_side = refine.tile_for_budget(per_pixel, budget, s, m) // s
     assert core_side * s < min(img.shape[:2])
