@@ -78,7 +78,7 @@ def speed_ratios(model: str, repeats: int, colour_map: bool | None = None, refin
     """Codec vs Pillow WebP/JPEG encode+decode, same images, same run (``colour_map``: the
     codec's setting, None = the model's default; with a map the encoder also runs the decoder;
     ``refine``: steps of encoder-side latent refinement)."""
-    codec = Codec.from_pretrained(model, b=2, context="neighbor", colour_map=colour_map, refine=refine)
+    codec = Codec.from_pretrained(model, b=2, colour_map=colour_map, refine=refine)
     out = {"colour_map": codec.colour_map, "refine": refine}
     for size, img in _images().items():
         data = codec.encode(img)
@@ -214,7 +214,9 @@ def main() -> int:
 
     net = load_pretrained(args.model)[0]
     images = default_dataset("test")
-    table = {b: evaluate.coding_table(evaluate.latent_symbols(net, images, b), b) for b in (1, 2, 3, 4, 5)}
+    prior = Codec.from_pretrained(args.model).coder_prior  # the model's coder prior tables, if it ships them
+    table = {b: evaluate.coding_table(evaluate.latent_symbols(net, images, b), b, prior=prior.get(b))
+             for b in (1, 2, 3, 4, 5)}
     results["context"]["bits_per_symbol"] = table
     results["context"]["savings_pct"] = context_savings(table)
     print(f"\nreal payload bits per latent symbol ({len(images)} test tiles, 4096 symbols each)")

@@ -138,8 +138,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _run(direction: str, variant: str, src: Path, dst: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", direction, "--variant", variant, "--input", str(src),
-           "--output", str(dst), "--model", args.model, "--b", str(args.b), "--context", args.context,
-           "--threads", str(args.threads), "--refine", str(args.refine), "--repeats", str(args.repeats if direction == "compare" else 1)]
+           "--output", str(dst), "--model", args.model, "--b", str(args.b),
+           *(["--context", args.context] if args.context else []), "--threads", str(args.threads), "--refine", str(args.refine), "--repeats", str(args.repeats if direction == "compare" else 1)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]}
@@ -152,7 +152,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--model", default="resae")
     p.add_argument("--b", type=int, default=2)
-    p.add_argument("--context", default="neighbor")
+    p.add_argument("--context", default=None, help="coder context mode (default: each model's own, labkit.codec.Codec)")
     p.add_argument("--compare-mpx", type=int, default=1, help="size at which the whole-image paths are timed too")
     p.add_argument("--repeats", type=int, default=3, help="best of this many interleaved runs in the comparison")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",

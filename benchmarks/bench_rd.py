@@ -37,7 +37,7 @@ def main() -> int:
     p.add_argument("--data-dir", default=None, help="course-layout folder (default: embedded data)")
     p.add_argument("--weights-dir", default=None,
                    help="folder with <model>/ checkpoints of labkit.profiles.MODELS (default: shipped)")
-    p.add_argument("--context", default="neighbor")
+    p.add_argument("--context", default=None, help="coder context mode (default: each model's own, labkit.codec.Codec)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale-search", nargs="*", default=[], metavar="MODEL",
                    help="models whose encoder chooses the stored scale per image (Codec(scale='search')); "
@@ -67,7 +67,7 @@ def main() -> int:
     bd = report.bd_rates(curves)
     floor = report.jpeg_floor(sweeps)
     data = args.data_dir or "embedded default test split"
-    print(f"data: {data} ({len(images)} test images); weights: {wdir}; context={args.context}"
+    print(f"data: {data} ({len(images)} test images); weights: {wdir}; context={args.context or 'the model default'}"
           + (f"; scale searched per image for {', '.join(scales)}" if scales else "")
           + (f"; latent refined ({args.refine_steps} steps) for {', '.join(refine)}" if refine else ""))
     print(f"JPEG's smallest files (q={floor['quality']}): mean {floor['mean_bpp']:.3f} bpp")

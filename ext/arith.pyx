@@ -36,6 +36,10 @@ Contexts (ids are part of the bitstream format, never renumber them)
 1 channel           one model per channel (re-initialised at each channel start)
 2 neighbor          model chosen by (bucket(left), bucket(top)) in the same channel
 3 neighbor+channel  as 2, the models re-initialised at each channel start
+4 learned           as 3, but each channel's models start from the caller's prior
+                    counts ``prior[c, bucket(left) * B + bucket(top), s]`` (uint16 >= 1,
+                    a row's total <= limit) instead of all 1: the statistics a model
+                    ships for its latent, so a small image does not pay to learn them
 Out-of-image neighbours are 0.  ``bucket(v) = 0 if v == 0 else 1 + floor(log2 v)``.
 
 Termination (format version 2)
@@ -62,7 +66,7 @@ reads input bytes through an explicit ``pos < n`` test (bytes past the end read 
 rows, and every decoded symbol is < alphabet by construction, whatever the payload.  ``range`` never becomes 0 in the decoder
 (every interval is >= 254 wide), so renormalisation always terminates.
 """
-from libc.stdint cimport int32_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
@@ -150,11 +154,14 @@ cdef enum:
     MODE_CHANNEL = 1
     MODE_NEIGHBOR = 2
     MODE_NEIGHBOR_CHANNEL = 3
-    N_MODES = 4
+    MODE_LEARNED = 4
+    N_MODES = 5
 
 # Public constants mirrored by labkit.coder (kept here so the two cannot drift).
 MAX_LIMIT = MAX_TOTAL
-CONTEXT_MODES = ("none", "channel", "neighbor", "neighbor+channel")
+CONTEXT_MODES = ("none", "channel", "neighbor", "neighbor+channel", "learned")
+#: Context modes whose models start from caller-given prior counts.
+PRIOR_MODES = ("learned",)
 
 cdef uint32_t _INV[MAX_TOTAL + 1]
 cdef uint8_t _BUCKET[MAX_ALPHABET]
@@ -187,6 +194,27 @@ cdef inline void _model_init(uint32_t* H, int A) noexcept nogil:
     cdef int s
     for s in range(A + 8):
         H[s] = <uint32_t>(A - s) if s < A else 0
+
+
+cdef inline void _model_init_prior(uint32_t* H, const uint16_t* f, int A) noexcept nogil:
+    """Counts ``f[0..A-1]`` (each >= 1): ``H[s] = f[s] + ... + f[A-1]``, padding 0."""
+    cdef int s
+    for s in range(A, A + 8):
+        H[s] = 0
+    for s in range(A - 1, -1, -1):
+        H[s] = H[s + 1] + f[s]
+
+
+cdef inline void _models_init(uint32_t* models, int mode, const uint16_t* prior, Py_ssize_t c,
+                              int A, int B, Py_ssize_t stride) noexcept nogil:
+    """Start channel ``c``'s neighbour models: lazily (marked ``H[0] == 0``, a live model
+    has total >= A >= 2), or, in the learned mode, from the prior rows of channel ``c``."""
+    cdef Py_ssize_t k
+    for k in range(B * B):
+        if mode == MODE_LEARNED:
+            _model_init_prior(models + k * stride, prior + (c * B * B + k) * A, A)
+        else:
+            models[k * stride] = 0
 
 
 cdef void _rescale(uint32_t* H, int A) noexcept nogil:
@@ -283,7 +311,7 @@ cdef Enc _enc_finish(Enc st) noexcept nogil:
 cdef Py_ssize_t _encode_loop(const uint8_t* sym, Py_ssize_t C, Py_ssize_t Hh,
                              Py_ssize_t W, int A, int mode, uint32_t inc,
                              uint32_t limit, uint32_t* models, Py_ssize_t stride,
-                             int B, Enc* result) noexcept nogil:
+                             int B, const uint16_t* prior, Enc* result) noexcept nogil:
     """Code all symbols and flush; return -1 on success, else the flat index of the
     first symbol >= A (nothing useful is emitted then), or -2 if the output buffer
     was too small (cannot happen: the caller sizes it for the worst case)."""
@@ -318,11 +346,11 @@ cdef Py_ssize_t _encode_loop(const uint8_t* sym, Py_ssize_t C, Py_ssize_t Hh,
                 i += 1
     else:
         # neighbour modes: a model is marked uninitialised by H[0] == 0 (a live
-        # model has total >= A >= 2) and initialised lazily on first use.
+        # model has total >= A >= 2) and initialised lazily on first use; the
+        # learned mode starts every channel's models from its prior rows.
         for c in range(C):
-            if c == 0 or mode == MODE_NEIGHBOR_CHANNEL:
-                for k in range(B * B):
-                    models[k * stride] = 0
+            if c == 0 or mode != MODE_NEIGHBOR:
+                _models_init(models, mode, prior, c, A, B, stride)
             for y in range(Hh):
                 row = sym + c * HW + y * W
                 for x in range(W):
@@ -342,7 +370,7 @@ cdef Py_ssize_t _encode_loop(const uint8_t* sym, Py_ssize_t C, Py_ssize_t Hh,
 
 
 cdef inline Py_ssize_t _n_models(int mode, int B) noexcept nogil:
-    if mode == MODE_NEIGHBOR or mode == MODE_NEIGHBOR_CHANNEL:
+    if mode == MODE_NEIGHBOR or mode == MODE_NEIGHBOR_CHANNEL or mode == MODE_LEARNED:
         return B * B
     return 1
 
@@ -355,9 +383,40 @@ cdef int _check_args(int A, int mode, uint32_t increment, uint32_t limit) except
     return 0
 
 
+cdef int _check_prior(object prior, int mode, Py_ssize_t C, int A, uint32_t limit) except -1:
+    """Check the learned mode's prior table in full (the other modes take none):
+    shape ``(C, B*B, A)``, C-contiguous uint16, every count >= 1 and every row's total
+    <= ``limit`` -- so no model can hold an empty interval or overflow, whatever the caller passed."""
+    cdef const uint16_t[:, :, ::1] p
+    cdef Py_ssize_t i, j, s
+    cdef uint32_t total
+    cdef int B = _BUCKET[A - 1] + 1
+    if mode != MODE_LEARNED:
+        if prior is not None:
+            raise ValueError("a prior table is only used by the learned context mode")
+        return 0
+    if prior is None:
+        raise ValueError("the learned context mode needs a prior table")
+    p = prior
+    if p.shape[0] != C or p.shape[1] != B * B or p.shape[2] != A:
+        raise ValueError("prior table shape does not fit the symbols")
+    for i in range(C):
+        for j in range(B * B):
+            total = 0
+            for s in range(A):
+                if p[i, j, s] == 0:
+                    raise ValueError("prior counts must be >= 1")
+                total += p[i, j, s]
+            if total > limit:
+                raise ValueError("a prior row's total exceeds the limit")
+    return 0
+
+
 def encode_raw(const uint8_t[:, :, ::1] sym, int alphabet_size, int mode,
-               uint32_t increment, uint32_t limit):
+               uint32_t increment, uint32_t limit, prior=None):
     """Encode the C-contiguous (C, H, W) uint8 array ``sym``.
+
+    ``prior``: the learned mode's ``(C, B*B, A)`` uint16 counts (checked), else None.
 
     Returns the payload ``bytes``, or an ``int``: the flat index of the first symbol
     that is >= ``alphabet_size`` (nothing is emitted then).
@@ -372,9 +431,15 @@ def encode_raw(const uint8_t[:, :, ::1] sym, int alphabet_size, int mode,
     cdef Py_ssize_t res
     cdef Enc st
     cdef uint32_t* models
+    cdef const uint16_t[:, :, ::1] pv     # held until return: the loop reads through it
+    cdef const uint16_t* prior_data = NULL
     _check_args(A, mode, increment, limit)
+    _check_prior(prior, mode, C, A, limit)
     if n == 0:
         return b""
+    if mode == MODE_LEARNED:
+        pv = prior
+        prior_data = &pv[0, 0, 0]
     B = _BUCKET[A - 1] + 1
     st.low = 0
     st.rng = LK_ALL32
@@ -391,7 +456,7 @@ def encode_raw(const uint8_t[:, :, ::1] sym, int alphabet_size, int mode,
     try:
         with nogil:
             res = _encode_loop(&sym[0, 0, 0], C, H, W, A, mode, increment, limit,
-                               models, stride, B, &st)
+                               models, stride, B, prior_data, &st)
         if res >= 0:
             return res
         if res == -2:
@@ -455,7 +520,7 @@ cdef inline Dec _dec_get(Dec st, uint32_t* H, int A, uint32_t inc,
 cdef Dec _decode_loop(uint8_t* out, Py_ssize_t C, Py_ssize_t Hh, Py_ssize_t W,
                       int A, int mode, uint32_t inc, uint32_t limit,
                       uint32_t* models, Py_ssize_t stride, int B,
-                      Dec st) noexcept nogil:
+                      const uint16_t* prior, Dec st) noexcept nogil:
     cdef Py_ssize_t n = C * Hh * W
     cdef Py_ssize_t i, c, y, x, k
     cdef Py_ssize_t HW = Hh * W
@@ -481,9 +546,8 @@ cdef Dec _decode_loop(uint8_t* out, Py_ssize_t C, Py_ssize_t Hh, Py_ssize_t W,
                 i += 1
     else:
         for c in range(C):
-            if c == 0 or mode == MODE_NEIGHBOR_CHANNEL:
-                for k in range(B * B):
-                    models[k * stride] = 0
+            if c == 0 or mode != MODE_NEIGHBOR:
+                _models_init(models, mode, prior, c, A, B, stride)
             for y in range(Hh):
                 row = out + c * HW + y * W
                 for x in range(W):
@@ -499,8 +563,10 @@ cdef Dec _decode_loop(uint8_t* out, Py_ssize_t C, Py_ssize_t Hh, Py_ssize_t W,
 
 
 def decode_raw(const uint8_t[::1] payload, uint8_t[:, :, ::1] out, int alphabet_size,
-               int mode, uint32_t increment, uint32_t limit):
+               int mode, uint32_t increment, uint32_t limit, prior=None):
     """Decode into the C-contiguous (C, H, W) uint8 array ``out`` (any bytes are safe).
+
+    ``prior``: the learned mode's ``(C, B*B, A)`` uint16 counts (checked), else None.
 
     Returns ``(end, clean)``: ``end`` is the number of payload bytes the decoder
     used (bytes read minus the 3 that a terminated stream leaves implicit), which is
@@ -519,9 +585,15 @@ def decode_raw(const uint8_t[::1] payload, uint8_t[:, :, ::1] out, int alphabet_
     cdef Dec st
     cdef uint32_t* models
     cdef int k
+    cdef const uint16_t[:, :, ::1] pv     # held until return: the loop reads through it
+    cdef const uint16_t* prior_data = NULL
     _check_args(A, mode, increment, limit)
+    _check_prior(prior, mode, C, A, limit)
     if n == 0:
         return 0, True
+    if mode == MODE_LEARNED:
+        pv = prior
+        prior_data = &pv[0, 0, 0]
     B = _BUCKET[A - 1] + 1
     st.rng = LK_ALL32
     st.n_in = payload.shape[0]
@@ -539,6 +611,6 @@ def decode_raw(const uint8_t[::1] payload, uint8_t[:, :, ::1] out, int alphabet_
         raise MemoryError()
     with nogil:
         st = _decode_loop(&out[0, 0, 0], C, H, W, A, mode, increment, limit, models,
-                          stride, B, st)
+                          stride, B, prior_data, st)
     free(models)
     return st.pos - 3, st.d < RC_TOP

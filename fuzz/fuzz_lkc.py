@@ -66,6 +66,21 @@ def fix_crc(data: bytes, fix_size: bool) -> bytes:
 
 
 # --------------------------------------------------------------------- seeds
+def fuzz_prior(header):
+    """A fixed coder prior for the container target's ``"learned"`` files (a model ships the real
+    one; the container target has no model): counts leaning toward 0, within the header's limit."""
+    import numpy as np
+
+    from labkit import coder
+
+    if header.context not in coder.PRIOR_MODES:
+        return None
+    a = 1 << header.b
+    table = np.ones(coder.prior_shape(header.latent_channels, a), np.uint16)
+    table[..., 0] += min(header.limit - a, 60)
+    return table
+
+
 def container_seeds() -> list[bytes]:
     """Valid files for many b / context / coder settings; no torch needed."""
     import numpy as np
@@ -86,7 +101,8 @@ def container_seeds() -> list[bytes]:
                 hd = bitstream.Header(model="resae", b=b, height=h, width=w, latent_channels=c,
                                       downsample=1 << k, ymax=3.5, context=ctx, increment=inc, limit=limit,
                                       colour_map=cmap)
-                seeds.append(bitstream.pack(hd, coder.encode(x, 1 << b, ctx, increment=inc, limit=limit)))
+                seeds.append(bitstream.pack(hd, coder.encode(x, 1 << b, ctx, increment=inc, limit=limit,
+                                                             prior=fuzz_prior(hd))))
     return seeds
 
 
@@ -100,7 +116,8 @@ def network_seeds() -> list[bytes]:
     seeds = []
     from labkit import bitstream
 
-    for name in ("ae1", "ae2", "resae", "resae-rd"):  # resae-rd writes version 3 (colour map)
+    for name in ("ae1", "ae2", "resae", "resae-rd", "resae-rd-fast"):  # resae-rd: version 3 (colour map);
+        # resae-rd-fast: the "learned" context with its shipped coder prior
         try:
             codec = Codec.from_pretrained(name, b=2)
         except Exception as err:  # noqa: BLE001 - a missing model just means fewer seeds
@@ -144,7 +161,7 @@ class Target:
                     self.stats["too_big"] += 1
                     return
                 self.stats["to_decoder"] += 1
-                sym = self.bitstream.decode_symbols(header, payload)
+                sym = self.bitstream.decode_symbols(header, payload, prior=fuzz_prior(header))
                 assert sym.shape == header.latent_shape, (sym.shape, header.latent_shape)
                 assert sym.dtype.name == "uint8"
                 assert sym.size == 0 or int(sym.max()) < (1 << header.b)

@@ -91,7 +91,7 @@ MODEL_IDS: dict[str, int] = {"ae1": 1, "ae2": 2, "resae": 3, "resae-ps": 4, "res
                              "resae-rd": 6, "resae-rd-fast-v1": 7, "resae-rd-fast": 8}
 
 #: Context mode <-> id; mirrors ``labkit.coder.CONTEXT_MODES`` (checked by a test).
-CONTEXT_IDS: dict[str, int] = {"none": 0, "channel": 1, "neighbor": 2, "neighbor+channel": 3}
+CONTEXT_IDS: dict[str, int] = {"none": 0, "channel": 1, "neighbor": 2, "neighbor+channel": 3, "learned": 4}
 
 
 class BitstreamError(ValueError):
@@ -296,7 +296,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     return header, payload
 
 
-def decode_symbols(header: Header, payload: bytes) -> "np.ndarray":
+def decode_symbols(header: Header, payload: bytes, prior: "np.ndarray | None" = None) -> "np.ndarray":
     """Decode the payload of a parsed file into its ``header.latent_shape`` uint8 symbols.
 
     The coder settings come from the header.  A version-2 payload must end exactly
@@ -310,6 +310,9 @@ def decode_symbols(header: Header, payload: bytes) -> "np.ndarray":
         From :func:`unpack` (already validated).
     payload : bytes
         The bytes after the header.
+    prior : numpy.ndarray, optional
+        The coder prior table of the file's model at its b, for the ``"learned"`` context
+        (``labkit.coder_prior``; the container does not hold it, the model's weights do).
 
     Returns
     -------
@@ -331,6 +334,8 @@ def decode_symbols(header: Header, payload: bytes) -> "np.ndarray":
     termination = "exact" if header.version >= 2 else "trimmed"
     try:
         return coder.decode(payload, header.latent_shape, 1 << header.b, header.context,
-                            increment=header.increment, limit=header.limit, termination=termination)
+                            increment=header.increment, limit=header.limit, termination=termination, prior=prior)
     except coder.PayloadError as err:
         raise BitstreamError(f"corrupt .lkc payload (CRC matched, so it was rewritten): {err}") from None
+    except ValueError as err:  # a prior that does not fit what the header says
+        raise BitstreamError(f"the file's coder settings do not fit the prior given: {err}") from None

@@ -101,7 +101,7 @@ def _resolve(path_or_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 
 def load(path_or_dir: str | os.PathLike[str],
-         map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+         map_location: str | torch.device = "cpu", coder_prior: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model named in ``config.json`` and load ``model.pt`` into it.
 
     Parameters
@@ -110,18 +110,23 @@ def load(path_or_dir: str | os.PathLike[str],
         The checkpoint folder, or its ``.pt`` file (``config.json`` sits next to it).
     map_location : str or torch.device
         Where the weights go.
+    coder_prior : bool
+        Load the coder prior shipped in the folder (False: leave it unread, as refitting it does).
 
     Returns
     -------
     tuple of (nn.Module, dict)
-        The model in eval mode (its ``scale_rule`` attribute is the config's ``"scale"``,
-        default ``"max"``: the codec's default stored-scale rule for it) and the config dict.
+        The model in eval mode and the config dict.  Two attributes carry what the codec needs
+        besides the weights: ``scale_rule`` is the config's ``"scale"`` (default ``"max"``: the
+        codec's default stored-scale rule for it), and ``coder_prior`` the coder prior tables
+        shipped in the folder (:mod:`labkit.coder_prior`; digest-checked against
+        ``config["coder_prior"]["sha256"]``), or None.
 
     Raises
     ------
     CheckpointError
-        Missing files, unreadable config, or weights that do not fit (every missing or
-        unexpected key and shape mismatch is listed).
+        Missing files, unreadable config, weights that do not fit (every missing or
+        unexpected key and shape mismatch is listed), or a coder prior that is not the recorded one.
     """
     weights, cfg_path = _resolve(path_or_dir)
     if not weights.is_file():
@@ -147,8 +152,21 @@ def load(path_or_dir: str | os.PathLike[str],
     model.load_state_dict(state)
     #: the encoder's scale rule the model was trained with: the codec's default for it
     model.scale_rule = config.get("scale", "max")
+    #: the coder's prior tables by bit depth (``labkit.coder_prior``), or None
+    model.coder_prior = (_coder_prior(weights.parent, config, int(getattr(model, "latent_channels", 16)))
+                         if coder_prior else None)
     model.to(map_location).eval()
     return model, config
+
+
+def _coder_prior(folder: Path, config: Mapping[str, Any], channels: int) -> dict[int, Any] | None:
+    from . import coder_prior
+
+    recorded = config.get("coder_prior")
+    try:
+        return coder_prior.load(folder, channels, recorded.get("sha256") if isinstance(recorded, dict) else None)
+    except coder_prior.CoderPriorError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def check_state(model: nn.Module, state: Any, name: str, mcfg: Mapping[str, Any], where: Path) -> None:

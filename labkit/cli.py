@@ -75,10 +75,11 @@ def _add_bits(p: argparse.ArgumentParser, default: int, what: str = "bits per la
 
 def _add_context(p: argparse.ArgumentParser) -> None:
     from .bitstream import CONTEXT_IDS  # the modes a file can hold (= coder.CONTEXT_MODES, tested); no numpy
-    from .spec import DEFAULT_CONTEXT
+    from .spec import DEFAULT_CONTEXT, PRIOR_CONTEXT
 
-    p.add_argument("--context", default=DEFAULT_CONTEXT, choices=tuple(CONTEXT_IDS),
-                   help="coder context mode (default %(default)s)")
+    p.add_argument("--context", default=None, choices=tuple(CONTEXT_IDS),
+                   help=f"coder context mode (default: {PRIOR_CONTEXT} when the model ships a coder prior for b, "
+                        f"as resae-rd-fast does for b=1..5; else {DEFAULT_CONTEXT})")
 
 
 def _add_weights(p: argparse.ArgumentParser) -> None:
@@ -508,13 +509,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .speed import bench_codec_speed, cpu_name
 
     rows = bench_codec_speed(model=args.model, b=args.b, context=args.context, repeats=args.repeats)
+    context = rows[0]["context"] if rows else args.context  # the one the codec used (the model's default if None)
     if args.json:
         import json
 
-        print(json.dumps(dict(model=args.model, b=args.b, context=args.context, repeats=args.repeats, threads=1,
+        print(json.dumps(dict(model=args.model, b=args.b, context=context, repeats=args.repeats, threads=1,
                               cpu=cpu_name(), rows=rows), indent=1))
         return 0
-    print(f"model={args.model} b={args.b} context={args.context}, best of {args.repeats}, one thread, "
+    print(f"model={args.model} b={args.b} context={context}, best of {args.repeats}, one thread, "
           f"CPU: {cpu_name()}")
     for row in rows:
         print(f"{row['size']:>9}  encode {row['encode_ms']:8.2f} ms  decode {row['decode_ms']:8.2f} ms  "

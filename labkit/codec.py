@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from . import bitstream, coder, colour, quant, settings, spec
+from . import coder_prior as priors
 from .atomic import check_target, write_bytes
 from .bitstream import Header
 from .checkpoint import available_weights
@@ -93,6 +95,7 @@ def load_pretrained(name: str, weights_dir: str | os.PathLike[str] | None = None
     return load_checkpoint_file(path)
 
 
+
 def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, dict]:
     """Load a checkpoint folder (``model.pt`` + ``config.json``) or ``.pt`` file: (eval model, config)."""
     from .checkpoint import load
@@ -100,6 +103,7 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module,
     model, config = load(path, map_location="cpu")
     model.eval()
     return model, config
+
 
 
 def _as_uint8_rgb(image: Any) -> np.ndarray:
@@ -135,12 +139,20 @@ class Codec:
         ``latent_channels``); an optimised copy is used (``labkit.inference``).
     b : int
         Bit depth, in :data:`labkit.spec.BITS`.
-    context : str
-        Coder context mode (``labkit.coder.CONTEXT_MODES``).
+    context : str, optional
+        Coder context mode (``labkit.coder.CONTEXT_MODES``).  Default: ``"learned"`` when
+        ``coder_prior`` has a table for ``b`` (the shipped ``resae-rd-fast`` has them for
+        b = 1..5), else :data:`labkit.spec.DEFAULT_CONTEXT` (``"neighbor"``).
+    coder_prior : mapping of int to numpy.ndarray, optional
+        The model's prior tables per bit depth (:mod:`labkit.coder_prior`), which the
+        ``"learned"`` mode starts its models from.  Default: the model's ``coder_prior``
+        attribute, which :func:`labkit.checkpoint.load` sets from the tables shipped beside the
+        weights (so :meth:`from_pretrained` and :meth:`from_checkpoint` have them).
     model_name : str
         Name written into files (must have a bitstream id).
     increment, limit : int, optional
-        Coder model settings (default: the coder's).
+        Coder model settings (default: the coder's; in the ``"learned"`` mode
+        :data:`labkit.coder_prior.INCREMENT` and :data:`labkit.coder_prior.LIMIT`).
     scale : str, optional
         Encoder rule for the stored scale ``ymax`` (``labkit.quant.latent_scale``):
         ``"max"`` or a percentile such as ``"p99.9"``.  The decoder only reads ``ymax``.
@@ -170,10 +182,10 @@ class Codec:
         first and the winner is refined.
     """
 
-    def __init__(self, model: torch.nn.Module, b: int, context: str = DEFAULT_CONTEXT, *,
+    def __init__(self, model: torch.nn.Module, b: int, context: str | None = None, *,
                  model_name: str = "resae", increment: int | None = None, limit: int | None = None,
                  scale: str | None = None, tile: int | None = None, colour_map: bool | None = None,
-                 refine: int = 0) -> None:
+                 refine: int = 0, coder_prior: Mapping[int, np.ndarray] | None = None) -> None:
         try:
             b = spec.check_bits(b)
         except ValueError:
@@ -190,16 +202,27 @@ class Codec:
             self.refine = spec.refine_settings(b, refine)
         except ValueError as err:
             raise CodecError(f"{err} (0 = no refinement; {spec.REFINE_STEPS} is the usual choice)") from None
+        #: the model's coder prior tables by bit depth (``labkit.coder_prior``); may be empty
+        if coder_prior is None:
+            coder_prior = getattr(model, "coder_prior", None)
+        self.coder_prior: dict[int, np.ndarray] = dict(coder_prior or {})
+        if context is None:
+            context = spec.PRIOR_CONTEXT if b in self.coder_prior else DEFAULT_CONTEXT
         if context not in coder.CONTEXT_MODES:
             raise CodecError(f"unknown context mode {context!r}; choose one of {', '.join(coder.CONTEXT_MODES)}")
+        if context in coder.PRIOR_MODES and b not in self.coder_prior:
+            raise CodecError(f"context mode {context!r} needs the model's coder prior for b={b}, and this model "
+                             f"has {'none' if not self.coder_prior else 'one only for b=' + ', '.join(map(str, sorted(self.coder_prior)))}; "
+                             f"use context {DEFAULT_CONTEXT!r}")
         if model_name not in bitstream.MODEL_IDS:
             raise CodecError(f"model name {model_name!r} has no bitstream id; known: {', '.join(bitstream.MODEL_IDS)}")
         self.model = optimize_for_inference(model)  # BN folded, channels-last: same outputs, faster
         self.b = b
         self.context = context
         self.model_name = model_name
-        self.increment = coder.DEFAULT_INCREMENT if increment is None else increment
-        self.limit = coder.DEFAULT_LIMIT if limit is None else limit
+        learned = context in coder.PRIOR_MODES
+        self.increment = (priors.INCREMENT if learned else coder.DEFAULT_INCREMENT) if increment is None else increment
+        self.limit = (priors.LIMIT if learned else coder.DEFAULT_LIMIT) if limit is None else limit
         if colour_map is not None and not isinstance(colour_map, bool):
             raise CodecError(f"colour_map must be True, False or None (the model's default), got {colour_map!r}")
         #: whether the encoder fits and (when it pays) sends a colour map
@@ -210,7 +233,7 @@ class Codec:
         self.tiles = auto_tiles(self.model, TILE_BUDGET) if tile is None else (int(tile), int(tile))
 
     @classmethod
-    def from_pretrained(cls, name: str = spec.DEFAULT_MODEL, b: int = 2, context: str = DEFAULT_CONTEXT,
+    def from_pretrained(cls, name: str = spec.DEFAULT_MODEL, b: int = 2, context: str | None = None,
                         weights_dir: str | os.PathLike[str] | None = None, **kw: Any) -> "Codec":
         """A codec over the shipped weights of a registered model name (``resae-rd-fast``, ``resae``, ``ae2``, ...).
 
@@ -224,7 +247,7 @@ class Codec:
         return cls(model, b, context, model_name=name, **kw)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], b: int = 2, context: str = DEFAULT_CONTEXT,
+    def from_checkpoint(cls, path: str | os.PathLike[str], b: int = 2, context: str | None = None,
                         **kw: Any) -> "Codec":
         """A codec over an explicit checkpoint (folder with ``model.pt`` + ``config.json``, or a ``.pt``).
 
@@ -326,8 +349,13 @@ class Codec:
         if header.latent_shape != symbols.shape:
             raise CodecError(f"model produced a latent of shape {symbols.shape}, expected {header.latent_shape} "
                              f"for a {h}x{w} image at stride {self.downsample}")
-        payload = coder.encode(symbols, 1 << self.b, self.context, increment=self.increment, limit=self.limit)
+        payload = coder.encode(symbols, 1 << self.b, self.context, increment=self.increment, limit=self.limit,
+                               prior=self.prior_table(self.context, self.b))
         return bitstream.pack(header, payload)
+
+    def prior_table(self, context: str, b: int) -> np.ndarray | None:
+        """The prior table the coder needs for ``context`` at ``b`` (None for modes without one)."""
+        return self.coder_prior[b] if context in coder.PRIOR_MODES else None
 
     def fit_colour_map(self, image: np.ndarray, symbols: np.ndarray, ymax: float) -> bytes | None:
         """The colour map (or grid of maps) of ``image`` for these symbols, or None when none pays.
@@ -369,6 +397,15 @@ class Codec:
         if header.b not in spec.BITS:
             raise CodecError(f"corrupt or crafted file: bit depth b={header.b!r} outside "
                              f"{spec.MIN_BITS}..{spec.MAX_BITS}; re-encode the source image")
+        if header.context in coder.PRIOR_MODES:
+            table = self.coder_prior.get(header.b)
+            if table is None:
+                raise CodecError(f"this file's symbols are coded with the {header.context!r} context, which needs the "
+                                 f"coder prior of model {self.model_name!r} for b={header.b}, and these weights ship "
+                                 "none; decode it with the weights that wrote it")
+            if int(table.sum(axis=-1, dtype=np.int64).max()) > header.limit:
+                raise CodecError(f"corrupt or crafted file: the header's coder limit {header.limit} is below the "
+                                 f"totals of model {self.model_name!r}'s coder prior; re-encode the source image")
         cap = max_pixels()
         if header.height * header.width > cap:
             need = self.decode_memory_bytes(header.height, header.width) / 2**20
@@ -388,7 +425,7 @@ class Codec:
     def _decode_with_symbols(self, header: Header, payload: bytes) -> tuple[np.ndarray, np.ndarray]:
         """(symbols, reconstruction) from a parsed file; the file's b and coder settings rule."""
         self.check_header(header)
-        symbols = bitstream.decode_symbols(header, payload)  # (H1) checks the payload's end; reads v1..v3
+        symbols = bitstream.decode_symbols(header, payload, prior=self.prior_table(header.context, header.b))
         recon = self.synthesise(symbols, header.ymax, (header.height, header.width), header.b)
         if header.colour_map is not None:
             recon = colour.apply(recon, header.colour_map)
@@ -446,7 +483,7 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
 
 
 def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], model: str = spec.DEFAULT_MODEL, b: int = 2,
-                context: str = DEFAULT_CONTEXT, weights_dir: str | os.PathLike[str] | None = None,
+                context: str | None = None, weights_dir: str | os.PathLike[str] | None = None,
                 colour_map: bool | None = None, scale: str | None = None, refine: int = 0) -> int:
     """Compress the image file ``src`` into ``dst`` with shipped weights ``model``; return the byte count.
 

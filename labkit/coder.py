@@ -18,6 +18,13 @@ Contexts are derived from already-coded symbols, so the decoder mirrors them:
                         ``A`` symbols gives ``(1 + ceil(log2 A))**2`` contexts
                         (4 for A=2, 9 for A=4, 36 for A=32, 81 for A=256).
 ``"neighbor+channel"``  the neighbour models, restarted for every channel.
+``"learned"``           as ``"neighbor+channel"``, but each channel's models start from
+                        *prior counts* ``prior[c, bucket(left) * B + bucket(top), s]``
+                        (``B`` buckets per neighbour) instead of all 1: the symbol
+                        statistics a trained model ships for its latent
+                        (:mod:`labkit.coder_prior`), so a small image does not pay to
+                        learn them.  The prior is side information like the shape:
+                        :func:`decode` needs the same table.
 
 Out-of-image neighbours count as 0.  1-D input is coded as shape ``(1, 1, N)``.
 
@@ -67,6 +74,8 @@ __all__ = [
     "MAX_SYMBOLS",
     "TERMINATIONS",
     "PayloadError",
+    "PRIOR_MODES",
+    "check_prior",
     "context_id",
     "context_name",
     "encode",
@@ -77,6 +86,8 @@ __all__ = [
 
 #: Context modes in id order; the id (index) is stored in bitstream headers.
 CONTEXT_MODES: tuple[str, ...] = tuple(_arith.CONTEXT_MODES)
+#: Context modes whose models start from a prior table (``prior=`` of :func:`encode`/:func:`decode`).
+PRIOR_MODES: tuple[str, ...] = tuple(_arith.PRIOR_MODES)
 _CONTEXT_IDS = {name: i for i, name in enumerate(CONTEXT_MODES)}
 
 DEFAULT_INCREMENT = 8
@@ -217,6 +228,41 @@ def _as_symbols(symbols, alphabet_size: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.uint8)
 
 
+def prior_shape(channels: int, alphabet_size: int) -> tuple[int, int, int]:
+    """Shape ``(C, B * B, A)`` of the prior table of the ``"learned"`` mode for ``channels`` channels."""
+    nb = int(_arith.neighbor_buckets(alphabet_size))
+    return int(channels), nb * nb, int(alphabet_size)
+
+
+def check_prior(prior, context: str, channels: int, alphabet_size: int, limit: int) -> np.ndarray | None:
+    """The prior table as the extension reads it (C-contiguous uint16), or None for modes without one.
+
+    Raises ``ValueError`` naming what is wrong: a table given to a mode that takes none,
+    none given to ``"learned"``, a shape other than :func:`prior_shape`, a count below 1 or
+    above 65535, or a row whose total exceeds ``limit`` (its model would start over the cap).
+    """
+    if context not in PRIOR_MODES:
+        if prior is not None:
+            raise ValueError(f"context mode {context!r} takes no prior table; only {', '.join(PRIOR_MODES)} does")
+        return None
+    if prior is None:
+        raise ValueError(f"context mode {context!r} needs the prior table the latent's model ships "
+                         "(labkit.coder_prior); pass prior=")
+    arr = np.asarray(prior)
+    want = prior_shape(channels, alphabet_size)
+    if arr.shape != want:
+        raise ValueError(f"the prior table has shape {arr.shape}, but {channels} channels of "
+                         f"{alphabet_size} symbols need {want}")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"the prior table must hold integer counts, got dtype {arr.dtype}")
+    if arr.size and (int(arr.min()) < 1 or int(arr.max()) > 0xFFFF):
+        raise ValueError("prior counts must lie in 1..65535")
+    if arr.size and int(arr.sum(axis=-1, dtype=np.int64).max()) > limit:
+        raise ValueError(f"a prior row's total ({int(arr.sum(axis=-1, dtype=np.int64).max())}) exceeds the coder "
+                         f"limit {limit}; scale the table down or raise the limit")
+    return np.ascontiguousarray(arr, dtype=np.uint16)
+
+
 def encode(
     symbols,
     alphabet_size: int,
@@ -224,6 +270,7 @@ def encode(
     *,
     increment: int = DEFAULT_INCREMENT,
     limit: int = DEFAULT_LIMIT,
+    prior=None,
 ) -> bytes:
     """Losslessly code ``symbols`` (uint8 ``(C, H, W)`` or 1-D) into payload bytes.
 
@@ -239,6 +286,9 @@ def encode(
     increment, limit : int
         The adaptive model: ``1 <= increment``, ``alphabet_size + increment <= limit
         <= MAX_LIMIT``.
+    prior : array-like of int, optional
+        The ``"learned"`` mode's starting counts, shape :func:`prior_shape` (required by
+        that mode, refused by the others; :func:`check_prior`).
 
     Returns
     -------
@@ -254,11 +304,14 @@ def encode(
     """
     mode = _mode(alphabet_size, context, increment, limit)
     res = None
+    if prior is None and context in PRIOR_MODES:
+        check_prior(None, context, 0, alphabet_size, limit)  # raises: this mode needs its table
     if (type(symbols) is np.ndarray and symbols.dtype is _U8 and symbols.ndim == 3
             and symbols.size <= MAX_SYMBOLS):
         arr = symbols
         try:  # fast path: C-contiguous uint8 (C, H, W); anything else raises here
-            res = _arith.encode_raw(arr, alphabet_size, mode, increment, limit)
+            table = check_prior(prior, context, arr.shape[0], alphabet_size, limit)
+            res = _arith.encode_raw(arr, alphabet_size, mode, increment, limit, table)
         except ValueError:
             res = None
     if res is None:
@@ -267,7 +320,8 @@ def encode(
             _check_size(_as_chw(shape), shape)
         arr = _as_symbols(symbols, alphabet_size)
         C, H, W = _as_chw(arr.shape)
-        res = _arith.encode_raw(arr.reshape(C, H, W), alphabet_size, mode, increment, limit)
+        table = check_prior(prior, context, C, alphabet_size, limit)
+        res = _arith.encode_raw(arr.reshape(C, H, W), alphabet_size, mode, increment, limit, table)
     if type(res) is int:
         pos = tuple(int(i) for i in np.unravel_index(res, arr.shape))
         raise ValueError(
@@ -287,6 +341,7 @@ def decode(
     increment: int = DEFAULT_INCREMENT,
     limit: int = DEFAULT_LIMIT,
     termination: str = "exact",
+    prior=None,
 ) -> np.ndarray:
     """Decode ``payload`` into a uint8 array of ``shape`` (``(C, H, W)`` or ``(N,)``).
 
@@ -307,6 +362,8 @@ def decode(
         encoder's termination leaves.  ``"trimmed"``: a version-1 payload (trailing
         zero bytes dropped), which must not be longer than the coded data nor end
         in a zero byte.  ``"none"``: no check.
+    prior : array-like of int, optional
+        As given to :func:`encode` (the ``"learned"`` mode's table).
 
     Returns
     -------
@@ -330,6 +387,7 @@ def decode(
     except TypeError:
         raise ValueError(f"shape must be a sequence of ints, got {shape!r}") from None
     _check_size(chw, shape)
+    table = check_prior(prior, context, chw[0], alphabet_size, limit)
     if type(payload) is not bytes:
         try:
             payload = memoryview(payload).cast("B")
@@ -338,7 +396,7 @@ def decode(
                 f"payload must be a contiguous bytes-like object, got {type(payload).__name__}"
             ) from None
     out = np.empty(chw, dtype=np.uint8)
-    end, clean = _arith.decode_raw(payload, out, alphabet_size, mode, increment, limit)
+    end, clean = _arith.decode_raw(payload, out, alphabet_size, mode, increment, limit, table)
     if termination != "none":
         _check_end(len(payload), end, clean, termination, payload)
     return out if len(shape) == 3 else out.reshape(chw[2])
@@ -369,7 +427,7 @@ def num_contexts(context: str, shape: Sequence[int], alphabet_size: int) -> int:
     mode = context_id(context)
     C = _as_chw(tuple(shape))[0]
     nb = int(_arith.neighbor_buckets(alphabet_size))
-    return (1, max(C, 1), nb * nb, max(C, 1) * nb * nb)[mode]
+    return (1, max(C, 1), nb * nb, max(C, 1) * nb * nb, max(C, 1) * nb * nb)[mode]
 
 
 # ------------------------------------------------------------ reference (pure Python)
@@ -384,6 +442,7 @@ def ideal_code_length_bits(
     *,
     increment: int = DEFAULT_INCREMENT,
     limit: int = DEFAULT_LIMIT,
+    prior=None,
 ) -> float:
     """Ideal adaptive code length, ``sum(-log2(freq[s] / total))``, in bits.
 
@@ -393,14 +452,15 @@ def ideal_code_length_bits(
     mode = _check_params(alphabet_size, context, increment, limit)
     arr = _as_symbols(symbols, alphabet_size)
     C, H, W = _as_chw(arr.shape)
+    table = check_prior(prior, context, C, alphabet_size, limit)
     x = arr.reshape(C, H, W).tolist()
     A = alphabet_size
     nb = _bucket(A - 1) + 1
-    log2 = [0.0] + [math.log2(k) for k in range(1, limit + increment + 1)]
+    log2 = [0.0] + [math.log2(k) for k in range(1, limit + increment + 1)]  # totals stay <= limit + increment
     bits = 0.0
     models: dict = {}
     for c in range(C):
-        if mode in (1, 3):  # channel-restarted models
+        if mode in (1, 3, 4):  # channel-restarted models
             models = {}
         plane = x[c]
         for y in range(H):
@@ -416,7 +476,8 @@ def ideal_code_length_bits(
                     key = 0
                 m = models.get(key)
                 if m is None:
-                    m = models[key] = [[1] * A, A]
+                    start = [1] * A if table is None else [int(v) for v in table[c, key]]
+                    m = models[key] = [start, sum(start)]
                 freq = m[0]
                 bits += log2[m[1]] - log2[freq[s]]
                 freq[s] += increment

@@ -9,7 +9,7 @@ from . import plots
 
 
 def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[int, ...] = (1, 2, 3),
-             n_images: int = 2, weights_dir: str | os.PathLike[str] | None = None, context: str = "neighbor") -> Path:
+             n_images: int = 2, weights_dir: str | os.PathLike[str] | None = None, context: str | None = None) -> Path:
     """Compress ``n_images`` embedded test tiles at each b and save one comparison grid per b, stacked, to ``out``.
 
     The columns are the report's (``report.grid_models``): RAW, ResAE, any further proposal in
@@ -26,7 +26,7 @@ def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[i
     weights_dir : path, optional
         Folder with ``<model>/model.pt`` (default: the shipped weights).
     context : str
-        Coder context mode.
+        Coder context mode (None: each model's default, ``labkit.codec.Codec``).
 
     Returns
     -------

@@ -48,13 +48,14 @@ class Record(TypedDict, total=False):
 
 
 def evaluate_learned(models: Mapping[str, torch.nn.Module], images: Sequence[np.ndarray], bits: Iterable[int],
-                     context: str, keep_recon: bool = False, progress: bool = True,
+                     context: str | None = None, keep_recon: bool = False, progress: bool = True,
                      scales: Mapping[str, str] | None = None, refine: Mapping[str, int] | None = None) -> list[Record]:
     """Encode and decode every image with every model at every b, from the real ``.lkc`` bytes.
 
     ``scales`` gives a model's encoder another scale rule than its trained one (``Codec``'s
     ``scale``, e.g. ``"search"``); ``refine`` gives a model's encoder that many steps of latent
-    refinement (``Codec``'s ``refine``); models not named keep the defaults.
+    refinement (``Codec``'s ``refine``); models not named keep the defaults.  ``context`` None:
+    each model's default coder context (``"learned"`` where it ships a coder prior for b).
     """
     bits = list(bits)
     out: list[Record] = []
@@ -66,9 +67,10 @@ def evaluate_learned(models: Mapping[str, torch.nn.Module], images: Sequence[np.
             r = codec.compress(img)
             rec: Record = dict(codec=name, b=b, image=i, bytes=len(r.data), bpp=r.bpp,
                                psnr=metrics.psnr(img, r.recon), ssim=metrics.ssim(img, r.recon),
-                               ideal_bits=coder.ideal_code_length_bits(r.symbols, 1 << b, context,
-                                                                       increment=codec.increment, limit=codec.limit),
-                               header_bytes=HEADER_SIZE + len(r.header.colour_map or b""), context=context)
+                               ideal_bits=coder.ideal_code_length_bits(r.symbols, 1 << b, codec.context,
+                                                                       increment=codec.increment, limit=codec.limit,
+                                                                       prior=codec.prior_table(codec.context, b)),
+                               header_bytes=HEADER_SIZE + len(r.header.colour_map or b""), context=codec.context)
             if keep_recon:
                 rec["recon"] = r.recon
             out.append(rec)
@@ -144,20 +146,30 @@ def latent_symbols(model: torch.nn.Module, images: Sequence[np.ndarray], b: int)
     return np.stack([codec.analyse(img)[0] for img in images])
 
 
-def coding_table(symbols: np.ndarray, b: int, contexts: Sequence[str] = coder.CONTEXT_MODES) -> dict[str, float]:
+def coding_table(symbols: np.ndarray, b: int, contexts: Sequence[str] | None = None,
+                 prior: np.ndarray | None = None) -> dict[str, float]:
     """Bits per symbol of one set of latents: zero-order entropy, then real coded size per context mode.
 
     ``entropy`` is the empirical entropy of all symbols pooled (a static model that knows the
     statistics in advance, no side cost); ``ideal <mode>`` the adaptive model's ideal code length;
     ``coded <mode>`` the real payload bytes.  Every number is averaged per symbol over images.
+    ``contexts`` defaults to every mode; the ``"learned"`` mode is included only with the model's
+    coder ``prior`` table for this ``b`` (``labkit.coder_prior``), and is coded with that mode's
+    increment and limit, as the codec does.
     """
+    from . import coder_prior
+
+    if contexts is None:
+        contexts = [c for c in coder.CONTEXT_MODES if c not in coder.PRIOR_MODES or prior is not None]
     n_sym = symbols[0].size * len(symbols)
     counts = np.bincount(symbols.ravel(), minlength=1 << b).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
     table = {"entropy (static, pooled)": float(-(p * np.log2(p)).sum())}
     for ctx in contexts:
-        table[f"ideal {ctx}"] = sum(coder.ideal_code_length_bits(s, 1 << b, ctx) for s in symbols) / n_sym
-        table[f"coded {ctx}"] = sum(len(coder.encode(s, 1 << b, ctx)) * 8 for s in symbols) / n_sym
+        kw: dict[str, Any] = ({"prior": prior, "increment": coder_prior.INCREMENT, "limit": coder_prior.LIMIT}
+                              if ctx in coder.PRIOR_MODES else {})
+        table[f"ideal {ctx}"] = sum(coder.ideal_code_length_bits(s, 1 << b, ctx, **kw) for s in symbols) / n_sym
+        table[f"coded {ctx}"] = sum(len(coder.encode(s, 1 << b, ctx, **kw)) * 8 for s in symbols) / n_sym
     return table
 
 

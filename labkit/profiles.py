@@ -21,19 +21,21 @@ SWEEP_SMOKE = {k: v[::4] for k, v in SWEEPS.items()}
 #: Full-size photos of scikit-image for the whole-photo section (colour error at every b).
 PHOTOS = ["astronaut.png", "camera.png", "chelsea.png", "coffee.png"]
 
+#: ``context=None`` in every profile: each model codes with its own default context (``"learned"`` for a
+#: model that ships a coder prior, ``labkit.coder_prior``; else ``"neighbor"``), as the command line does.
 PROFILES: dict[str, dict[str, Any]] = {
     "smoke": dict(
-        n_test=4, bits=[1, 2, 3], grid_bits=[1, 2, 3], grid_images=2, diff_b=2, context="neighbor",
+        n_test=4, bits=[1, 2, 3], grid_bits=[1, 2, 3], grid_images=2, diff_b=2, context=None,
         sweep=SWEEP_SMOKE, retrain=True, photos=["astronaut.png"],
         train=dict(epochs=1, max_steps=3, batch_size=4, n_train=16, n_val=4, time_budget_s=60),
     ),
     "default": dict(
-        n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context="neighbor",
+        n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context=None,
         sweep=SWEEP_DEFAULT, retrain=False, photos=PHOTOS,
         train=None,  # shipped weights
     ),
     "cpu": dict(
-        n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context="neighbor",
+        n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context=None,
         sweep=SWEEP_DEFAULT, retrain=True, photos=PHOTOS,
         # 59 minutes of training in all; the LR schedule of each run follows its clock
         train=dict(epochs=100000, crop=64, batch_size=16,
@@ -41,7 +43,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                                   "ae1": 450}),
     ),
     "full": dict(
-        n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context="neighbor",
+        n_test=None, bits=[1, 2, 3, 4, 5], grid_bits=[1, 2, 3], grid_images=4, diff_b=2, context=None,
         sweep=SWEEP_DEFAULT, retrain=True, photos=PHOTOS,
         train="recorded",  # each model's recorded config from labkit/weights/<name>/config.json
     ),

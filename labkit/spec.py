@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the settings class lives with the refinement (torch); spec stays import-light
     from .refine import RefineSettings
 
-__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "SUPERSEDED", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "COLOUR_MAP_MODELS", "SAME_ENCODER", "COLOUR_MAP_RATE_WEIGHTS", "colour_map_rate_weight", "SCALE_SEARCH", "SCALE_SEARCH_RULES", "REFINE_STEPS", "REFINE_SSIM_WEIGHT", "REFINE_RATE_SCALE", "REFINE_LR", "refine_settings", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
+__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "SUPERSEDED", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "PRIOR_CONTEXT", "COLOUR_MAP_MODELS", "SAME_ENCODER", "COLOUR_MAP_RATE_WEIGHTS", "colour_map_rate_weight", "SCALE_SEARCH", "SCALE_SEARCH_RULES", "REFINE_STEPS", "REFINE_SSIM_WEIGHT", "REFINE_RATE_SCALE", "REFINE_LR", "refine_settings", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
            "bits_per_pixel"]
 
 MIN_BITS = 1
@@ -46,8 +46,12 @@ SAME_ENCODER: dict[str, str] = {"resae-rd-fast-v1": "resae-rd"}
 MODEL_NOISE: dict[str, bool] = {"ae1": False, "ae2": True, "resae": True, "resae-rd": True,
                                "resae-rd-fast": True, "resae-rd-fast-v1": True}
 
-#: The coder's context mode when none is asked for (see ``labkit.coder.CONTEXT_MODES``).
+#: The coder's context mode when none is asked for and the model ships no coder prior
+#: (see ``labkit.coder.CONTEXT_MODES``).
 DEFAULT_CONTEXT = "neighbor"
+#: The context mode a codec uses by default when its model ships a coder prior for the bit depth
+#: (``labkit.coder_prior``): each channel's neighbour models start from the model's statistics.
+PRIOR_CONTEXT = "learned"
 #: Models whose codec sends a colour map (``labkit.colour``) by default, when it pays.  The
 #: seed's and the course's models keep the plain chain, so the seed's report stays comparable.
 COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd", "resae-rd-fast", "resae-rd-fast-v1")

@@ -32,12 +32,13 @@ def best_time(fn, repeats: int, warmup: bool = True) -> float:
     return best
 
 
-def bench_codec_speed(model: str = "resae", b: int = 2, context: str = "neighbor", repeats: int = 10,
+def bench_codec_speed(model: str = "resae", b: int = 2, context: str | None = None, repeats: int = 10,
                       sizes: tuple[tuple[int, int], ...] = ((128, 128), (512, 768)),
                       threads: int = 1) -> list[dict[str, Any]]:
     """Best-of-``repeats`` encode and decode times for real images of each (H, W), on ``threads`` threads.
 
     Images are cut from the embedded test photos (resized crops, so content is natural).
+    ``context`` None: the model's default (:class:`labkit.codec.Codec`).
     """
     import torch
     from PIL import Image
@@ -58,7 +59,7 @@ def bench_codec_speed(model: str = "resae", b: int = 2, context: str = "neighbor
             enc = best_time(lambda: codec.encode(img), repeats)
             dec = best_time(lambda: codec.decode(data), repeats)
             rows.append(dict(size=f"{w}x{h}", encode_ms=enc * 1e3, decode_ms=dec * 1e3, total_ms=(enc + dec) * 1e3,
-                             bpp=len(data) * 8 / (h * w), threads=threads))
+                             bpp=len(data) * 8 / (h * w), threads=threads, context=codec.context))
         return rows
     finally:
         torch.set_num_threads(old)

@@ -254,8 +254,11 @@ def train_models(run: Run, progress: bool = True) -> dict[str, dict[str, Any]]:
     """Train every model of the run into ``run_dir/<name>`` from its recorded config; return histories.
 
     A decoder fit (``resae-rd-fast``) starts from its source model as trained in this run
-    when the run has it (it is listed earlier), else from the shipped source weights.
+    when the run has it (it is listed earlier), else from the shipped source weights.  A model
+    whose shipped weights come with a coder prior (``labkit.coder_prior``) gets one fitted for
+    the retrained weights from the same training images, so it codes as the shipped model does.
     """
+    from . import coder_prior
     from .codec import load_pretrained
     from .data import training_splits
     from .decoder_fit import DecoderFitConfig, fit_decoder
@@ -279,11 +282,14 @@ def train_models(run: Run, progress: bool = True) -> dict[str, dict[str, Any]]:
             model = build_model(name, seed=dcfg.seed)
             histories[name] = fit_decoder(model, source, splits["train"], dcfg, out_dir=run.run_dir / name,
                                           val_images=splits["val"])
-            continue
-        cfg = TrainConfig.from_dict(training_config(run, name))
-        model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
-        histories[name] = fit(model, splits["train"], splits["val"], cfg, out_dir=run.run_dir / name,
-                              progress=progress)
+        else:
+            cfg = TrainConfig.from_dict(training_config(run, name))
+            model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
+            histories[name] = fit(model, splits["train"], splits["val"], cfg, out_dir=run.run_dir / name,
+                                  progress=progress)
+        if "coder_prior" in json.loads((WEIGHTS_DIR / name / "config.json").read_text()):
+            coder_prior.fit_checkpoint(run.run_dir / name, splits["train"],
+                                       {"made_by": f"labkit.workflow.train_models (profile {run.profile})"})
     return histories
 
 

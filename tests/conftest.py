@@ -25,11 +25,11 @@ def load_model():
 
 @pytest.fixture(scope="session")
 def make_codec(load_model):
-    """``make_codec(name="resae", b=2, context="neighbor")`` over the shared, once-loaded weights."""
+    """``make_codec(name="resae", b=2, context="neighbor", **Codec_options)`` over the shared, once-loaded weights."""
     from labkit.codec import Codec
 
-    def _make(name: str = "resae", b: int = 2, context: str = "neighbor"):
-        return Codec(load_model(name), b, context, model_name=name)
+    def _make(name: str = "resae", b: int = 2, context: str = "neighbor", **kw):
+        return Codec(load_model(name), b, context, model_name=name, **kw)
 
     return _make
 

@@ -208,14 +208,34 @@ def _coded(shape=(16, 16, 16), b=2, context="neighbor", seed=0, **kw):
     h = make_header(b=b, context=context, height=shape[1] * 8, width=shape[2] * 8,
                     latent_channels=shape[0], downsample=8, **kw)
     inc, limit = h.increment, h.limit
-    return x, h, pack(h, coder.encode(x, 1 << b, context, increment=inc, limit=limit))
+    return x, h, pack(h, coder.encode(x, 1 << b, context, increment=inc, limit=limit, prior=_prior(h)))
+
+
+def _prior(h):
+    """A coder prior for the "learned" context (a model ships the real one), else None."""
+    from labkit import coder
+
+    if h.context not in coder.PRIOR_MODES:
+        return None
+    table = np.ones(coder.prior_shape(h.latent_channels, 1 << h.b), np.uint16)
+    table[..., 0] += 50
+    return table
 
 
 def test_decode_symbols_round_trip():
     for b in (1, 2, 5, 8):
         for context in bitstream.CONTEXT_IDS:
             x, h, data = _coded(b=b, context=context, shape=(3, 5, 7), increment=8, limit=1024)
-            np.testing.assert_array_equal(bitstream.decode_symbols(*unpack(data)), x)
+            np.testing.assert_array_equal(bitstream.decode_symbols(*unpack(data), prior=_prior(h)), x)
+
+
+def test_learned_context_without_or_with_a_wrong_prior_is_a_clear_error():
+    x, h, data = _coded(b=3, context="learned", shape=(3, 5, 7))
+    header, payload = unpack(data)
+    with pytest.raises(BitstreamError, match="needs the prior table"):
+        bitstream.decode_symbols(header, payload)
+    with pytest.raises(BitstreamError, match="shape"):
+        bitstream.decode_symbols(header, payload, prior=np.ones((4, 16, 8), np.uint16))
 
 
 def test_cut_or_extended_payload_with_recomputed_crc_is_rejected():

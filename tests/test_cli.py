@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labkit import bitstream, cli, spec
+from labkit import bitstream, cli, coder_prior, spec
 from labkit.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def test_subprocess_encode_info_decode(workdir):
     side = f"{bitstream.HEADER_SIZE} header + " + (f"{cmap} colour map + " if cmap else "")
     assert f"({size} bytes = {side}{len(payload)} payload)" in r.stdout
     assert size == bitstream.HEADER_SIZE + cmap + len(payload)
-    assert "context=neighbor" in r.stdout
+    assert f"context={spec.PRIOR_CONTEXT}, increment={coder_prior.INCREMENT}, limit={coder_prior.LIMIT}" in r.stdout  # the default model ships a coder prior
 
     r = run_cli("decode", "img.lkc", "out.png", cwd=workdir)
     assert r.returncode == 0, r.stderr
@@ -314,7 +314,7 @@ def test_bench_prints_two_sizes(capsys):
     out = capsys.readouterr()
     assert out.err == "", "no warnings (e.g. torch's about read-only arrays) on stderr"
     header, *lines = out.out.splitlines()
-    assert header.startswith(f"model={spec.DEFAULT_MODEL} b=2 context=neighbor")
+    assert header.startswith(f"model={spec.DEFAULT_MODEL} b=2 context={spec.PRIOR_CONTEXT}")  # it ships a prior
     assert len(lines) == 2
     for line, size in zip(lines, ("128x128", "768x512")):
         assert line.split()[0] == size
@@ -332,7 +332,7 @@ def test_bench_json(capsys):
     assert out.err == ""
     record = json.loads(out.out)
     assert {k: record[k] for k in ("model", "b", "context", "repeats", "threads")} == \
-        {"model": "resae", "b": 2, "context": spec.DEFAULT_CONTEXT, "repeats": 1, "threads": 1}
+        {"model": "resae", "b": 2, "context": spec.DEFAULT_CONTEXT, "repeats": 1, "threads": 1}  # no prior
     assert record["cpu"] == cpu_name() and record["cpu"]
     assert [r["size"] for r in record["rows"]] == ["128x128", "768x512"]
     for r in record["rows"]:
@@ -390,7 +390,9 @@ def test_choices_come_from_their_one_home():
     encode = parser._subparsers._group_actions[0].choices["encode"]  # noqa: SLF001 - argparse has no public accessor
     options = {a.dest: a for a in encode._actions}
     assert tuple(options["context"].choices) == labkit.coder.CONTEXT_MODES
-    assert options["context"].default == spec.DEFAULT_CONTEXT == labkit.codec.DEFAULT_CONTEXT
+    assert options["context"].default is None  # the model's own: the Codec resolves it
+    assert spec.DEFAULT_CONTEXT == labkit.codec.DEFAULT_CONTEXT and spec.DEFAULT_CONTEXT in options["context"].help
+    assert spec.PRIOR_CONTEXT in options["context"].help
     assert options["b"].choices == spec.BITS
 
 

@@ -25,12 +25,14 @@ from labkit.coder import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     MAX_SYMBOLS,
+    PRIOR_MODES,
     PayloadError,
     context_id,
     context_name,
     decode,
     encode,
     ideal_code_length_bits,
+    prior_shape,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "coder.json"
@@ -46,6 +48,17 @@ HYP = dict(
 def skewed(rng, shape, A, p=0.5):
     """Geometric-like, most mass at 0 (like quantised ReLU latents)."""
     return np.minimum(rng.geometric(p, size=shape) - 1, A - 1).astype(np.uint8)
+
+
+def prior_for(mode, shape, A, limit=DEFAULT_LIMIT, seed=0):
+    """``{"prior": table}`` for the modes that take one (else ``{}``): a seeded table that
+    leans toward symbol 0, as trained tables do, with every row within ``limit``."""
+    if mode not in PRIOR_MODES:
+        return {}
+    channels = shape[0] if len(shape) == 3 else 1
+    table = np.ones(prior_shape(channels, A), np.uint16)
+    table[..., 0] += np.random.default_rng(seed).integers(0, min(limit - A, 400) + 1, table.shape[:2]).astype(np.uint16)
+    return {"prior": table}
 
 
 # ----------------------------------------------------------------- strategies
@@ -105,12 +118,13 @@ def params(draw, A):
 @given(streams(), st.sampled_from(CONTEXT_MODES))
 def test_roundtrip_default_params(stream, mode):
     x, A = stream
-    payload = encode(x, A, mode)
+    kw = prior_for(mode, x.shape, A)
+    payload = encode(x, A, mode, **kw)
     assert isinstance(payload, bytes)
-    y = decode(payload, x.shape, A, mode)
+    y = decode(payload, x.shape, A, mode, **kw)
     assert y.dtype == np.uint8 and y.shape == x.shape
     np.testing.assert_array_equal(y, x)
-    assert encode(x, A, mode) == payload  # deterministic
+    assert encode(x, A, mode, **kw) == payload  # deterministic
 
 
 @settings(max_examples=600, **HYP)
@@ -118,8 +132,9 @@ def test_roundtrip_default_params(stream, mode):
 def test_roundtrip_any_valid_params(data, stream, mode):
     x, A = stream
     inc, limit = data.draw(params(A))
-    payload = encode(x, A, mode, increment=inc, limit=limit)
-    y = decode(payload, x.shape, A, mode, increment=inc, limit=limit)
+    kw = dict(increment=inc, limit=limit, **prior_for(mode, x.shape, A, limit))
+    payload = encode(x, A, mode, **kw)
+    y = decode(payload, x.shape, A, mode, **kw)
     np.testing.assert_array_equal(y, x)
 
 
@@ -128,18 +143,21 @@ def test_roundtrip_any_valid_params(data, stream, mode):
 def test_roundtrip_latent_sized(mode, A):
     rng = np.random.default_rng(A)
     for x in (skewed(rng, (16, 16, 16), A, 0.3), rng.integers(0, A, (8, 16, 16)).astype(np.uint8)):
-        np.testing.assert_array_equal(decode(encode(x, A, mode), x.shape, A, mode), x)
+        kw = prior_for(mode, x.shape, A)
+        np.testing.assert_array_equal(decode(encode(x, A, mode, **kw), x.shape, A, mode, **kw), x)
 
 
 def test_empty_and_single():
     for mode in CONTEXT_MODES:
         for shape in [(0,), (0, 4, 4), (4, 0, 4)]:
             x = np.zeros(shape, np.uint8)
-            p = encode(x, 4, mode)
-            assert decode(p, shape, 4, mode).shape == shape
+            kw = prior_for(mode, shape, 4)
+            p = encode(x, 4, mode, **kw)
+            assert decode(p, shape, 4, mode, **kw).shape == shape
         for v in (0, 1, 3):
             x = np.array([v], np.uint8)
-            np.testing.assert_array_equal(decode(encode(x, 4, mode), (1,), 4, mode), x)
+            kw = prior_for(mode, (1,), 4)
+            np.testing.assert_array_equal(decode(encode(x, 4, mode, **kw), (1,), 4, mode, **kw), x)
     assert encode(np.zeros(0, np.uint8), 2) == b""
     assert len(encode(np.zeros(4096, np.uint8), 2)) <= 2  # ideal is about 9 bits
 
@@ -148,8 +166,9 @@ def test_one_d_is_1_1_n():
     rng = np.random.default_rng(1)
     x = skewed(rng, (500,), 16)
     for mode in CONTEXT_MODES:
-        assert encode(x, 16, mode) == encode(x.reshape(1, 1, -1), 16, mode)
-        assert decode(encode(x, 16, mode), (500,), 16, mode).shape == (500,)
+        kw = prior_for(mode, (1, 1, 500), 16)
+        assert encode(x, 16, mode, **kw) == encode(x.reshape(1, 1, -1), 16, mode, **kw)
+        assert decode(encode(x, 16, mode, **kw), (500,), 16, mode, **kw).shape == (500,)
 
 
 def test_other_dtypes_and_layouts():
@@ -181,6 +200,7 @@ def test_size_within_16_bits_of_ideal(mode, A):
     ]
     for x in cases:
         for kw in ({}, {"increment": 32, "limit": MAX_LIMIT}):
+            kw = {**kw, **prior_for(mode, x.shape, A, kw.get("limit", DEFAULT_LIMIT))}
             bits = 8 * len(encode(x, A, mode, **kw))
             ideal = ideal_code_length_bits(x, A, mode, **kw)
             assert bits <= ideal + 16, (x.shape, kw, bits, ideal)
@@ -234,12 +254,13 @@ def test_ideal_hand_computed():
 def test_decode_random_payload(payload, A, mode, shape, il):
     inc, limit = il
     limit = max(limit, A + inc)
-    y = decode(payload, shape, A, mode, increment=inc, limit=limit, termination="none")
+    kw = prior_for(mode, shape, A, limit)
+    y = decode(payload, shape, A, mode, increment=inc, limit=limit, termination="none", **kw)
     assert y.shape == shape and y.dtype == np.uint8
     assert y.size == 0 or int(y.max()) < A
     for termination in ("exact", "trimmed"):
         try:
-            z = decode(payload, shape, A, mode, increment=inc, limit=limit, termination=termination)
+            z = decode(payload, shape, A, mode, increment=inc, limit=limit, termination=termination, **kw)
         except PayloadError as err:
             assert "re-encode" in str(err)
         else:
@@ -264,13 +285,14 @@ def test_cut_or_extended_payload_is_detected(mode):
     for A in (2, 5, 32, 256):
         for _ in range(3):
             x = skewed(rng, (4, 12, 12), A, 0.4)
-            p = encode(x, A, mode)
+            kw = prior_for(mode, x.shape, A)
+            p = encode(x, A, mode, **kw)
             for v in _cuts_and_extensions(p, rng):
                 total += 1
-                y = decode(v, x.shape, A, mode, termination="none")
+                y = decode(v, x.shape, A, mode, termination="none", **kw)
                 assert y.shape == x.shape and int(y.max()) < A
                 try:
-                    decode(v, x.shape, A, mode)
+                    decode(v, x.shape, A, mode, **kw)
                 except PayloadError as err:
                     assert re.search("cut short|extended|altered", str(err))
                     caught += 1
@@ -282,7 +304,8 @@ def test_flipped_payload_never_crashes(mode):
     rng = np.random.default_rng(10)
     for A in (2, 5, 32, 256):
         x = skewed(rng, (4, 12, 12), A, 0.4)
-        p = encode(x, A, mode)
+        kw = prior_for(mode, x.shape, A)
+        p = encode(x, A, mode, **kw)
         variants = []
         for _ in range(12):
             b = bytearray(p)
@@ -291,7 +314,7 @@ def test_flipped_payload_never_crashes(mode):
         variants += [b"\xff" * 3000, b"\x00", bytes(rng.integers(0, 256, 5000, np.uint8))]
         for v in variants:
             try:
-                y = decode(v, x.shape, A, mode)
+                y = decode(v, x.shape, A, mode, **kw)
             except PayloadError:
                 continue
             assert y.shape == x.shape and int(y.max()) < A
@@ -359,7 +382,8 @@ def test_symbol_out_of_alphabet_names_value_and_position():
     x[1, 2, 0] = 9
     x[1, 2, 3] = 200
     for mode in CONTEXT_MODES:
-        _raises(r"symbol 9 at index \(1, 2, 0\) is outside the alphabet 0\.\.7", encode, x, 8, mode)
+        _raises(r"symbol 9 at index \(1, 2, 0\) is outside the alphabet 0\.\.7", encode, x, 8, mode,
+                **prior_for(mode, x.shape, 8))
     _raises(r"symbol 9 at index \(1, 2, 0\)", encode, x.astype(np.int64), 8)
     _raises(r"symbol -1 at index \(3,\)", encode, np.array([0, 1, 2, -1, 5]), 4)
     _raises(r"symbol 300 at index \(0,\)", encode, np.array([300]), 256)
@@ -367,13 +391,81 @@ def test_symbol_out_of_alphabet_names_value_and_position():
 
 
 def test_context_ids():
-    assert CONTEXT_MODES == ("none", "channel", "neighbor", "neighbor+channel")
+    assert CONTEXT_MODES == ("none", "channel", "neighbor", "neighbor+channel", "learned")
+    assert PRIOR_MODES == ("learned",)
     for i, name in enumerate(CONTEXT_MODES):
         assert context_id(name) == i and context_name(i) == name
     _raises(r"unknown context mode 'x'; valid modes: none", context_id, "x")
-    _raises(r"unknown context id 9; valid ids: 0\.\.3 \(0=none", context_name, 9)
+    _raises(r"unknown context id 9; valid ids: 0\.\.4 \(0=none", context_name, 9)
     assert coder.num_contexts("neighbor", (16, 4, 4), 4) == 9
     assert coder.num_contexts("neighbor+channel", (16, 4, 4), 256) == 16 * 81
+    assert coder.num_contexts("learned", (32, 4, 4), 32) == 32 * 36
+    assert prior_shape(32, 32) == (32, 36, 32) and prior_shape(16, 2) == (16, 4, 2)
+
+
+# ----------------------------------------------------------------- the learned mode's prior
+def test_learned_mode_with_flat_prior_is_neighbor_channel_byte_for_byte():
+    # counts that all start at 1 are exactly what "neighbor+channel" starts every channel from
+    rng = np.random.default_rng(20)
+    for A in (2, 4, 32, 256):
+        x = skewed(rng, (5, 9, 11), A, 0.4)
+        flat = np.ones(prior_shape(5, A), np.uint16)
+        limit = max(DEFAULT_LIMIT, A + DEFAULT_INCREMENT)
+        assert encode(x, A, "learned", prior=flat, limit=limit) == encode(x, A, "neighbor+channel", limit=limit)
+
+
+def test_a_prior_that_fits_the_data_saves_bits_and_matches_the_reference():
+    # the table of the statistics the data has gives a shorter code than flat counts, and the
+    # coder's size stays within 16 bits of the pure-Python model started from the same table
+    rng = np.random.default_rng(21)
+    A = 8
+    x = skewed(rng, (6, 16, 16), A, 0.6)
+    from labkit import coder_prior
+
+    table = coder_prior.table_from_counts(coder_prior.count([skewed(rng, (6, 16, 16), A, 0.6) for _ in range(20)], 6, 3), 3)
+    kw = dict(prior=table, limit=coder_prior.LIMIT)
+    learned = 8 * len(encode(x, A, "learned", **kw))
+    flat = 8 * len(encode(x, A, "learned", prior=np.ones_like(table), limit=coder_prior.LIMIT))
+    assert learned < 0.95 * flat, (learned, flat)
+    assert learned <= ideal_code_length_bits(x, A, "learned", **kw) + 16
+    np.testing.assert_array_equal(decode(encode(x, A, "learned", **kw), x.shape, A, "learned", **kw), x)
+
+
+def test_prior_tables_are_checked():
+    x = np.zeros((2, 3, 3), np.uint8)
+    good = np.ones(prior_shape(2, 4), np.uint16)
+    _raises(r"needs the prior table", encode, x, 4, "learned")
+    _raises(r"needs the prior table", decode, b"\0", x.shape, 4, "learned")
+    _raises(r"takes no prior table", encode, x, 4, "neighbor", prior=good)
+    _raises(r"shape \(3, 9, 4\), but 2 channels of 4 symbols need \(2, 9, 4\)", encode, x, 4, "learned",
+            prior=np.ones((3, 9, 4), np.uint16))
+    _raises(r"integer counts", encode, x, 4, "learned", prior=good.astype(np.float32))
+    zero = good.copy()
+    zero[1, 3, 2] = 0
+    _raises(r"1\.\.65535", encode, x, 4, "learned", prior=zero)
+    _raises(r"1\.\.65535", decode, b"\0", x.shape, 4, "learned", prior=zero)
+    heavy = good.copy()
+    heavy[0, 0, 0] = 2000
+    _raises(r"total \(2003\) exceeds the coder limit 1024", encode, x, 4, "learned", prior=heavy)
+    np.testing.assert_array_equal(decode(encode(x, 4, "learned", prior=heavy, limit=4096), x.shape, 4, "learned",
+                                         prior=heavy, limit=4096), x)
+
+
+def test_the_extension_checks_prior_tables_itself():
+    # the wrapper checks first; the extension must stay memory-safe if called directly
+    from labkit import _arith
+
+    x = np.zeros((2, 3, 3), np.uint8)
+    out = np.zeros_like(x)
+    for bad in (np.ones((1, 9, 4), np.uint16), np.zeros((2, 9, 4), np.uint16), np.full((2, 9, 4), 999, np.uint16)):
+        with pytest.raises(ValueError):
+            _arith.encode_raw(x, 4, 4, 8, 1024, bad)
+        with pytest.raises(ValueError):
+            _arith.decode_raw(np.zeros(4, np.uint8), out, 4, 4, 8, 1024, bad)
+    with pytest.raises(ValueError):
+        _arith.encode_raw(x, 4, 4, 8, 1024, None)
+    with pytest.raises(ValueError):
+        _arith.encode_raw(x, 4, 2, 8, 1024, np.ones((2, 9, 4), np.uint16))
 
 
 # ----------------------------------------------------------------- golden bitstreams
@@ -394,7 +486,8 @@ def _golden_inputs():
 
 
 def _golden_cases():
-    return {k: encode(x, A, m, increment=i, limit=lim) for k, (x, A, m, i, lim) in _golden_inputs().items()}
+    return {k: encode(x, A, m, increment=i, limit=lim, **prior_for(m, x.shape, A, lim, seed=5))
+            for k, (x, A, m, i, lim) in _golden_inputs().items()}
 
 
 def test_golden_md5():
@@ -416,6 +509,8 @@ def test_version1_payloads_still_decode():
     now = _golden_cases()
     differ = 0
     for name, (x, A, mode, inc, lim) in _golden_inputs().items():
+        if mode in PRIOR_MODES:  # newer than version 1
+            continue
         kw = dict(increment=inc, limit=lim)
         y = decode(old[name], x.shape, A, mode, termination="trimmed", **kw)
         np.testing.assert_array_equal(y, x)
