@@ -4,7 +4,8 @@ Every byte of the file counts in bpp, so the header is packed by hand.  Layout
 (little-endian, offsets in bytes)::
 
     0   2  magic            b"LK"
-    2   1  version          2, 3 with a colour map, 4 with a grid of them (below); 1 is still read
+    2   1  version          2, 3 with a colour map, 4 with a grid of them, 5 with either coded compactly
+                            (below); 1 is still read
     3   1  model id         MODEL_IDS (ae1=1, ae2=2, resae=3, ...)
     4   1  b | context      high nibble: b - 1 (b in labkit.spec.BITS, 1..8); low nibble: context mode id
     5   1  log2 downsample  low nibble: k (0..15), the network's total stride is 2**k;
@@ -31,6 +32,22 @@ Version 4 is version 2 with a grid of colour maps (``labkit.colour``)::
     23  12*gh*gw maps       one 12-byte map per node, row-major
     ..  .. payload          the CRC covers bytes 0..17, the grid and the payload
 
+Version 5 is version 2 with a colour map or a grid of them coded compactly (what labkit writes
+when every map parameter is even, as ``labkit.colour``'s encoder makes them)::
+
+    22  1  grid             as version 4, and 1 x 1 (one map) allowed
+    23  .. parameters       the gh * gw * 12 parameters ``v = code / 2`` (node by node, row-major; in a
+                            node the order of the 12-byte code), each predicted from the same
+                            parameter of the node on its left (first row), above (first column),
+                            or the floor of their mean (elsewhere; the first node from 0); the
+                            residual zig-zagged (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...) and written as
+                            an Exp-Golomb code of order 2, most significant bit first, the last
+                            byte padded with zero bits
+    ..  .. payload          the CRC covers bytes 0..17, the map bytes as stored and the payload
+
+The decoder expands them to the version-3/4 code (``Header.colour_map``), so every reader applies
+the same map.  Neighbouring nodes differ little, so this takes about half the bytes of version 4.
+
 The latent shape is derived, not stored: ``(C, ceil(H / 2**k), ceil(W / 2**k))``.
 The CRC covers header and payload, so truncation and bit flips are caught before
 any decoding is attempted.  :func:`unpack` accepts exactly the field values
@@ -41,10 +58,10 @@ the payload length modulo 16), and by :func:`decode_symbols`, where the range de
 reports where the coded data ends, which must be where the payload ends (this
 catches all but about 0.2-1.5 % of cuts/extensions, measured; see the tests).
 
-Versions 4 (written with a grid of colour maps), 3 (with one colour map) and 2 (without)
-terminate the payload with exactly one byte and keep
+Versions 5 (with a compact colour map or grid), 4 (with a grid of colour maps), 3 (with one colour
+map) and 2 (without) terminate the payload with exactly one byte and keep
 trailing zero bytes, so its end can be checked; version 1 (labkit before
-2026-11-26) dropped trailing zero bytes.  All four are read; version-1 payloads get the
+2026-11-26) dropped trailing zero bytes.  All five are read; version-1 payloads get the
 weaker check that they are not longer than their coded data.  Model-specific checks
 (stride and channel count against the named model, the pixel cap) are
 ``labkit.codec``'s job.
@@ -70,8 +87,15 @@ FORMAT_VERSION = 2
 COLOUR_MAP_VERSION = 3
 #: The version written for files with a grid of colour maps (version 2 + grid byte + 12 bytes per node).
 COLOUR_GRID_VERSION = 4
-#: Versions :func:`unpack` reads (2, 3 and 4 are written).
-READ_VERSIONS: tuple[int, ...] = (1, 2, 3, 4)
+#: The version written for a colour map or grid whose parameters are all even: coded compactly
+#: (when that is shorter than version 3/4, as it is for every map the encoder fits).
+COMPACT_MAP_VERSION = 5
+#: Versions :func:`unpack` reads (2 and 5 are written by the codec; 3 and 4 for maps with odd codes).
+READ_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5)
+#: Exp-Golomb order of the compact colour-map coding (version 5).
+MAP_GOLOMB_ORDER = 2
+#: Largest ``|code / 2|`` of a compact colour map (the 8-bit code's reach, even values).
+MAP_COMPACT_MAX = 63
 #: Bytes of the colour map of a version-3 file, and of each node of a version-4 grid
 #: (``labkit.colour.MAP_BYTES``, checked by a test).
 COLOUR_MAP_BYTES = 12
@@ -114,8 +138,9 @@ class Header:
     limit: int = 1024
     version: int = FORMAT_VERSION
     #: Colour map code (``labkit.colour``) the decoder applies after the network, or None:
-    #: 12 bytes (one map, written as version 3) or a grid byte + 12 bytes per node (a grid,
-    #: version 4); the ``version`` field need not say so.
+    #: 12 bytes (one map) or a grid byte + 12 bytes per node (a grid).  Written compactly as
+    #: version 5 when every parameter is even, else as version 3 or 4; the ``version`` field need
+    #: not say so.
     colour_map: bytes | None = None
 
     @property
@@ -194,7 +219,7 @@ def _grid_size(grid: tuple[int, int]) -> int:
 def _check_colour_map(h: Header) -> None:
     cmap = h.colour_map
     if cmap is None:
-        _check(h.version not in (COLOUR_MAP_VERSION, COLOUR_GRID_VERSION),
+        _check(h.version not in (COLOUR_MAP_VERSION, COLOUR_GRID_VERSION, COMPACT_MAP_VERSION),
                f"a version-{h.version} header must carry a colour map")
         return
     _check(isinstance(cmap, (bytes, bytearray)) and len(cmap) >= COLOUR_MAP_BYTES,
@@ -215,10 +240,120 @@ def _is_int(v: object) -> bool:
 
 
 def written_version(h: Header) -> int:
-    """The version :func:`pack` writes for ``h``: 4 with a grid of colour maps, 3 with one, else 2."""
+    """The version :func:`pack` writes for ``h``: 2 without a colour map; with one, 5 (compact) when
+    every parameter is even and that is shorter, else 4 for a grid and 3 for one map."""
     if h.colour_map is None:
         return FORMAT_VERSION
+    if len(stored_colour_map(h.colour_map)) < len(h.colour_map):
+        return COMPACT_MAP_VERSION
     return COLOUR_MAP_VERSION if len(h.colour_map) == COLOUR_MAP_BYTES else COLOUR_GRID_VERSION
+
+
+def stored_colour_map_bytes(h: Header) -> int:
+    """Bytes the colour map of ``h`` takes in the file :func:`pack` writes (0 without one)."""
+    if h.colour_map is None:
+        return 0
+    return len(stored_colour_map(h.colour_map))
+
+
+def stored_colour_map(cmap: bytes) -> bytes:
+    """The colour map's bytes as stored: the compact coding when it applies and is shorter."""
+    compact = compact_colour_map(cmap)
+    return compact if compact is not None and len(compact) < len(cmap) else bytes(cmap)
+
+
+def _map_nodes(cmap: bytes) -> tuple[tuple[int, int], list[list[int]]]:
+    """``((gh, gw), nodes)`` of a version-3/4 code, each node its 12 signed parameters."""
+    cmap = bytes(cmap)
+    grid, body = ((1, 1), cmap) if len(cmap) == COLOUR_MAP_BYTES else (_grid_of(cmap[0]), cmap[1:])
+    signed = [v - 256 if v > 127 else v for v in body]
+    return grid, [signed[i:i + COLOUR_MAP_BYTES] for i in range(0, len(signed), COLOUR_MAP_BYTES)]
+
+
+def _predict(nodes: list[list[int]], gw: int, n: int, p: int) -> int:
+    """The prediction of parameter ``p`` of node ``n`` (row-major, ``gw`` per row) from coded nodes."""
+    i, j = divmod(n, gw)
+    if n == 0:
+        return 0
+    if i == 0:
+        return nodes[n - 1][p]
+    if j == 0:
+        return nodes[n - gw][p]
+    return (nodes[n - 1][p] + nodes[n - gw][p]) // 2
+
+
+def compact_colour_map(cmap: bytes) -> bytes | None:
+    """The version-5 bytes of a version-3/4 colour map code, or None unless every parameter is even.
+
+    The encoder (``labkit.colour``) quantizes every parameter to even codes, so its maps are
+    always written this way; see the module docstring for the coding.
+    """
+    grid, nodes = _map_nodes(cmap)
+    if any(v % 2 or abs(v) > 2 * MAP_COMPACT_MAX for node in nodes for v in node):
+        return None
+    halves = [[v // 2 for v in node] for node in nodes]
+    k, bits = MAP_GOLOMB_ORDER, []
+    for n, node in enumerate(halves):
+        for p, v in enumerate(node):
+            r = v - _predict(halves, grid[1], n, p)
+            u = (2 * r if r >= 0 else -2 * r - 1) + (1 << k)
+            width = u.bit_length()
+            bits.append("0" * (width - 1 - k) + format(u, "b"))
+    stream = "".join(bits)
+    stream += "0" * (-len(stream) % 8)
+    return bytes([(grid[0] - 1) << 4 | (grid[1] - 1)]) + int(stream or "0", 2).to_bytes(len(stream) // 8, "big")
+
+
+def _expand_colour_map(data: bytes, start: int) -> tuple[bytes, int]:
+    """Parse the version-5 colour map at ``data[start:]``: ``(version-3/4 code, end offset)``.
+
+    Every read is bounded by the data; a code longer than the parameters' reach, a value out of
+    it, or padding bits that are not zero raise :class:`BitstreamError`.
+    """
+    if len(data) <= start:
+        raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, a version-5 file needs its colour map's "
+                             f"grid byte after the {HEADER_SIZE}-byte header")
+    gh, gw = _grid_of(data[start])
+    k, pos, limit = MAP_GOLOMB_ORDER, (start + 1) * 8, len(data) * 8
+    longest = (4 * MAP_COMPACT_MAX + (1 << k)).bit_length() - 1 - k  # the most leading zeros a code can have
+
+    def bit() -> int:
+        nonlocal pos
+        if pos >= limit:
+            raise BitstreamError("truncated .lkc file: its compact colour map runs past the end; re-encode the "
+                                 "source image")
+        value = (data[pos >> 3] >> (7 - (pos & 7))) & 1
+        pos += 1
+        return value
+
+    halves: list[list[int]] = []
+    for n in range(gh * gw):
+        node: list[int] = []
+        halves.append(node)
+        for p in range(COLOUR_MAP_BYTES):
+            zeros = 0
+            while bit() == 0:
+                zeros += 1
+                if zeros > longest:
+                    raise BitstreamError("corrupt .lkc file: a compact colour map code is longer than any "
+                                         "parameter needs; re-encode the source image")
+            u = 1
+            for _ in range(zeros + k):
+                u = (u << 1) | bit()
+            u -= 1 << k
+            r = u // 2 if u % 2 == 0 else -(u + 1) // 2
+            v = _predict(halves, gw, n, p) + r
+            if abs(v) > MAP_COMPACT_MAX:
+                raise BitstreamError(f"corrupt .lkc file: a compact colour map parameter ({v}) is outside "
+                                     f"-{MAP_COMPACT_MAX}..{MAP_COMPACT_MAX}; re-encode the source image")
+            node.append(v)
+    while pos & 7:
+        if bit():
+            raise BitstreamError("corrupt .lkc file: the compact colour map's padding bits are not zero; "
+                                 "re-encode the source image")
+    body = bytes((2 * v) & 0xFF for node in halves for v in node)
+    code = body if (gh, gw) == (1, 1) else bytes([data[start]]) + body
+    return code, pos >> 3
 
 
 def _body(h: Header, payload_size: int) -> bytes:
@@ -236,7 +371,7 @@ def _body(h: Header, payload_size: int) -> bytes:
 def pack(header: Header, payload: bytes) -> bytes:
     """Serialise ``header`` (with its colour map, if any) and ``payload`` into one ``.lkc`` byte string."""
     body = _body(header, len(payload))
-    extra = bytes(header.colour_map) if header.colour_map is not None else b""
+    extra = stored_colour_map(header.colour_map) if header.colour_map is not None else b""
     crc = zlib.crc32(payload, zlib.crc32(extra, zlib.crc32(body)))
     return body + _CRC.pack(crc) + extra + bytes(payload)
 
@@ -255,8 +390,10 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
                              f"{', '.join(map(str, READ_VERSIONS))} (upgrade labkit or re-encode)")
     if len(data) < HEADER_SIZE:
         raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
-    start = HEADER_SIZE
-    if data[2] == COLOUR_MAP_VERSION:
+    start, expanded = HEADER_SIZE, None
+    if data[2] == COMPACT_MAP_VERSION:
+        expanded, start = _expand_colour_map(data, HEADER_SIZE)
+    elif data[2] == COLOUR_MAP_VERSION:
         start += COLOUR_MAP_BYTES
     elif data[2] == COLOUR_GRID_VERSION:
         if len(data) == HEADER_SIZE:
@@ -271,8 +408,8 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
         raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, a version-{data[2]} header and its colour "
                              f"map need {start}")
     body, (crc,), payload = data[:_BODY.size], _CRC.unpack_from(data, _BODY.size), data[start:]
-    colour_map = data[HEADER_SIZE:start] if start > HEADER_SIZE else None
-    if zlib.crc32(payload, zlib.crc32(colour_map or b"", zlib.crc32(body))) != crc:
+    stored_map = data[HEADER_SIZE:start] if start > HEADER_SIZE else None
+    if zlib.crc32(payload, zlib.crc32(stored_map or b"", zlib.crc32(body))) != crc:
         raise BitstreamError("CRC mismatch: the .lkc file is corrupted or truncated; re-encode the source image")
     _, version, model_id, nib, k, height, width, channels, ymax, inc, limit = _BODY.unpack(body)
     model = _name_for(MODEL_IDS, model_id, "model", "the file was written by a newer labkit")
@@ -286,6 +423,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
             f"corrupt .lkc file: the header records a payload of {size_tag} bytes modulo 16, but the file "
             f"carries {len(payload)} ({expected_tag} modulo 16): it was cut or extended (and its CRC "
             f"recomputed); re-encode the source image")
+    colour_map = expanded if expanded is not None else stored_map
     header = Header(model=model, b=(nib >> 4) + 1, height=height, width=width, latent_channels=channels,
                     downsample=1 << k, ymax=float(ymax), context=context, increment=inc, limit=limit,
                     version=version, colour_map=colour_map)

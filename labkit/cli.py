@@ -425,7 +425,7 @@ def info_record(path: str | Path) -> dict:
     import dataclasses
     from pathlib import Path
 
-    from .bitstream import unpack
+    from .bitstream import HEADER_SIZE, unpack
     from .spec import bits_per_pixel
 
     data = Path(path).read_bytes()
@@ -435,6 +435,7 @@ def info_record(path: str | Path) -> dict:
     record["colour_grid"] = list(h.colour_grid) if h.colour_grid is not None else None
     record.update(latent_shape=list(h.latent_shape), symbols=1 << h.b, file=str(path), bytes=len(data),
                   header_bytes=len(data) - len(payload), payload_bytes=len(payload),
+                  colour_map_bytes=len(data) - len(payload) - HEADER_SIZE,
                   bpp=bits_per_pixel(len(data), h.height, h.width), crc_ok=True)
     return record
 
@@ -450,7 +451,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(r, indent=1))
         return 0
     c, lh, lw = r["latent_shape"]
-    cmap = len(r["colour_map"]) // 2 if r["colour_map"] is not None else 0
+    cmap = r["colour_map_bytes"]  # as stored (compact in version 5)
     parts = f"{r['header_bytes'] - cmap} header + " + (f"{cmap} colour map + " if cmap else "")
     print(f"file        {r['file']} ({r['bytes']} bytes = {parts}{r['payload_bytes']} payload)")
     print(f"image       {r['width']}x{r['height']} RGB, {r['bpp']:.4f} bpp")
@@ -468,7 +469,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
         gains, offsets = grid_parameters(bytes.fromhex(r["colour_map"]))
         gh, gw = r["colour_grid"]
-        print(f"colour map  {gh}x{gw} grid of maps ({len(r['colour_map']) // 2} bytes), blended; gains "
+        print(f"colour map  {gh}x{gw} grid of maps ({r['colour_map_bytes']} bytes in the file), blended; gains "
               f"{gains.min():.3f}..{gains.max():.3f}, offsets {offsets.min():+.4f}..{offsets.max():+.4f}")
     else:
         print("colour map  none")

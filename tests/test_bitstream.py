@@ -99,7 +99,8 @@ def test_model_ids_are_append_only():
     ("version", 1, "writes format version 2 for this header, not 1"),
     ("version", 3, "version-3 header must carry a colour map"),
     ("version", 4, "version-4 header must carry a colour map"),
-    ("version", 5, "unsupported format version 5"),
+    ("version", 5, "version-5 header must carry a colour map"),
+    ("version", 6, "unsupported format version 6"),
     ("colour_map", b"\x00" * 11, "colour map must be None, 12 bytes or a grid"),
     ("colour_map", "x" * 12, "colour map must be None, 12 bytes or a grid"),
     ("colour_map", b"\x00" * 13, "more than one node"),
@@ -119,9 +120,9 @@ def test_wrong_magic():
 
 def test_unknown_version():
     data = bytearray(pack(make_header(), b"abc"))
-    for v in (0, 5, 9, 255):
+    for v in (0, 6, 9, 255):
         data[2] = v
-        with pytest.raises(BitstreamError, match=f"version {v}; this labkit reads versions 1, 2, 3, 4"):
+        with pytest.raises(BitstreamError, match=f"version {v}; this labkit reads versions 1, 2, 3, 4, 5"):
             unpack(bytes(data))
 
 
@@ -370,3 +371,60 @@ def test_colour_grid_with_more_nodes_than_pixels_is_refused():
     with pytest.raises(BitstreamError, match="more nodes than the 128x8 image"):
         pack(make_header(height=8, width=128, colour_map=grid), b"p")
     assert unpack(pack(make_header(height=16, width=128, colour_map=grid), b"p"))[0].colour_grid == (16, 1)
+
+
+# ----------------------------------------------------------------------------- compact colour maps (version 5)
+
+def _grid_code(grid, values):
+    body = np.asarray(values, np.int8).tobytes()
+    return body if grid == (1, 1) else bytes([(grid[0] - 1) << 4 | (grid[1] - 1)]) + body
+
+
+@pytest.mark.parametrize("grid", [(1, 1), (1, 5), (4, 1), (3, 4), (16, 16)])
+def test_compact_colour_maps_round_trip_and_save_bytes(grid):
+    rng = np.random.default_rng(sum(grid))
+    n = grid[0] * grid[1]
+    # smooth fields, as fitted maps are: a per-parameter level plus small node-to-node changes
+    smooth = np.clip(rng.integers(-10, 11, 12) + np.cumsum(rng.integers(-1, 2, (n, 12)), axis=0), -63, 63) * 2
+    for values in (smooth, np.full((n, 12), 126), np.full((n, 12), -126), np.zeros((n, 12))):
+        code = _grid_code(grid, values)
+        h = make_header(height=64, width=64, colour_map=code)
+        data = pack(h, b"xyz")
+        back, payload = unpack(data)
+        assert back.colour_map == code and payload == b"xyz"
+        stored = bitstream.stored_colour_map_bytes(h)
+        assert len(data) == HEADER_SIZE + stored + 3
+        # compact exactly when that is shorter; the extremes of a single map are not
+        assert data[2] == bitstream.written_version(h) == (5 if stored < len(code) else 3 if grid == (1, 1) else 4)
+    zero_or_smooth = [make_header(height=64, width=64, colour_map=_grid_code(grid, v)) for v in (np.zeros((n, 12)), smooth)]
+    assert bitstream.stored_colour_map_bytes(zero_or_smooth[0]) <= 1 + -(-n * 12 * 3 // 8)  # 3 bits per unchanged value
+    if n > 1:
+        assert bitstream.stored_colour_map_bytes(zero_or_smooth[1]) < 0.6 * len(zero_or_smooth[1].colour_map)
+
+
+def test_maps_with_odd_codes_or_no_saving_keep_versions_3_and_4():
+    h = make_header(height=64, width=64, colour_map=bytes(range(1, 13)))  # odd codes: not compactable
+    assert pack(h, b"a")[2] == 3 and bitstream.compact_colour_map(h.colour_map) is None
+    noisy = np.random.default_rng(0).integers(-63, 64, (4, 12)) * 2  # even, but no smoother than noise
+    h = make_header(height=64, width=64, colour_map=_grid_code((2, 2), noisy))
+    assert len(bitstream.compact_colour_map(h.colour_map)) >= len(h.colour_map) and pack(h, b"a")[2] == 4
+    assert unpack(pack(h, b"a"))[0].colour_map == h.colour_map
+
+
+def test_corrupt_compact_maps_are_clear_errors():
+    code = _grid_code((2, 2), np.arange(48).reshape(4, 12) % 7 * 2)
+    data = bytearray(pack(make_header(height=64, width=64, colour_map=code), b"xyz"))
+    assert data[2] == 5
+    stored = bitstream.stored_colour_map_bytes(make_header(height=64, width=64, colour_map=code))
+    for cut in (HEADER_SIZE, HEADER_SIZE + 1, HEADER_SIZE + stored - 1):
+        with pytest.raises(BitstreamError, match="truncated|runs past the end|CRC"):
+            unpack(bytes(data[:cut]))
+    long_code = bytes(data[:HEADER_SIZE + 1]) + b"\x00" * 8  # leading zeros beyond any parameter's code
+    with pytest.raises(BitstreamError, match="longer than any parameter needs"):
+        unpack(long_code)
+    for i in range(HEADER_SIZE, HEADER_SIZE + stored):  # every flipped bit of the map: a clear error, never a crash
+        for bit in range(8):
+            bad = bytearray(data)
+            bad[i] ^= 1 << bit
+            with pytest.raises(BitstreamError):
+                unpack(bytes(bad))

@@ -81,7 +81,7 @@ def test_subprocess_encode_info_decode(workdir):
     assert f"{size * 8 / (57 * 41):.4f} bpp" in r.stdout and f"model={spec.DEFAULT_MODEL}," in r.stdout
     assert "b=3" in r.stdout
     header, payload = bitstream.unpack((workdir / "img.lkc").read_bytes())
-    cmap = len(header.colour_map or b"")
+    cmap = bitstream.stored_colour_map_bytes(header)  # as stored (compact: version 5)
 
     r = run_cli("info", "img.lkc", cwd=workdir)
     assert r.returncode == 0, r.stderr
@@ -687,8 +687,8 @@ def test_train_tiny_run_on_a_course_folder(tmp_path, eval_tiles, capsys):
 @pytest.mark.parametrize("cmap, line", [
     (None, "colour map  none"),
     (bytes(12), "colour map  gains 1.000 0.000 0.000 0.000 1.000 0.000 0.000 0.000 1.000, offsets +0.0000 +0.0000 +0.0000"),
-    (bytes([0x12]) + bytes([2] * 72), "colour map  2x3 grid of maps (73 bytes), blended; gains 0.031..1.031, "
-                                      "offsets +0.0039..+0.0039"),
+    (bytes([0x12]) + bytes([2] * 72), "colour map  2x3 grid of maps (28 bytes in the file), blended; gains "
+                                      "0.031..1.031, offsets +0.0039..+0.0039"),
 ], ids=["none", "one-map", "grid"])
 def test_info_says_what_colour_map_a_file_carries(workdir, capsys, cmap, line):
     header = bitstream.Header(model="resae-rd", b=2, height=64, width=96, latent_channels=32, downsample=8,
@@ -696,8 +696,9 @@ def test_info_says_what_colour_map_a_file_carries(workdir, capsys, cmap, line):
     (workdir / "m.lkc").write_bytes(bitstream.pack(header, b"\x01\x02\x03"))
     assert main(["info", str(workdir / "m.lkc")]) == 0
     out = capsys.readouterr().out
-    assert f"= 22 header + {len(cmap)} colour map + 3 payload" in out if cmap else "= 22 header + 3 payload" in out
-    assert line in out and f"format      version {2 if cmap is None else 3 if len(cmap) == 12 else 4}" in out
+    stored = bitstream.stored_colour_map_bytes(header)  # compact (version 5) when the code allows it
+    assert f"= 22 header + {stored} colour map + 3 payload" in out if cmap else "= 22 header + 3 payload" in out
+    assert line in out and f"format      version {bitstream.written_version(header)}" in out
     assert main(["info", str(workdir / "m.lkc"), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["colour_grid"] == (None if cmap is None else [1, 1] if len(cmap) == 12 else [2, 3])

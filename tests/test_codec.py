@@ -205,8 +205,9 @@ def test_resae_rd_fast_v1_writes_resae_rd_s_symbols_and_decodes_them_its_own_way
     """resae-rd-fast-v1 shares resae-rd's encoder: the same payload bytes; the header's model id says
     which decoder reads them, so a file of either keeps decoding to its own pixels."""
     img = real_image(96, 136)
-    rd = Codec(load_model("resae-rd"), 3, model_name="resae-rd", colour_map=False)
-    fast = Codec(load_model("resae-rd-fast-v1"), 3, model_name="resae-rd-fast-v1", colour_map=False)
+    # one context for both: resae-rd ships a coder prior (the learned context), resae-rd-fast-v1 does not
+    rd = Codec(load_model("resae-rd"), 3, "neighbor", model_name="resae-rd", colour_map=False)
+    fast = Codec(load_model("resae-rd-fast-v1"), 3, "neighbor", model_name="resae-rd-fast-v1", colour_map=False)
     a, b = rd.compress(img), fast.compress(img)
     ha, hb = bitstream.unpack(a.data)[0], bitstream.unpack(b.data)[0]
     assert (ha.model, hb.model) == ("resae-rd", "resae-rd-fast-v1")
@@ -857,9 +858,11 @@ def rd_tile_files(load_model, eval_tiles) -> dict:
 
 def test_colour_map_is_sent_when_it_pays_and_lowers_the_error(rd_tile_files):
     tile, w, wo = rd_tile_files["tile"], rd_tile_files["with"], rd_tile_files["without"]
-    assert w.data[2] == 3 and w.header.colour_map is not None and len(w.data) == len(wo.data) + 12
+    stored = bitstream.stored_colour_map_bytes(w.header)  # compact (version 5): fewer than the code's 12
+    assert w.data[2] == 5 and w.header.colour_map is not None and len(w.header.colour_map) == 12
+    assert 0 < stored < 12 and len(w.data) == len(wo.data) + stored
     assert wo.data[2] == 2 and wo.header.colour_map is None
-    assert w.data[34:] == wo.data[22:]  # same symbols, same payload: only the map is added
+    assert w.data[22 + stored:] == wo.data[22:]  # same symbols, same payload: only the map is added
     assert metrics.psnr(tile, w.recon) > metrics.psnr(tile, wo.recon) + 0.5
 
 
@@ -894,9 +897,11 @@ def test_colour_grid_is_sent_where_colour_errors_are_local(rd_photo_files):
 
     img, w, wo = rd_photo_files["img"], rd_photo_files["with"], rd_photo_files["without"]
     grid = w.header.colour_grid
-    assert w.data[2] == 4 and grid is not None and grid != (1, 1)
-    assert len(w.data) == len(wo.data) + colour.code_bytes(grid)
-    assert w.data[22 + colour.code_bytes(grid):] == wo.data[22:]  # same payload: only the grid is added
+    stored = bitstream.stored_colour_map_bytes(w.header)
+    assert w.data[2] == 5 and grid is not None and grid != (1, 1)
+    assert stored < colour.code_bytes(grid)  # the compact coding (version 5) is shorter
+    assert len(w.data) == len(wo.data) + stored
+    assert w.data[22 + stored:] == wo.data[22:]  # same payload: only the grid is added
     global_map = colour.apply(wo.recon, colour.fit(wo.recon, img))
     assert metrics.psnr(img, w.recon) > metrics.psnr(img, global_map) + 0.3 > metrics.psnr(img, wo.recon) + 0.6
 
