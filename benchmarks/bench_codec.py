@@ -79,7 +79,7 @@ def speed_ratios(model: str, repeats: int, colour_map: bool | None = None, refin
     codec's setting, None = the model's default; with a map the encoder also runs the decoder;
     ``refine``: steps of encoder-side latent refinement)."""
     codec = Codec.from_pretrained(model, b=2, colour_map=colour_map, refine=refine)
-    out = {"colour_map": codec.colour_map, "refine": refine}
+    out = {"colour_map": codec.colour_map, "refine": refine, "coder_context": codec.context}
     for size, img in _images().items():
         data = codec.encode(img)
         e = best_time(lambda: codec.encode(img), repeats)
@@ -95,7 +95,7 @@ def speed_ratios(model: str, repeats: int, colour_map: bool | None = None, refin
 
 def sizes(speed: dict) -> list[tuple[str, dict]]:
     """The per-image-size rows of a :func:`speed_ratios` result (its settings left out)."""
-    return [(k, v) for k, v in speed.items() if k not in ("colour_map", "refine")]
+    return [(k, v) for k, v in speed.items() if k not in ("colour_map", "refine", "coder_context")]
 
 
 def multiply_adds(net: torch.nn.Module, x: torch.Tensor) -> int:
@@ -169,9 +169,9 @@ def main() -> int:
 
     cpu = cpu_name()
     results: dict = {"model": args.model, "cpu": cpu, "threads": 1, "speed": {}, "context": {}}
-    print(f"codec speed vs Pillow (quality {PIL_QUALITY}), model={args.model} b=2 neighbor, one thread, "
-          f"best of {args.repeats}, CPU: {cpu}")
     results["speed"] = speed_ratios(args.model, args.repeats)
+    print(f"codec speed vs Pillow (quality {PIL_QUALITY}), model={args.model} b=2 {results['speed']['coder_context']} "
+          f"context, one thread, best of {args.repeats}, CPU: {cpu}")
     for size, r in sizes(results["speed"]):
         c, wp, jp = r["codec"], r["webp"], r["jpeg"]
         print(f"  {size:>8}: codec {c['encode_ms']:7.2f} + {c['decode_ms']:7.2f} ms ({c['bpp']:.3f} bpp)   "
