@@ -18,9 +18,9 @@ channels, b, the pixel cap) before the coder allocates anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -95,7 +95,6 @@ def load_pretrained(name: str, weights_dir: str | os.PathLike[str] | None = None
     return load_checkpoint_file(path)
 
 
-
 def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, dict]:
     """Load a checkpoint folder (``model.pt`` + ``config.json``) or ``.pt`` file: (eval model, config)."""
     from .checkpoint import load
@@ -103,7 +102,6 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module,
     model, config = load(path, map_location="cpu")
     model.eval()
     return model, config
-
 
 
 def _as_uint8_rgb(image: Any) -> np.ndarray:
@@ -202,9 +200,9 @@ class Codec:
             self.refine = spec.refine_settings(b, refine)
         except ValueError as err:
             raise CodecError(f"{err} (0 = no refinement; {spec.REFINE_STEPS} is the usual choice)") from None
-        #: the model's coder prior tables by bit depth (``labkit.coder_prior``); may be empty
         if coder_prior is None:
             coder_prior = getattr(model, "coder_prior", None)
+        #: the model's coder prior tables by bit depth (``labkit.coder_prior``); may be empty
         self.coder_prior: dict[int, np.ndarray] = dict(coder_prior or {})
         if context is None:
             context = spec.PRIOR_CONTEXT if b in self.coder_prior else DEFAULT_CONTEXT
