@@ -54,3 +54,16 @@ def test_build_requirements_cover_the_extension():
     req = {_name(s) for s in data["build-system"]["requires"]}
     assert {"setuptools", "cython", "numpy"} <= req
     assert (ROOT / "ext" / "arith.pyx").is_file()
+
+
+def test_package_data_ships_every_weights_file():
+    # a shipped model is its weights, its config and (resae-rd-fast, resae-rd) its coder prior:
+    # a file the package-data globs miss would be absent from an installed wheel
+    from fnmatch import fnmatch
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = data["tool"]["setuptools"]["package-data"]["labkit"]
+    files = [p.relative_to(ROOT / "labkit").as_posix() for p in (ROOT / "labkit" / "weights").rglob("*") if p.is_file()]
+    assert files and any(f.endswith("coder_prior.npz") for f in files)
+    missed = [f for f in files if not any(fnmatch(f, g) for g in globs)]
+    assert not missed, f"not in [tool.setuptools.package-data] labkit: {missed}"
