@@ -34,6 +34,7 @@ from .checkpoint import available_weights
 from .imageio import DataError, as_rgb8
 from .inference import auto_tiles, decode_tiled, encode_tiled, optimize_for_inference
 from .paths import WEIGHTS_DIR
+from .rate import prior_in_symbols
 from .refine import refine_tiles
 
 DEFAULT_CONTEXT = spec.DEFAULT_CONTEXT
@@ -281,7 +282,9 @@ class Codec:
 
     def _refined(self, arr: np.ndarray, y: torch.Tensor, ymax: float) -> np.ndarray:
         """Symbols of the latent ``y`` refined for this codec's decoder at the stored scale ``ymax`` (:mod:`labkit.refine`)."""
-        better = refine_tiles(self.model, arr, y, ymax, self.b, self.refine, TILE_BUDGET)
+        table = self.prior_table(self.context, self.b)  # the learned coder's prices, when it codes the file
+        better = refine_tiles(self.model, arr, y, ymax, self.b, self.refine, TILE_BUDGET,
+                              prior=None if table is None else prior_in_symbols(table))
         q = quant.quantize(better, quant.to_float32(ymax), self.b)[0]
         return q.numpy().astype(np.uint8, copy=False)
 

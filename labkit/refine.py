@@ -75,7 +75,7 @@ class RefineSettings:
 
 
 def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, settings: RefineSettings,
-                  window: tuple[Tensor, slice, slice] | None = None) -> Tensor:
+                  window: tuple[Tensor, slice, slice] | None = None, prior: Tensor | None = None) -> Tensor:
     """Refined latent of image ``x`` for ``model``'s decoder at bit depth ``b`` and stored scale ``ymax``.
 
     Parameters
@@ -96,6 +96,10 @@ def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, s
         For tiled refinement: the latent window around ``y`` (``[1, C, h', w']``, margins
         included) and where ``y`` sits in it; ``x`` is then the pixels of ``y``'s positions
         only.  Default: ``y`` is the whole latent.
+    prior : Tensor, optional
+        The coder prior in symbols (``labkit.rate.prior_in_symbols``) when the file is coded in
+        the ``"learned"`` context: the rate term then prices bits as that coder does.  Default:
+        the ``"neighbor"`` context's estimate.
 
     Returns
     -------
@@ -130,7 +134,8 @@ def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, s
             if use_ssim:
                 loss = loss + settings.ssim_weight * (1.0 - differentiable_ssim(x_hat, target))
             if settings.rate_weight:
-                loss = loss + settings.rate_weight * estimate_bits(clipped, scale, b)[0] / pixels
+                bits = estimate_bits(clipped, scale, b, "neighbor" if prior is None else "learned", prior)
+                loss = loss + settings.rate_weight * bits[0] / pixels
             value = float(loss.detach())
             if value < best_loss:  # the hard bins make the path noisy: keep the best point seen
                 best, best_loss = core.detach().clone(), value
@@ -143,7 +148,7 @@ def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, s
 
 
 def refine_tiles(model: nn.Module, image: np.ndarray, y: Tensor, ymax: float, b: int,
-                 settings: RefineSettings, budget: int) -> Tensor:
+                 settings: RefineSettings, budget: int, prior: Tensor | None = None) -> Tensor:
     """:func:`refine_latent` over a whole image of any size, tile by tile within ``budget`` bytes.
 
     Each tile's core latent is refined with its decoder margin (the decoder's receptive field)
@@ -158,7 +163,7 @@ def refine_tiles(model: nn.Module, image: np.ndarray, y: Tensor, ymax: float, b:
         uint8 ``H x W x 3``, the image the latent was computed from.
     y : Tensor
         The network's latent ``[1, C, ceil(H/s), ceil(W/s)]``.
-    ymax, b, settings
+    ymax, b, settings, prior
         As for :func:`refine_latent`.
     budget : int
         Working-set bytes for one tile's forward and backward pass.
@@ -184,11 +189,11 @@ def refine_tiles(model: nn.Module, image: np.ndarray, y: Tensor, ymax: float, b:
             x = torch.from_numpy(np.ascontiguousarray(image[r0:r1, c0:c1], dtype=np.float32) / 255.0)
             x = x.permute(2, 0, 1).unsqueeze(0)
             if (cy0, cy1, cx0, cx1) == (0, hl, 0, wl):  # one tile: the whole latent, no margins
-                out = refine_latent(model, x, out, ymax, b, settings)
+                out = refine_latent(model, x, out, ymax, b, settings, prior=prior)
                 continue
             win = out[:, :, iy0:iy1, ix0:ix1]
             rows, cols = slice(cy0 - iy0, cy1 - iy0), slice(cx0 - ix0, cx1 - ix0)
             refined = refine_latent(model, x, out[:, :, cy0:cy1, cx0:cx1], ymax, b, settings,
-                                    window=(win, rows, cols))
+                                    window=(win, rows, cols), prior=prior)
             out[:, :, cy0:cy1, cx0:cx1] = refined
     return out

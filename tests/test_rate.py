@@ -83,6 +83,32 @@ def test_estimate_tracks_the_real_coder_and_has_a_gradient():
     assert y.grad is not None and float(y.grad.abs().sum()) > 0
 
 
+def test_learned_estimate_prices_what_the_prior_knows():
+    # hard symbols: the learned estimate is the cross-entropy of each (channel, context) row
+    # under the prior plus the row itself; a prior that knows the data makes it cheaper than a
+    # flat one, and with a negligible prior it is the per-channel conditional entropy
+    from labkit import coder_prior
+    from labkit.rate import prior_in_symbols
+
+    rng = np.random.default_rng(3)
+    levels, b = 8, 3
+    q = np.minimum(rng.geometric(0.5, size=(4, 12, 12)) - 1, levels - 1)
+    p = torch.nn.functional.one_hot(torch.from_numpy(q), levels).double()[None]
+    shape = (4, coder_prior.n_buckets(levels) ** 2, levels)
+    knows = coder_prior.table_from_counts(coder_prior.count([q.astype(np.uint8)] * 4, 4, b), b)
+    flat = np.full(shape, coder_prior.STRENGTH, np.uint16)
+    with_knowledge = float(conditional_entropy_bits(p, levels, "learned", prior_in_symbols(knows).double())[0])
+    with_flat = float(conditional_entropy_bits(p, levels, "learned", prior_in_symbols(flat).double())[0])
+    assert with_knowledge < 0.9 * with_flat
+    tiny = torch.full(shape, 1e-9, dtype=torch.float64)
+    per_channel = sum(_empirical_conditional_entropy(q[c:c + 1]) for c in range(4))
+    assert float(conditional_entropy_bits(p, levels, "learned", tiny)[0]) == pytest.approx(per_channel, rel=1e-6)
+    with pytest.raises(ValueError, match="needs a prior of shape"):
+        conditional_entropy_bits(p, levels, "learned")
+    with pytest.raises(ValueError, match="needs a prior of shape"):
+        conditional_entropy_bits(p, levels, "learned", torch.ones(3, 16, 8))
+
+
 def test_scale_rules():
     y = torch.rand(2, 4, 8, 8)
     assert torch.equal(quant.latent_scale(y, "max"), quant.latent_max(y))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import labkit.codec
-from labkit import bitstream, inference, quant, refine, spec
+from labkit import bitstream, inference, quant, rate, refine, spec
 from labkit.codec import Codec, CodecError
 from labkit.inference import encode_tiled
 from labkit.rate import estimate_bits
@@ -132,16 +132,19 @@ def test_tiles_bound_the_working_set_and_cover_the_latent(fast, real_image, monk
     real = refine.refine_latent
     calls = []
 
-    def recording_spy(model, x, core, ymax_, b_, st, window=None):
+    table = rate.prior_in_symbols(c.coder_prior[b])  # the learned coder's prices reach every tile
+
+    def recording_spy(model, x, core, ymax_, b_, st, window=None, prior=None):
         assert window is not None, "an image larger than the tile is not refined whole"
+        assert prior is table
         win, rows, cols = window
         assert win.shape[-2] <= core_side + 2 * m and win.shape[-1] <= core_side + 2 * m
         assert torch.equal(win[:, :, rows, cols], core)
         calls.append((tuple(core.shape[-2:]), tuple(x.shape[-2:])))
-        return real(model, x, core, ymax_, b_, st, window=window)
+        return real(model, x, core, ymax_, b_, st, window=window, prior=prior)
 
     monkeypatch.setattr(refine, "refine_latent", recording_spy)
-    better = refine.refine_tiles(c.model, img, y, ymax, b, spec.refine_settings(b, 4), budget)
+    better = refine.refine_tiles(c.model, img, y, ymax, b, spec.refine_settings(b, 4), budget, prior=table)
     assert better.shape == y.shape and len(calls) > 1
     hl, wl = y.shape[-2:]
     assert sum(ch * cw for (ch, cw), _ in calls) == hl * wl  # the cores tile the latent
