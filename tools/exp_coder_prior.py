@@ -41,11 +41,7 @@ OUT = ROOT / "benchmarks" / "results" / "experiments" / "coder_prior.json"
 BITS = (1, 2, 3, 4, 5)
 
 
-def buckets(v: np.ndarray) -> np.ndarray:
-    out = np.zeros(v.shape, np.int64)
-    nz = v > 0
-    out[nz] = np.floor(np.log2(v[nz])).astype(np.int64) + 1
-    return out
+buckets = coder_prior._buckets  # the coder's neighbour buckets, as the shipped fit computes them
 
 
 def shifted(q: np.ndarray, dc: int, dy: int, dx: int) -> np.ndarray:
