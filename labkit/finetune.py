@@ -11,6 +11,14 @@ what the codec does, on a GPU with the training images held on the device:
   which costs most at b = 1..2;
 * **the scale search's rules** (``rules``): each sample's stored scale is drawn from them, so the
   network sees every scale the encoder's search (``labkit.spec.SCALE_SEARCH``) may pick;
+* **the encoder alone, on the codec's own objective** (``part="encoder"``): the decoder (and every
+  BatchNorm statistic) stays frozen, so the decoder's pixels for any given file do not change, and
+  the encoder learns what the latent refinement (``labkit.refine``) finds per image: the loss is
+  refinement's, ``MSE + REFINE_SSIM_WEIGHT * (1 - SSIM) + REFINE_RATE_SCALE * colour_map_rate_weight(b)
+  * bits / pixels``, with the codec's hard bins (straight-through) and the bits priced by the
+  coder the file uses (the model's ``learned`` coder prior where it has one,
+  ``labkit.rate.estimate_bits``), b drawn per batch and each b's cost divided by its value at the
+  start on the validation images (so every b counts by its relative gain, as a BD-rate does);
 * **more varied crops** (``augment="strong"``): besides the flips, a random quarter turn, a random
   channel order for half the samples and, for half the batches, a zoom-out (a larger crop shrunk
   to the crop size), so a long run on the dozen default photos does not learn their windows by heart.
@@ -40,12 +48,15 @@ from . import quant, spec
 from .atomic import write_text
 from .trainconfig import strict_from_dict
 
-__all__ = ["FinetuneConfig", "finetune", "rd_forward", "crop_batch", "scale_rules", "QUANTIZERS", "AUGMENTS"]
+__all__ = ["FinetuneConfig", "finetune", "rd_forward", "codec_objective", "validate_codec", "crop_batch", "scale_rules",
+           "QUANTIZERS", "AUGMENTS", "PARTS"]
 
 #: What the decoder gets in training: the course's uniform noise, or the codec's bins (straight-through).
 QUANTIZERS = ("noise", "ste")
 #: ``flip``: random flips (``fit``'s augmentation); ``strong``: see the module docstring.
 AUGMENTS = ("flip", "strong")
+#: What a fine-tune trains: the whole model on ``fit``'s loss, or the encoder alone on the codec's objective.
+PARTS = ("all", "encoder")
 
 
 @dataclass
@@ -62,12 +73,15 @@ class FinetuneConfig:
     quantizer: str = "ste"
     augment: str = "strong"
     seed: int = 0
+    part: str = "all"
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
+        if self.part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {self.part!r}")
         if self.rules is not None:
             self.rules = [spec.check_scale_rule(r) for r in self.rules]
             if not self.rules:
@@ -141,6 +155,70 @@ def rd_forward(model: nn.Module, x: Tensor, b: int, rule: str, rules: list[str] 
     return {"x_hat": model.decode(y_hat), "y": y, "y_hat": y_hat, "ymax": ymax}
 
 
+def codec_objective(model: nn.Module, x: Tensor, b: int, rule: str,
+                    priors: dict[int, Tensor] | None = None) -> Tensor:
+    """The codec's own rate-distortion cost of coding ``x`` at bit depth ``b``, differentiable in the encoder.
+
+    ``MSE + REFINE_SSIM_WEIGHT * (1 - SSIM) + REFINE_RATE_SCALE * colour_map_rate_weight(b) * bits / pixels``
+    averaged over the batch: the objective :mod:`labkit.refine` minimises per image
+    (:func:`labkit.spec.refine_settings`), here for the encoder's weights.  The stored scale is
+    ``rule``'s (from the detached latent, as the codec picks it), the decoder gets the hard bins
+    with the identity as their gradient, and ``bits`` is :func:`labkit.rate.estimate_bits` in
+    the coder's context: ``"learned"`` under ``priors[b]`` (in symbols) where given, else
+    ``"neighbor"``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ``labkit.models`` autoencoder.
+    x : Tensor
+        Images in [0, 1], ``[N, 3, H, W]`` (H and W at least 11 for SSIM).
+    b : int
+        Bit depth.
+    rule : str
+        The stored-scale rule (``labkit.quant.latent_scale``).
+    priors : dict of int to Tensor, optional
+        The model's coder prior per bit depth, in symbols (``labkit.rate.prior_in_symbols``).
+
+    Returns
+    -------
+    Tensor
+        The scalar cost.
+    """
+    from .distortion import ssim as differentiable_ssim
+    from .rate import estimate_bits
+
+    settings = spec.refine_settings(b)
+    y = model.encode(x)
+    ymax = quant.to_float32(quant.latent_scale(y.detach(), rule)).to(y.device)
+    y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1).to(y.dtype))
+    y_hat = y + (quant.quantize_dequantize(y, b, ymax) - y).detach()
+    x_hat = model.decode(y_hat)[..., : x.shape[-2], : x.shape[-1]]
+    loss = torch.mean((x_hat - x) ** 2)
+    if settings.ssim_weight:
+        loss = loss + settings.ssim_weight * (1.0 - differentiable_ssim(x_hat, x))
+    prior = None if priors is None else priors.get(b)
+    bits = estimate_bits(y, ymax, b, "neighbor" if prior is None else "learned", prior)
+    return loss + settings.rate_weight * bits.mean() / (x.shape[-2] * x.shape[-1])
+
+
+def validate_codec(model: nn.Module, val: Tensor, bits: list[int], rule: str,
+                   priors: dict[int, Tensor] | None, device: torch.device, batch: int = 16) -> dict[str, Any]:
+    """:func:`codec_objective` on ``val`` at every b (no gradient): its mean (``objective``) and per-b values."""
+    was_training = model.training
+    model.eval()
+    per_b = {}
+    with torch.no_grad():
+        for b in bits:
+            total = 0.0
+            for i in range(0, len(val), batch):
+                x = val[i: i + batch].to(device)
+                total += float(codec_objective(model, x, b, rule, priors)) * len(x)
+            per_b[str(b)] = total / len(val)
+    model.train(was_training)
+    return {"objective": sum(per_b.values()) / len(per_b), "per_b": per_b}
+
+
 def crop_batch(images: Tensor, batch: int, crop: int, augment: str = "flip",
                generator: torch.Generator | None = None) -> Tensor:
     """Random ``crop`` x ``crop`` crops of uint8 images ``[N, 3, H, W]``, as floats in [0, 1].
@@ -186,7 +264,8 @@ def crop_batch(images: Tensor, batch: int, crop: int, augment: str = "flip",
 
 
 def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: FinetuneConfig,
-             out_dir: str | Path, extra: dict[str, Any] | None = None, log: Any = print) -> dict[str, Any]:
+             out_dir: str | Path, extra: dict[str, Any] | None = None, log: Any = print,
+             priors: dict[int, Tensor] | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` (in place) for ``ft.seconds`` of wall clock; keep the best weights.
 
     Parameters
@@ -209,6 +288,9 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
         More entries for ``config.json``.
     log : callable
         Gets one line per validation.
+    priors : dict of int to Tensor, optional
+        ``part="encoder"`` only: the model's coder prior per bit depth, in symbols, on the device
+        (what :func:`codec_objective` prices bits with).
 
     Returns
     -------
@@ -223,7 +305,27 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
     torch.manual_seed(ft.seed)
     py_rng = random.Random(ft.seed)
     gen = torch.Generator(device=dev).manual_seed(ft.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=ft.lr, weight_decay=cfg.weight_decay)
+    encoder_only = ft.part == "encoder"
+    if encoder_only:  # the decoder and every BatchNorm statistic stay as they are
+        for prm in model.parameters():
+            prm.requires_grad_(False)
+        for prm in model.encoder.parameters():
+            prm.requires_grad_(True)
+    params = [prm for prm in model.parameters() if prm.requires_grad]
+    opt = torch.optim.AdamW(params, lr=ft.lr, weight_decay=cfg.weight_decay)
+
+    #: part="encoder": each b's cost is divided by its value at the start on ``val``, so every b
+    #: weighs by its relative gain (what a BD-rate counts) rather than b = 1's larger MSE dominating
+    start_cost: dict[str, float] = {}
+
+    def validation() -> dict[str, Any]:
+        if encoder_only:
+            vc = validate_codec(model, val, list(cfg.train_bits), cfg.scale, priors, torch.device(cfg.device))
+            start_cost.update({k: v for k, v in vc["per_b"].items() if k not in start_cost})
+            rel = {k: v / start_cost[k] for k, v in vc["per_b"].items()}
+            return {"objective": sum(rel.values()) / len(rel), "psnr": None, "bpp": None, "per_b": vc["per_b"]}
+        return validate_rd(model, val, cfg, torch.device(cfg.device))
+
     history: dict[str, Any] = {"step": [], "objective": [], "psnr": [], "bpp": [], "elapsed": []}
     best: dict[str, Any] = {"objective": math.inf, "state": None, "step": 0}
     record = dict(extra or {})
@@ -236,17 +338,19 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
         save_checkpoint(model, out, cfg, record)
         write_text(out / "history.json", json.dumps({"finetune": history}) + "\n")
 
-    model.train()
+    model.train(not encoder_only)
     t0, next_val = time.perf_counter(), 0
     while True:
         frac = (time.perf_counter() - t0) / ft.seconds
         if frac >= next_val / ft.validations:
-            vr = validate_rd(model, val, cfg, torch.device(cfg.device))
+            vr = validation()
             for k, v in (("step", step), ("objective", vr["objective"]), ("psnr", vr["psnr"]),
                          ("bpp", vr["bpp"]), ("elapsed", time.perf_counter() - t0)):
                 history[k].append(v)
+            if encoder_only:
+                history.setdefault("objective_per_b", []).append(vr["per_b"])
             log(f"step {step} t {time.perf_counter() - t0:.0f}s objective {vr['objective']:.5f} "
-                f"psnr {vr['psnr']} bpp {vr['bpp']}")
+                + (f"per b {vr['per_b']}" if encoder_only else f"psnr {vr['psnr']} bpp {vr['bpp']}"))
             if vr["objective"] < best["objective"]:
                 best = {"objective": vr["objective"], "step": step,
                         "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
@@ -261,12 +365,15 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
             g["lr"] = lr
         x = crop_batch(images, ft.batch, cfg.crop, ft.augment, gen)
         b = py_rng.choice(list(cfg.train_bits))
-        res = rd_forward(model, x, b, cfg.scale, ft.rules, ft.quantizer, gen)
-        loss = distortion(res["x_hat"], x, cfg) + cfg.rate_weight * rate_bpp(res, b, cfg.crop * cfg.crop)
+        if encoder_only:
+            loss = codec_objective(model, x, b, cfg.scale, priors) / start_cost[str(b)]
+        else:
+            res = rd_forward(model, x, b, cfg.scale, ft.rules, ft.quantizer, gen)
+            loss = distortion(res["x_hat"], x, cfg) + cfg.rate_weight * rate_bpp(res, b, cfg.crop * cfg.crop)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         step += 1
     elapsed = time.perf_counter() - t0

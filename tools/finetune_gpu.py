@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from labkit import data  # noqa: E402
 from labkit.atomic import write_text  # noqa: E402
 from labkit.data import training_splits  # noqa: E402
-from labkit.finetune import AUGMENTS, QUANTIZERS, FinetuneConfig, finetune, scale_rules  # noqa: E402
+from labkit import coder_prior  # noqa: E402
+from labkit.finetune import AUGMENTS, PARTS, QUANTIZERS, FinetuneConfig, finetune, scale_rules  # noqa: E402
+from labkit.rate import prior_in_symbols  # noqa: E402
 from labkit.train import TrainConfig, load_checkpoint  # noqa: E402
 
 PHOTOS_HELP = ("folder holding the default set's source photos (a copy of scikit-image's data/ files that "
@@ -72,6 +75,9 @@ def main() -> int:
     p.add_argument("--quant", choices=QUANTIZERS, default="noise", help="what the decoder gets")
     p.add_argument("--augment", choices=AUGMENTS, default="flip")
     p.add_argument("--val-photos", nargs="+", default=None, help="validate on these photos' tiles")
+    p.add_argument("--part", choices=PARTS, default="all",
+                   help="'encoder': train the encoder alone on the codec's objective, the decoder and the "
+                        "coder prior frozen (files decode as before); see labkit.finetune")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (several runs share a machine)")
     p.add_argument("--device", default="cuda")
     args = p.parse_args()
@@ -91,7 +97,7 @@ def main() -> int:
     cfg = TrainConfig.from_dict({**train_cfg, "device": args.device})
     ft = FinetuneConfig(seconds=args.seconds, lr=args.lr, batch=args.batch, validations=args.validations,
                         warmup=args.warmup, final_lr_frac=args.final_lr_frac, rules=scale_rules(args.rules),
-                        quantizer=args.quant, augment=args.augment, seed=cfg.seed)
+                        quantizer=args.quant, augment=args.augment, seed=cfg.seed, part=args.part)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     splits = training_splits(args.data_dir, cfg.seed)
@@ -107,7 +113,18 @@ def main() -> int:
                                                    "finetune", "previous", "steps", "decoder_fit", "made_by")},
              "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev)}
     out = Path(args.out_dir)
-    history = finetune(model, images, val, cfg, ft, out, extra, log=lambda line: print(line, flush=True))
+    priors = None
+    recorded = meta.get("coder_prior")
+    if args.part == "encoder" and isinstance(recorded, dict):
+        # the prior is part of the decoder's format: the encoder learns to price bits under it,
+        # and the output folder ships the same file (same digest)
+        tables = coder_prior.load(args.run_dir, int(model.latent_channels), recorded.get("sha256"))
+        priors = {b: prior_in_symbols(t).to(dev) for b, t in (tables or {}).items()}
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(args.run_dir) / coder_prior.FILE_NAME, out / coder_prior.FILE_NAME)
+        extra["coder_prior"] = recorded
+    history = finetune(model, images, val, cfg, ft, out, extra, log=lambda line: print(line, flush=True),
+                       priors=priors)
     write_text(out / "history.json", json.dumps({"finetune": history, "previous": _previous(args.run_dir)}) + "\n")
     print(f"done: {history['steps']} steps in {history['elapsed_s']:.0f}s, best at step {history['best_step']} -> {out}")
     return 0

@@ -9,14 +9,16 @@
 #
 # Inputs (a folder .gpu/ beside the repo's files, ignored by git; prepare it with
 # `tools/gpu_round.sh prepare COURSE_DATA_DIR DEFAULT_START COURSE_START`, where the starts are
-# resae-rd-fast checkpoints; they travel as float16 copies to fit the lease's 64 MiB):
+# resae-rd-fast checkpoints; they travel as float16 copies to fit the lease's 64 MiB, or as they are
+# with HALF=0, which an encoder-only job needs: its decoder must stay the shipped one, bit for bit):
 #   .gpu/photos/          the default set's source photos (copied from scikit-image's data/)
 #   .gpu/val/             a photo in neither the pool nor the test split (matplotlib's Grace Hopper):
 #                         the default jobs validate on its tiles, since the val split overlaps the pool
 #   .gpu/course128/train/ the course images
 #   .gpu/start-default/, .gpu/start-course/   the starting weights
 #   .gpu/train-default/, .gpu/train-course/   the resae-rd runs whose TrainConfig the jobs use
-# JOBS lists name:data:quant:augment (data = default|course); FT_S is each job's budget in seconds
+# JOBS lists name:data:quant:augment[:part[:lr]] (data = default|course; part = all|encoder, see
+# labkit.finetune; lr overrides LR for that job); FT_S is each job's budget in seconds
 # (wall clock, validations included), all jobs at once; every value lands in the written config.json.
 set -u
 FT_S=${FT_S:-470} BATCH=${BATCH:-32} LR=${LR:-3e-4} DEVICE=${DEVICE:-cuda} RULES=${RULES-search}
@@ -35,14 +37,15 @@ if [ "${1:-}" = prepare ]; then
     done
     cp "$(.venv/bin/python -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))")" .gpu/val/
     cp -r "$2/train" .gpu/course128/
-    .venv/bin/python - "$3" .gpu/start-default "$4" .gpu/start-course <<'PY'
-import shutil, sys, torch
+    HALF=${HALF:-1} .venv/bin/python - "$3" .gpu/start-default "$4" .gpu/start-course <<'PY'
+import os, shutil, sys, torch
 from pathlib import Path
+half = os.environ["HALF"] != "0"
 for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
     Path(dst).mkdir(parents=True)
     state = torch.load(Path(src) / "model.pt", map_location="cpu", weights_only=True)
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, Path(dst) / "model.pt")
-    for f in ("config.json", "history.json"):
+    torch.save({k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}, Path(dst) / "model.pt")
+    for f in ("config.json", "history.json", "coder_prior.npz"):
         if (Path(src) / f).is_file():
             shutil.copy(Path(src) / f, Path(dst) / f)
 PY
@@ -62,17 +65,17 @@ nvidia-smi -L 2>/dev/null; nproc
 $PY -c "import torch, PIL, numpy; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', 'numpy', numpy.__version__, 'PIL', PIL.__version__)"
 
-job() {  # name data quant augment
-    local name=$1 which=$2 q=$3 aug=$4 d=$WORK/$1 opts
+job() {  # name data quant augment part lr
+    local name=$1 which=$2 q=$3 aug=$4 part=${5:-all} lr=${6:-$LR} d=$WORK/$1 opts
     if [ "$which" = course ]; then opts="--data-dir .gpu/course128"
     else opts="--photos .gpu/photos --val-photos .gpu/val/grace_hopper.jpg"; fi
-    echo "[$name] train resae-rd-fast whole for $FT_S s: quant $q, augment $aug, rules ${RULES:-trained}"
+    echo "[$name] train resae-rd-fast ($part) for $FT_S s: quant $q, augment $aug, lr $lr, rules ${RULES:-trained}"
     $PY tools/finetune_gpu.py .gpu/start-$which "$d/$name" --train-config .gpu/train-$which --seconds "$FT_S" \
-        --batch "$BATCH" --lr "$LR" --final-lr-frac 0.05 --warmup 0.05 --validations "$VALS" --device "$DEVICE" \
+        --part "$part" --batch "$BATCH" --lr "$lr" --final-lr-frac 0.05 --warmup 0.05 --validations "$VALS" --device "$DEVICE" \
         --threads "$THREADS" --quant "$q" --augment "$aug" ${RULES:+--rules "$RULES"} $opts >"$d.log" 2>&1
     echo "[$name] exit $?; $(tail -n 1 "$d.log")"
     cp "$d.log" "$d/$name/train.log" 2>/dev/null
-    [ -f "$d/$name/model.pt" ] && tar -C "$d" -cf "$OUT/$name.tar" "$name"
+    [ -f "$d/$name/model.pt" ] && tar -C "$d" --exclude=coder_prior.npz -cf "$OUT/$name.tar" "$name"
 }
 
 mkdir -p "$WORK"
@@ -84,9 +87,9 @@ import labkit.data as d
 print("pool", d.training_splits(None, 0)["train"].shape)
 PY
 for spec in $JOBS; do
-    IFS=: read -r name which q aug <<<"$spec"
+    IFS=: read -r name which q aug part lr <<<"$spec"
     mkdir -p "$WORK/$name"
-    job "$name" "$which" "$q" "$aug" &
+    job "$name" "$which" "$q" "$aug" "$part" "$lr" &
 done
 wait
 for f in "$WORK"/*.log; do echo "== $f"; grep -E "^step|^done|Error|error" "$f" | tail -n 4; done
