@@ -309,7 +309,7 @@ class Codec:
                 continue
             tried.add(ymax)
             recon = self.synthesise(symbols, ymax, (h, w))
-            cmap = colour.choose(recon, arr, price) if self.colour_map else None
+            cmap = colour.choose(recon, arr, price, spec.colour_floor(self.b, h * w)) if self.colour_map else None
             sse = colour.squared_errors(recon, arr, cmap)[1] if cmap is not None else colour.squared_error(recon, arr)
             data = self._pack(symbols, ymax, (h, w), cmap)
             cost = sse / (3.0 * h * w) + price * spec.bits_per_pixel(len(data), h, w)
@@ -364,11 +364,12 @@ class Codec:
         Runs the decoder on the symbols (what the receiver will see), then lets
         :func:`labkit.colour.choose` fit one global map and grids of them and keep the one
         whose drop in squared error best pays for its bytes, at the price the next bit depth
-        would charge for quality (:func:`labkit.spec.colour_map_rate_weight`).
+        would charge for quality (:func:`labkit.spec.colour_map_rate_weight`), finer where the
+        colour floor asks for it (:func:`labkit.spec.colour_floor`).
         """
         h, w = image.shape[:2]
         recon = self.synthesise(symbols, ymax, (h, w))
-        return colour.choose(recon, image, spec.colour_map_rate_weight(self.b))
+        return colour.choose(recon, image, spec.colour_map_rate_weight(self.b), spec.colour_floor(self.b, h * w))
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress ``.lkc`` bytes written by this codec's model into a uint8 H x W x 3 array."""

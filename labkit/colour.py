@@ -45,7 +45,7 @@ import numpy as np
 
 from .bitstream import stored_colour_map
 
-__all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "CODE_STEP", "stored_bytes", "MAX_GRID", "MIN_CELL", "fit", "fit_grid", "choose", "apply",
+__all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "CODE_STEP", "stored_bytes", "MAX_GRID", "MIN_CELL", "fit", "fit_grid", "choose", "apply", "delta_e",
            "parameters", "grid_shape", "grid_parameters", "code_bytes", "pays", "squared_error", "squared_errors"]
 
 #: Bytes a colour map takes in a file.
@@ -489,13 +489,38 @@ def fit_grid(recon: np.ndarray, original: np.ndarray, shape: tuple[int, int]) ->
     return _Summary(recon, original).fit((gh, gw))
 
 
-def choose(recon: np.ndarray, original: np.ndarray, rate_weight: float) -> bytes | None:
+def delta_e(original: np.ndarray, recon: np.ndarray, code: bytes | None = None) -> float:
+    """Mean CIE76 colour difference (Euclidean distance in CIELAB, D65) of ``recon`` to ``original``.
+
+    ``code``: measure ``recon`` after that map or grid of maps, as the decoder outputs it (rounded
+    to uint8).  Chunked, so memory stays bounded at any image size; the value equals the mean
+    over the whole image up to float summation order.
+    """
+    from skimage.color import rgb2lab
+
+    _check_pair(recon, original)
+    chunks = _mapped_chunks(recon, code) if code is not None else ((r, recon[r]) for r in _chunks(recon))
+    total = 0.0
+    for rows, decoded in chunks:
+        d = rgb2lab(original[rows]) - rgb2lab(np.asarray(decoded, dtype=np.uint8))
+        total += float(np.sqrt(np.einsum("...c,...c->...", d, d)).sum())
+    return total / (original.shape[0] * original.shape[1])
+
+
+def choose(recon: np.ndarray, original: np.ndarray, rate_weight: float,
+           max_delta_e: float | None = None) -> bytes | None:
     """The colour map the encoder sends for ``recon``: a grid, the global map, or None.
 
     Every candidate grid (:func:`_candidate_grids`; ``(1, 1)`` is :func:`fit`'s global map)
     is fitted and scored by ``MSE + rate_weight * bpp`` of the bytes it takes in the file
     (:func:`stored_bytes`) from the image's block sums; the best is then checked on the real pixels (rounding included) with :func:`pays`,
     falling back to the global map if the best grid does not pay.
+
+    ``max_delta_e`` is a colour floor on top of that choice: when the decoded image's mean CIE76
+    error (:func:`delta_e`) with the chosen map exceeds it, the candidates are tried in order of
+    their cost and the first that meets it is sent instead (none meeting it: the first choice
+    stays).  Squared error weighs a colour cast like any other error, so a low bit depth can leave
+    a cast that this floor removes for a few more bytes.
     """
     _check_pair(recon, original)
     summary = _Summary(recon, original)
@@ -509,8 +534,15 @@ def choose(recon: np.ndarray, original: np.ndarray, rate_weight: float) -> bytes
     scored.sort(key=lambda s: (s[0], s[1]))
     best = scored[0]
     tries = [best] + ([s for s in scored if len(s[2]) == MAP_BYTES] if len(best[2]) != MAP_BYTES else [])
+    chosen = None
     for _, nbytes, code in tries:
         without, with_map = squared_errors(recon, original, code)
         if pays(without, with_map, pixels, rate_weight, nbytes):
+            chosen = code
+            break
+    if max_delta_e is None or delta_e(original, recon, chosen) <= max_delta_e:
+        return chosen
+    for _, _, code in scored:
+        if code != chosen and delta_e(original, recon, code) <= max_delta_e:
             return code
-    return None
+    return chosen

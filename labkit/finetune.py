@@ -74,6 +74,9 @@ class FinetuneConfig:
     augment: str = "strong"
     seed: int = 0
     part: str = "all"
+    #: ``part="encoder"``: the weight of ``1 - SSIM`` in the codec's objective (None: refinement's,
+    #: :data:`labkit.spec.REFINE_SSIM_WEIGHT`)
+    ssim_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -156,7 +159,7 @@ def rd_forward(model: nn.Module, x: Tensor, b: int, rule: str, rules: list[str] 
 
 
 def codec_objective(model: nn.Module, x: Tensor, b: int, rule: str,
-                    priors: dict[int, Tensor] | None = None) -> Tensor:
+                    priors: dict[int, Tensor] | None = None, ssim_weight: float | None = None) -> Tensor:
     """The codec's own rate-distortion cost of coding ``x`` at bit depth ``b``, differentiable in the encoder.
 
     ``MSE + REFINE_SSIM_WEIGHT * (1 - SSIM) + REFINE_RATE_SCALE * colour_map_rate_weight(b) * bits / pixels``
@@ -179,6 +182,8 @@ def codec_objective(model: nn.Module, x: Tensor, b: int, rule: str,
         The stored-scale rule (``labkit.quant.latent_scale``).
     priors : dict of int to Tensor, optional
         The model's coder prior per bit depth, in symbols (``labkit.rate.prior_in_symbols``).
+    ssim_weight : float, optional
+        Overrides refinement's weight of ``1 - SSIM``.
 
     Returns
     -------
@@ -189,6 +194,8 @@ def codec_objective(model: nn.Module, x: Tensor, b: int, rule: str,
     from .rate import estimate_bits
 
     settings = spec.refine_settings(b)
+    if ssim_weight is not None:
+        settings = dataclasses.replace(settings, ssim_weight=float(ssim_weight))
     y = model.encode(x)
     ymax = quant.to_float32(quant.latent_scale(y.detach(), rule)).to(y.device)
     y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1).to(y.dtype))
@@ -203,7 +210,8 @@ def codec_objective(model: nn.Module, x: Tensor, b: int, rule: str,
 
 
 def validate_codec(model: nn.Module, val: Tensor, bits: list[int], rule: str,
-                   priors: dict[int, Tensor] | None, device: torch.device, batch: int = 16) -> dict[str, Any]:
+                   priors: dict[int, Tensor] | None, device: torch.device, batch: int = 16,
+                   ssim_weight: float | None = None) -> dict[str, Any]:
     """:func:`codec_objective` on ``val`` at every b (no gradient): its mean (``objective``) and per-b values."""
     was_training = model.training
     model.eval()
@@ -213,7 +221,7 @@ def validate_codec(model: nn.Module, val: Tensor, bits: list[int], rule: str,
             total = 0.0
             for i in range(0, len(val), batch):
                 x = val[i: i + batch].to(device)
-                total += float(codec_objective(model, x, b, rule, priors)) * len(x)
+                total += float(codec_objective(model, x, b, rule, priors, ssim_weight)) * len(x)
             per_b[str(b)] = total / len(val)
     model.train(was_training)
     return {"objective": sum(per_b.values()) / len(per_b), "per_b": per_b}
@@ -320,7 +328,8 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
 
     def validation() -> dict[str, Any]:
         if encoder_only:
-            vc = validate_codec(model, val, list(cfg.train_bits), cfg.scale, priors, torch.device(cfg.device))
+            vc = validate_codec(model, val, list(cfg.train_bits), cfg.scale, priors, torch.device(cfg.device),
+                                ssim_weight=ft.ssim_weight)
             start_cost.update({k: v for k, v in vc["per_b"].items() if k not in start_cost})
             rel = {k: v / start_cost[k] for k, v in vc["per_b"].items()}
             return {"objective": sum(rel.values()) / len(rel), "psnr": None, "bpp": None, "per_b": vc["per_b"]}
@@ -366,7 +375,7 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
         x = crop_batch(images, ft.batch, cfg.crop, ft.augment, gen)
         b = py_rng.choice(list(cfg.train_bits))
         if encoder_only:
-            loss = codec_objective(model, x, b, cfg.scale, priors) / start_cost[str(b)]
+            loss = codec_objective(model, x, b, cfg.scale, priors, ft.ssim_weight) / start_cost[str(b)]
         else:
             res = rd_forward(model, x, b, cfg.scale, ft.rules, ft.quantizer, gen)
             loss = distortion(res["x_hat"], x, cfg) + cfg.rate_weight * rate_bpp(res, b, cfg.crop * cfg.crop)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the settings class lives with the refinement (torch); spec stays import-light
     from .refine import RefineSettings
 
-__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "SUPERSEDED", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "PRIOR_CONTEXT", "COLOUR_MAP_MODELS", "SAME_ENCODER", "COLOUR_MAP_RATE_WEIGHTS", "colour_map_rate_weight", "SCALE_SEARCH", "SCALE_SEARCH_RULES", "REFINE_STEPS", "REFINE_SSIM_WEIGHT", "REFINE_RATE_SCALE", "REFINE_LR", "refine_settings", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
+__all__ = ["MIN_BITS", "MAX_BITS", "BITS", "MODEL_NAMES", "SUPERSEDED", "DEFAULT_MODEL", "DEFAULT_CONTEXT", "PRIOR_CONTEXT", "COLOUR_MAP_MODELS", "SAME_ENCODER", "COLOUR_MAP_RATE_WEIGHTS", "colour_map_rate_weight", "COLOUR_FLOOR_DELTA_E", "COLOUR_FLOOR_BITS", "COLOUR_FLOOR_MIN_PIXELS", "colour_floor", "SCALE_SEARCH", "SCALE_SEARCH_RULES", "REFINE_STEPS", "REFINE_SSIM_WEIGHT", "REFINE_RATE_SCALE", "REFINE_LR", "refine_settings", "check_bits", "check_scale_rule", "MODEL_NOISE", "model_name",
            "bits_per_pixel"]
 
 MIN_BITS = 1
@@ -73,6 +73,27 @@ COLOUR_MAP_RATE_WEIGHTS: dict[int, float] = {1: 0.13, 2: 0.045, 3: 0.0068, 4: 0.
 #: the cost of one decoder run per rule (``benchmarks/bench_rd.py --scale-search``, README.md).
 SCALE_SEARCH = "search"
 SCALE_SEARCH_RULES: tuple[str, ...] = ("p99.5", "p99.7", "p99.9", "p99.97", "max")
+
+
+#: The encoder's colour floor (``labkit.colour.choose``'s ``max_delta_e``): at the bit depths of
+#: :data:`COLOUR_FLOOR_BITS`, on images of at least :data:`COLOUR_FLOOR_MIN_PIXELS` pixels, a
+#: colour-map model's encoder sends a finer grid of colour maps when the decoded image's mean
+#: CIE76 error would otherwise exceed this many units, so no photo decodes with a visible colour
+#: cast.  Six is the issue's target for whole photos at b >= 2.  At b = 1 the whole picture is
+#: coarse and the bits are better kept; on small images (the 128 x 128 tiles) the error is texture
+#: more than cast and the floor cost bits where it bought no visible colour: applied to every size
+#: it moved ``resae-rd-fast``'s BD-rates against WebP on the default test tiles from -14.2 % to
+#: -13.5 % (SSIM) and +25.1 % to +27.1 % (PSNR) (``benchmarks/bench_rd.py``, NOTES.md).
+COLOUR_FLOOR_DELTA_E = 6.0
+COLOUR_FLOOR_BITS: tuple[int, ...] = (2, 3, 4, 5)
+COLOUR_FLOOR_MIN_PIXELS = 256 * 256
+
+
+def colour_floor(b: int, pixels: int) -> float | None:
+    """The colour floor (mean CIE76 error) the encoder keeps at bit depth ``b`` for an image of
+    ``pixels`` pixels, or None (:data:`COLOUR_FLOOR_DELTA_E`)."""
+    on = check_bits(b) in COLOUR_FLOOR_BITS and pixels >= COLOUR_FLOOR_MIN_PIXELS
+    return COLOUR_FLOOR_DELTA_E if on else None
 
 
 def colour_map_rate_weight(b: int) -> float:

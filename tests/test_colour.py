@@ -291,3 +291,50 @@ def test_grid_solve_is_the_dense_solve_on_the_band(shape):
     indefinite = lhs - 2 * np.abs(np.linalg.eigvalsh(lhs)).max() * np.eye(n4)
     np.testing.assert_allclose(colour._solve_grid_system(indefinite, bm, shape),
                                np.linalg.solve(indefinite, bm), rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- the colour floor (mean CIE76 error)
+
+def test_delta_e_is_skimages_mean_cie76_chunked_and_after_the_map(monkeypatch):
+    from skimage.color import deltaE_cie76, rgb2lab
+
+    orig, recon = _locally_cast(3)
+    want = float(np.mean(deltaE_cie76(rgb2lab(orig), rgb2lab(recon))))
+    assert colour.delta_e(orig, recon) == pytest.approx(want, rel=1e-12)
+    code = colour.fit_grid(recon, orig, (2, 3))
+    mapped = float(np.mean(deltaE_cie76(rgb2lab(orig), rgb2lab(colour.apply(recon, code)))))
+    assert colour.delta_e(orig, recon, code) == pytest.approx(mapped, rel=1e-12)
+    monkeypatch.setattr(colour, "CHUNK_PIXELS", 1000)  # many chunks: the same mean
+    assert colour.delta_e(orig, recon, code) == pytest.approx(mapped, rel=1e-12)
+    assert colour.delta_e(orig, orig) == 0.0
+    with pytest.raises(ValueError):
+        colour.delta_e(orig, recon[:-1])
+
+
+def test_colour_floor_sends_a_finer_map_only_when_the_error_is_over_it():
+    orig, recon = _locally_cast()
+    price = 0.5  # bits so dear that the encoder's own choice is at most the global map
+    plain = colour.choose(recon, orig, price)
+    assert plain is None or len(plain) == colour.MAP_BYTES
+    plain_de = colour.delta_e(orig, recon, plain)
+    best_de = min(colour.delta_e(orig, recon, colour.fit_grid(recon, orig, s))
+                  for s in colour._candidate_grids(*orig.shape[:2]))
+    assert best_de < plain_de - 1.0  # a grid could take more of the cast
+    floor = (best_de + plain_de) / 2
+    code = colour.choose(recon, orig, price, max_delta_e=floor)
+    assert code is not None and colour.grid_shape(code) != (1, 1)
+    assert colour.delta_e(orig, recon, code) <= floor
+    # a floor the choice already meets, or one no candidate meets: the encoder's own choice
+    assert colour.choose(recon, orig, price, max_delta_e=plain_de + 0.01) == plain
+    assert colour.choose(recon, orig, price, max_delta_e=0.0) == plain
+
+
+def test_colour_floor_applies_at_b_2_and_up_on_whole_photos_only():
+    from labkit import spec
+
+    big = spec.COLOUR_FLOOR_MIN_PIXELS
+    assert spec.colour_floor(1, 10 * big) is None
+    assert spec.colour_floor(2, big - 1) is None
+    assert [spec.colour_floor(b, big) for b in (2, 3, 4, 5)] == [spec.COLOUR_FLOOR_DELTA_E] * 4
+    with pytest.raises(ValueError):
+        spec.colour_floor(0, big)

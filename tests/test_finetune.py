@@ -122,6 +122,8 @@ def test_config_refuses_unknown_settings():
         FT.FinetuneConfig(rules=["p101"])
     with pytest.raises(ValueError, match="unknown FinetuneConfig keys"):
         FT.FinetuneConfig.from_dict({"secs": 3})
+    with pytest.raises(ValueError, match="part"):
+        FT.FinetuneConfig(part="decoder")
 
 
 def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path):
@@ -141,3 +143,51 @@ def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path):
     for k, v in saved.state_dict().items():
         assert torch.equal(v, model.state_dict()[k]), f"{k}: the model ends holding the kept weights"
     assert json.loads((tmp_path / "history.json").read_text())["finetune"]["steps"] == hist["steps"]
+
+
+# ----------------------------------------------------------------------------- the encoder alone, on the codec's objective
+
+def test_codec_objective_is_refinements_cost_of_the_codecs_bins():
+    from labkit.distortion import ssim
+    from labkit.rate import estimate_bits
+
+    model, x, b = _model(seed=2).eval(), _x(n=3, size=32, seed=5), 3
+    got = FT.codec_objective(model, x, b, "p99.9")
+    with torch.no_grad():
+        y = model.encode(x)
+        ymax = quant.to_float32(quant.latent_scale(y, "p99.9"))
+        y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1))
+        x_hat = model.decode(quant.quantize_dequantize(y, b, ymax))
+        s = spec.refine_settings(b)
+        want = (torch.mean((x_hat - x) ** 2) + s.ssim_weight * (1 - ssim(x_hat, x))
+                + s.rate_weight * estimate_bits(y, ymax, b).mean() / (32 * 32))
+    assert float(got.detach()) == pytest.approx(float(want), rel=1e-5)
+    heavier = FT.codec_objective(model, x, b, "p99.9", ssim_weight=0.5)
+    assert float(heavier.detach()) > float(got.detach())
+    # the learned context prices bits under the prior: a prior sure of symbol 0 everywhere
+    # makes a latent of many zeros cheap, and the encoder gets a gradient through the hard bins
+    c = model.latent_channels
+    prior = torch.full((c, 16, 8), 1e-3)
+    prior[..., 0] = 1e4
+    priced = FT.codec_objective(model, x, b, "p99.9", priors={b: prior})
+    assert float(priced.detach()) != pytest.approx(float(got.detach()), rel=1e-6)
+    priced.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.encoder.parameters())
+
+
+def test_encoder_finetune_leaves_the_decoder_and_every_statistic_as_they_were(tmp_path):
+    model = _model(seed=6)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(model="resae-rd-fast", model_cfg=dict(SMALL), crop=32, bits=[1, 3], rate_weight=0.015,
+                      loss="mse+ssim", scale="p99.9", device="cpu")
+    ft = FT.FinetuneConfig(seconds=2.0, batch=2, validations=3, part="encoder", lr=3e-3)
+    val = _images(n=3, size=32).float().div(255)
+    hist = FT.finetune(model, _images(), val, cfg, ft, tmp_path, log=lambda line: None)
+    assert hist["steps"] > 0 and hist["objective"][0] == 1.0  # each b's cost relative to its start
+    assert len(set(hist["objective"])) > 1 and len(hist["objective_per_b"]) == len(hist["objective"])
+    after = model.state_dict()
+    for k, v in before.items():
+        if not k.startswith("encoder.") or "running_" in k or "num_batches" in k:
+            assert torch.equal(after[k], v), f"{k} changed: only the encoder's weights may"
+    saved, meta = load_checkpoint_file(tmp_path)
+    assert meta["finetune"]["part"] == "encoder"

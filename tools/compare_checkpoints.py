@@ -5,9 +5,10 @@
 
 Each checkpoint (folder with model.pt + config.json, or a .pt) is run through the real codec
 (``Codec.from_checkpoint`` with its defaults: the checkpoint's scale rule, the model's colour-map
-default, context ``neighbor``) at b = 1..5: mean whole-file bpp, PSNR and SSIM over the 31
-default test tiles, and the BD-rate (PSNR, SSIM) of every later checkpoint against the first,
-with its overlap.  ``PATH@SCALE`` codes with that stored-scale rule instead of the checkpoint's
+default, the model's coder context: ``learned`` where it ships a coder prior) at b = 1..5: mean
+whole-file bpp, PSNR and SSIM over the 31 default test tiles (or a course folder's test split,
+``--data-dir``), and the BD-rate (PSNR, SSIM) of every later checkpoint against the first, with
+its overlap.  ``PATH@SCALE`` codes with that stored-scale rule instead of the checkpoint's
 (``search``: the encoder's scale search, ``labkit.spec.SCALE_SEARCH``).  One thread, deterministic.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch  # noqa: E402
 
 from labkit import metrics  # noqa: E402
 from labkit.codec import Codec  # noqa: E402
-from labkit.data import default_dataset  # noqa: E402
+from labkit.data import default_dataset, get_splits  # noqa: E402
 from labkit.rd import bd_detail  # noqa: E402
 from labkit.workflow import jsonable  # noqa: E402
 
@@ -48,9 +49,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--out", default=None)
+    p.add_argument("--data-dir", default=None,
+                   help="course-layout folder: compare on its test split (labkit.data.get_splits) instead of "
+                        "the default test tiles")
     args = p.parse_args()
     torch.set_num_threads(1)
-    tiles = default_dataset("test")
+    tiles = default_dataset("test") if args.data_dir is None else get_splits(args.data_dir)["test"]
     result: dict = {"curves": {}, "bd_rate_vs_first": {}}
     for path in args.checkpoints:
         result["curves"][path] = c = curve(path, tiles)

@@ -78,6 +78,8 @@ def main() -> int:
     p.add_argument("--part", choices=PARTS, default="all",
                    help="'encoder': train the encoder alone on the codec's objective, the decoder and the "
                         "coder prior frozen (files decode as before); see labkit.finetune")
+    p.add_argument("--ssim-weight", type=float, default=None,
+                   help="--part encoder: weight of 1 - SSIM in the codec's objective (default: refinement's)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (several runs share a machine)")
     p.add_argument("--device", default="cuda")
     args = p.parse_args()
@@ -97,7 +99,8 @@ def main() -> int:
     cfg = TrainConfig.from_dict({**train_cfg, "device": args.device})
     ft = FinetuneConfig(seconds=args.seconds, lr=args.lr, batch=args.batch, validations=args.validations,
                         warmup=args.warmup, final_lr_frac=args.final_lr_frac, rules=scale_rules(args.rules),
-                        quantizer=args.quant, augment=args.augment, seed=cfg.seed, part=args.part)
+                        quantizer=args.quant, augment=args.augment, seed=cfg.seed, part=args.part,
+                        ssim_weight=args.ssim_weight)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     splits = training_splits(args.data_dir, cfg.seed)
