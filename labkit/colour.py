@@ -489,21 +489,41 @@ def fit_grid(recon: np.ndarray, original: np.ndarray, shape: tuple[int, int]) ->
     return _Summary(recon, original).fit((gh, gw))
 
 
+#: sRGB (8-bit code) -> linear light, the IEC 61966-2-1 curve: what ``skimage.color.rgb2lab`` computes
+#: per channel, as a table, since the inputs here are always uint8.
+_SRGB_LINEAR = np.where(np.arange(256) / 255.0 > 0.04045, ((np.arange(256) / 255.0 + 0.055) / 1.055) ** 2.4,
+                        np.arange(256) / 255.0 / 12.92).astype(np.float32)
+#: linear sRGB -> CIE XYZ (D65), divided by the D65 white (2 degree observer): scikit-image's constants.
+_XYZ_OVER_WHITE = (np.array([[0.412453, 0.357580, 0.180423],
+                             [0.212671, 0.715160, 0.072169],
+                             [0.019334, 0.119193, 0.950227]]) / np.array([0.95047, 1.0, 1.08883])[:, None]
+                   ).T.astype(np.float32)
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB ``[n, 3]`` (float32) of uint8 RGB pixels: ``skimage.color.rgb2lab``'s formula (D65, 2 degrees)
+    through a table for the sRGB curve, about 2.5x faster than it on whole photos."""
+    t = _SRGB_LINEAR[rgb.reshape(-1, 3)] @ _XYZ_OVER_WHITE
+    f = np.cbrt(t)
+    dark = t <= 0.008856
+    f[dark] = np.float32(7.787) * t[dark] + np.float32(16.0 / 116.0)
+    return np.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], axis=-1)
+
+
 def delta_e(original: np.ndarray, recon: np.ndarray, code: bytes | None = None) -> float:
     """Mean CIE76 colour difference (Euclidean distance in CIELAB, D65) of ``recon`` to ``original``.
 
     ``code``: measure ``recon`` after that map or grid of maps, as the decoder outputs it (rounded
-    to uint8).  Chunked, so memory stays bounded at any image size; the value equals the mean
-    over the whole image up to float summation order.
+    to uint8).  Chunked, so memory stays bounded at any image size.  The CIELAB conversion is
+    scikit-image's ``rgb2lab`` in float32 (within 1e-4 of it per pixel); the mean is accumulated
+    in float64.
     """
-    from skimage.color import rgb2lab
-
     _check_pair(recon, original)
     chunks = _mapped_chunks(recon, code) if code is not None else ((r, recon[r]) for r in _chunks(recon))
     total = 0.0
     for rows, decoded in chunks:
-        d = rgb2lab(original[rows]) - rgb2lab(np.asarray(decoded, dtype=np.uint8))
-        total += float(np.sqrt(np.einsum("...c,...c->...", d, d)).sum())
+        d = _lab(original[rows]) - _lab(np.asarray(decoded, dtype=np.uint8))
+        total += float(np.sqrt(np.einsum("ij,ij->i", d, d)).sum(dtype=np.float64))
     return total / (original.shape[0] * original.shape[1])
 
 

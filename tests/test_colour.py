@@ -296,16 +296,17 @@ def test_grid_solve_is_the_dense_solve_on_the_band(shape):
 # ----------------------------------------------------------------------------- the colour floor (mean CIE76 error)
 
 def test_delta_e_is_skimages_mean_cie76_chunked_and_after_the_map(monkeypatch):
+    """Within float32 rounding of scikit-image's rgb2lab and deltaE_cie76 (relative 1e-5 on the mean)."""
     from skimage.color import deltaE_cie76, rgb2lab
 
     orig, recon = _locally_cast(3)
     want = float(np.mean(deltaE_cie76(rgb2lab(orig), rgb2lab(recon))))
-    assert colour.delta_e(orig, recon) == pytest.approx(want, rel=1e-12)
+    assert colour.delta_e(orig, recon) == pytest.approx(want, rel=1e-5)
     code = colour.fit_grid(recon, orig, (2, 3))
     mapped = float(np.mean(deltaE_cie76(rgb2lab(orig), rgb2lab(colour.apply(recon, code)))))
-    assert colour.delta_e(orig, recon, code) == pytest.approx(mapped, rel=1e-12)
+    assert colour.delta_e(orig, recon, code) == pytest.approx(mapped, rel=1e-5)
     monkeypatch.setattr(colour, "CHUNK_PIXELS", 1000)  # many chunks: the same mean
-    assert colour.delta_e(orig, recon, code) == pytest.approx(mapped, rel=1e-12)
+    assert colour.delta_e(orig, recon, code) == pytest.approx(mapped, rel=1e-5)
     assert colour.delta_e(orig, orig) == 0.0
     with pytest.raises(ValueError):
         colour.delta_e(orig, recon[:-1])
