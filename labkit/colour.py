@@ -156,15 +156,24 @@ def squared_errors(recon: np.ndarray, original: np.ndarray, code: bytes) -> tupl
     Chunked, and the mapped image is never held whole: what the encoder needs to decide
     whether the map pays (:func:`pays`) at bounded memory.  ``code`` is a global map or a grid.
     """
+    return _errors(recon, original, code, with_delta_e=False)[:2]
+
+
+def _errors(recon: np.ndarray, original: np.ndarray, code: bytes,
+            with_delta_e: bool) -> tuple[float, float, float | None]:
+    """:func:`squared_errors` and, with ``with_delta_e``, :func:`delta_e` with the map, in one pass over the chunks."""
     _check_pair(recon, original)
-    without = with_map = 0.0
+    without = with_map = colour_error = 0.0
     for rows, mapped in _mapped_chunks(recon, code):
         ref = original[rows].astype(np.float64)
         d0 = recon[rows] - ref
         d1 = mapped - ref
         without += float(np.vdot(d0, d0))
         with_map += float(np.vdot(d1, d1))
-    return without / 255.0**2, with_map / 255.0**2
+        if with_delta_e:
+            colour_error += _delta_e_sum(original[rows], mapped)
+    mean_de = colour_error / (original.shape[0] * original.shape[1]) if with_delta_e else None
+    return without / 255.0**2, with_map / 255.0**2, mean_de
 
 
 def pays(sse_without: float, sse_with: float, pixels: int, rate_weight: float, nbytes: int = MAP_BYTES) -> bool:
@@ -510,6 +519,12 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return np.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], axis=-1)
 
 
+def _delta_e_sum(original: np.ndarray, decoded: np.ndarray) -> float:
+    """Sum over pixels of the CIE76 difference of two uint8 RGB chunks (float64 accumulation)."""
+    d = _lab(original) - _lab(np.asarray(decoded, dtype=np.uint8))
+    return float(np.sqrt(np.einsum("ij,ij->i", d, d)).sum(dtype=np.float64))
+
+
 def delta_e(original: np.ndarray, recon: np.ndarray, code: bytes | None = None) -> float:
     """Mean CIE76 colour difference (Euclidean distance in CIELAB, D65) of ``recon`` to ``original``.
 
@@ -520,11 +535,16 @@ def delta_e(original: np.ndarray, recon: np.ndarray, code: bytes | None = None) 
     """
     _check_pair(recon, original)
     chunks = _mapped_chunks(recon, code) if code is not None else ((r, recon[r]) for r in _chunks(recon))
-    total = 0.0
-    for rows, decoded in chunks:
-        d = _lab(original[rows]) - _lab(np.asarray(decoded, dtype=np.uint8))
-        total += float(np.sqrt(np.einsum("ij,ij->i", d, d)).sum(dtype=np.float64))
+    total = sum(_delta_e_sum(original[rows], decoded) for rows, decoded in chunks)
     return total / (original.shape[0] * original.shape[1])
+
+
+def _nodes(code: bytes | None) -> int:
+    """Map nodes a code sends (0: no map, 1: the global map)."""
+    if code is None:
+        return 0
+    gh, gw = grid_shape(code)
+    return gh * gw
 
 
 def choose(recon: np.ndarray, original: np.ndarray, rate_weight: float,
@@ -537,10 +557,11 @@ def choose(recon: np.ndarray, original: np.ndarray, rate_weight: float,
     falling back to the global map if the best grid does not pay.
 
     ``max_delta_e`` is a colour floor on top of that choice: when the decoded image's mean CIE76
-    error (:func:`delta_e`) with the chosen map exceeds it, the candidates are tried in order of
-    their cost and the first that meets it is sent instead (none meeting it: the first choice
-    stays).  Squared error weighs a colour cast like any other error, so a low bit depth can leave
-    a cast that this floor removes for a few more bytes.
+    error (:func:`delta_e`) with the chosen map exceeds it, the finer candidates (more nodes than
+    the choice) are tried from the coarsest up and the first that meets it is sent instead (none
+    meeting it: the first choice stays).  Squared error weighs a colour cast like any other error,
+    so a low bit depth can leave a cast that this floor removes for a few more bytes.  The error of
+    the choice is measured in the same pass as its squared error.
     """
     _check_pair(recon, original)
     summary = _Summary(recon, original)
@@ -554,15 +575,21 @@ def choose(recon: np.ndarray, original: np.ndarray, rate_weight: float,
     scored.sort(key=lambda s: (s[0], s[1]))
     best = scored[0]
     tries = [best] + ([s for s in scored if len(s[2]) == MAP_BYTES] if len(best[2]) != MAP_BYTES else [])
-    chosen = None
+    floor = max_delta_e is not None
+    chosen, chosen_error = None, None
     for _, nbytes, code in tries:
-        without, with_map = squared_errors(recon, original, code)
+        without, with_map, error = _errors(recon, original, code, with_delta_e=floor)
         if pays(without, with_map, pixels, rate_weight, nbytes):
-            chosen = code
+            chosen, chosen_error = code, error
             break
-    if max_delta_e is None or delta_e(original, recon, chosen) <= max_delta_e:
+    if not floor:
         return chosen
-    for _, _, code in scored:
-        if code != chosen and delta_e(original, recon, code) <= max_delta_e:
+    if chosen is None:
+        chosen_error = delta_e(original, recon)
+    if chosen_error <= max_delta_e:
+        return chosen
+    finer = sorted((code for _, _, code in scored if _nodes(code) > _nodes(chosen)), key=_nodes)
+    for code in finer:
+        if delta_e(original, recon, code) <= max_delta_e:
             return code
     return chosen
