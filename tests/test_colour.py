@@ -325,6 +325,11 @@ def test_colour_floor_sends_a_finer_map_only_when_the_error_is_over_it():
     code = colour.choose(recon, orig, price, max_delta_e=floor)
     assert code is not None and colour.grid_shape(code) != (1, 1)
     assert colour.delta_e(orig, recon, code) <= floor
+    # the coarsest grid finer than the plain choice that meets the floor: every one between fails it
+    gh, gw = colour.grid_shape(code)
+    between = [s for s in colour._candidate_grids(*orig.shape[:2])
+               if colour._nodes(plain) < s[0] * s[1] < gh * gw]
+    assert all(colour.delta_e(orig, recon, colour.fit_grid(recon, orig, s)) > floor for s in between)
     # a floor the choice already meets, or one no candidate meets: the encoder's own choice
     assert colour.choose(recon, orig, price, max_delta_e=plain_de + 0.01) == plain
     assert colour.choose(recon, orig, price, max_delta_e=0.0) == plain
