@@ -163,8 +163,8 @@ def codec_objective(model: nn.Module, x: Tensor, b: int, rule: str,
     """The codec's own rate-distortion cost of coding ``x`` at bit depth ``b``, differentiable in the encoder.
 
     ``MSE + REFINE_SSIM_WEIGHT * (1 - SSIM) + REFINE_RATE_SCALE * colour_map_rate_weight(b) * bits / pixels``
-    averaged over the batch: the objective :mod:`labkit.refine` minimises per image
-    (:func:`labkit.spec.refine_settings`), here for the encoder's weights.  The stored scale is
+    averaged over the batch (:func:`labkit.refine.rd_cost`): the objective :mod:`labkit.refine`
+    minimises per image (:func:`labkit.spec.refine_settings`), here for the encoder's weights.  The stored scale is
     ``rule``'s (from the detached latent, as the codec picks it), the decoder gets the hard bins
     with the identity as their gradient, and ``bits`` is :func:`labkit.rate.estimate_bits` in
     the coder's context: ``"learned"`` under ``priors[b]`` (in symbols) where given, else
@@ -190,8 +190,7 @@ def codec_objective(model: nn.Module, x: Tensor, b: int, rule: str,
     Tensor
         The scalar cost.
     """
-    from .distortion import ssim as differentiable_ssim
-    from .rate import estimate_bits
+    from .refine import rd_cost
 
     settings = spec.refine_settings(b)
     if ssim_weight is not None:
@@ -201,12 +200,7 @@ def codec_objective(model: nn.Module, x: Tensor, b: int, rule: str,
     y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1).to(y.dtype))
     y_hat = y + (quant.quantize_dequantize(y, b, ymax) - y).detach()
     x_hat = model.decode(y_hat)[..., : x.shape[-2], : x.shape[-1]]
-    loss = torch.mean((x_hat - x) ** 2)
-    if settings.ssim_weight:
-        loss = loss + settings.ssim_weight * (1.0 - differentiable_ssim(x_hat, x))
-    prior = None if priors is None else priors.get(b)
-    bits = estimate_bits(y, ymax, b, "neighbor" if prior is None else "learned", prior)
-    return loss + settings.rate_weight * bits.mean() / (x.shape[-2] * x.shape[-1])
+    return rd_cost(x_hat, x, y, ymax, b, settings, None if priors is None else priors.get(b))
 
 
 def validate_codec(model: nn.Module, val: Tensor, bits: list[int], rule: str,

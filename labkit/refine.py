@@ -37,7 +37,7 @@ from .distortion import ssim as differentiable_ssim
 from .inference import _spans, decoder_margin, tile_for_budget, training_bytes_per_pixel
 from .rate import estimate_bits
 
-__all__ = ["RefineSettings", "refine_latent", "refine_tiles"]
+__all__ = ["RefineSettings", "rd_cost", "refine_latent", "refine_tiles"]
 
 #: SSIM needs an 11 x 11 window; smaller crops (image edges) use MSE alone.
 _SSIM_MIN_SIDE = 11
@@ -72,6 +72,25 @@ class RefineSettings:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not float(self.lr) > 0.0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+
+
+def rd_cost(x_hat: Tensor, x: Tensor, y: Tensor, scale: Tensor, b: int, settings: RefineSettings,
+            prior: Tensor | None = None) -> Tensor:
+    """The refinement's objective for decoded ``x_hat`` of target ``x`` from clipped latent ``y``.
+
+    ``MSE + ssim_weight * (1 - SSIM) + rate_weight * bits / pixels``, the bits estimated by
+    :func:`labkit.rate.estimate_bits` in the coder's context (``"learned"`` under ``prior``, in
+    symbols, else ``"neighbor"``) at the stored ``scale`` (``[N]``) and averaged over the batch.
+    SSIM is left out on crops under 11 pixels a side (its window).  The encoder-only fine-tune
+    (``labkit.finetune.codec_objective``) trains on the same cost.
+    """
+    loss = torch.mean((x_hat - x) ** 2)
+    if settings.ssim_weight > 0 and min(x.shape[-2:]) >= _SSIM_MIN_SIDE:
+        loss = loss + settings.ssim_weight * (1.0 - differentiable_ssim(x_hat, x))
+    if settings.rate_weight:
+        bits = estimate_bits(y, scale, b, "neighbor" if prior is None else "learned", prior)
+        loss = loss + settings.rate_weight * bits.mean() / (x.shape[-2] * x.shape[-1])
+    return loss
 
 
 def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, settings: RefineSettings,
@@ -114,8 +133,6 @@ def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, s
         core = y.detach().clone().requires_grad_(True)
         context = None if window is None else window[0].detach().clone()
         target = x.detach().clone()
-        pixels = target.shape[-2] * target.shape[-1]
-        use_ssim = settings.ssim_weight > 0 and min(target.shape[-2:]) >= _SSIM_MIN_SIDE
         opt = torch.optim.Adam([core], lr=step)
         best, best_loss = core.detach().clone(), math.inf
         for i in range(int(settings.steps) + 1):  # the last pass only scores the last step
@@ -130,12 +147,7 @@ def refine_latent(model: nn.Module, x: Tensor, y: Tensor, ymax: float, b: int, s
                 s = out.shape[-1] // latent.shape[-1]
                 x_hat = out[..., rows.start * s: rows.start * s + target.shape[-2],
                             cols.start * s: cols.start * s + target.shape[-1]]
-            loss = torch.mean((x_hat - target) ** 2)
-            if use_ssim:
-                loss = loss + settings.ssim_weight * (1.0 - differentiable_ssim(x_hat, target))
-            if settings.rate_weight:
-                bits = estimate_bits(clipped, scale, b, "neighbor" if prior is None else "learned", prior)
-                loss = loss + settings.rate_weight * bits[0] / pixels
+            loss = rd_cost(x_hat, target, clipped, scale, b, settings, prior)
             value = float(loss.detach())
             if value < best_loss:  # the hard bins make the path noisy: keep the best point seen
                 best, best_loss = core.detach().clone(), value

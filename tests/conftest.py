@@ -53,3 +53,25 @@ def real_image(eval_tiles):
         return np.array(Image.fromarray(mosaic).resize((w, h), Image.Resampling.LANCZOS))
 
     return _make
+
+
+class TickingClock:
+    """Stands in for a module's ``time``: each read of ``perf_counter`` moves ``tick`` seconds, so a
+    wall-clock budget becomes a count of reads and a test of it does not depend on the machine's load."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.fixture
+def ticking_clock(monkeypatch):
+    """``ticking_clock(module, tick)`` replaces ``module.time`` by a :class:`TickingClock` for the test."""
+    def install(module, tick: float) -> TickingClock:
+        clock = TickingClock(tick)
+        monkeypatch.setattr(module, "time", clock)
+        return clock
+    return install

@@ -126,20 +126,8 @@ def test_config_refuses_unknown_settings():
         FT.FinetuneConfig(part="decoder")
 
 
-class TickingClock:
-    """Stands in for the ``time`` module: each read of ``perf_counter`` moves ``tick`` seconds, so the
-    fine-tune's wall-clock budget and its validations do not depend on how loaded the machine is."""
-
-    def __init__(self, tick: float) -> None:
-        self.now, self.tick = 0.0, tick
-
-    def perf_counter(self) -> float:
-        self.now += self.tick
-        return self.now
-
-
-def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path, monkeypatch):
-    monkeypatch.setattr(FT, "time", TickingClock(0.05))
+def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path, ticking_clock):
+    ticking_clock(FT, 0.05)
     model = _model(seed=4)
     cfg = TrainConfig(model="resae-rd-fast", model_cfg=dict(SMALL), crop=32, bits=[2, 3], rate_weight=0.015,
                       loss="mse+ssim", scale="p99.9", device="cpu")
@@ -188,8 +176,8 @@ def test_codec_objective_is_refinements_cost_of_the_codecs_bins():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.encoder.parameters())
 
 
-def test_encoder_finetune_leaves_the_decoder_and_every_statistic_as_they_were(tmp_path, monkeypatch):
-    monkeypatch.setattr(FT, "time", TickingClock(0.05))
+def test_encoder_finetune_leaves_the_decoder_and_every_statistic_as_they_were(tmp_path, ticking_clock):
+    ticking_clock(FT, 0.05)
     model = _model(seed=6)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = TrainConfig(model="resae-rd-fast", model_cfg=dict(SMALL), crop=32, bits=[1, 3], rate_weight=0.015,

@@ -96,26 +96,13 @@ def test_resume_matches_uninterrupted(tmp_path):
         run(tiny_cfg(epochs=3, lr=1e-3, checkpoint_every_s=0), out=tmp_path, resume=True)
 
 
-class TickingClock:
-    """Stands in for the ``time`` module: ``perf_counter`` moves ``tick`` seconds each time it is
-    read, so a wall-clock budget becomes a count of reads and the test does not depend on how
-    loaded the machine is."""
-
-    def __init__(self, tick: float) -> None:
-        self.now, self.tick = 0.0, tick
-
-    def perf_counter(self) -> float:
-        self.now += self.tick
-        return self.now
-
-
-def test_max_steps_time_budget_and_noise_default(monkeypatch):
+def test_max_steps_time_budget_and_noise_default(ticking_clock):
     import labkit.train
 
     _, h = run(tiny_cfg(epochs=5, max_steps=5, val_every=100))
     assert len(h["epoch"]) == 2 and "max_steps" in h["stopped"]
     assert h["val_psnr"] == [None, h["final_val_psnr"]]  # the last epoch is always validated
-    monkeypatch.setattr(labkit.train, "time", TickingClock(0.01))
+    ticking_clock(labkit.train, 0.01)
     _, h = run(tiny_cfg(epochs=10_000, time_budget_s=0.5, val_every=100))
     assert "time budget" in h["stopped"] and 1 <= len(h["epoch"]) < 10_000
     assert h["lr"][-1] < 0.5 * 5e-3  # the schedule followed the clock, not the 10k epochs
