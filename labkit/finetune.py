@@ -19,6 +19,10 @@ what the codec does, on a GPU with the training images held on the device:
   coder the file uses (the model's ``learned`` coder prior where it has one,
   ``labkit.rate.estimate_bits``), b drawn per batch and each b's cost divided by its value at the
   start on the validation images (so every b counts by its relative gain, as a BD-rate does);
+* **frozen BatchNorm statistics** (``freeze_bn``, whole-model runs): every BatchNorm layer normalises
+  with its running statistics (eval mode) while its scale and shift still train, so the network
+  learns for the statistics the codec uses rather than for one b's batch statistics (a GPU run in
+  train mode with one b per batch needed a CPU decoder fit afterwards to undo that);
 * **more varied crops** (``augment="strong"``): besides the flips, a random quarter turn, a random
   channel order for half the samples and, for half the batches, a zoom-out (a larger crop shrunk
   to the crop size), so a long run on the dozen default photos does not learn their windows by heart.
@@ -77,6 +81,9 @@ class FinetuneConfig:
     #: ``part="encoder"``: the weight of ``1 - SSIM`` in the codec's objective (None: refinement's,
     #: :data:`labkit.spec.REFINE_SSIM_WEIGHT`)
     ssim_weight: float | None = None
+    #: ``part="all"``: keep every BatchNorm layer in eval mode (its running statistics frozen; its
+    #: affine parameters still train). The encoder-only part always does.
+    freeze_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -341,7 +348,15 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
         save_checkpoint(model, out, cfg, record)
         write_text(out / "history.json", json.dumps({"finetune": history}) + "\n")
 
-    model.train(not encoder_only)
+    def training_mode() -> None:
+        """The modes the steps run in (validation switches the model to eval and back to train)."""
+        model.train(not encoder_only)
+        if ft.freeze_bn:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    training_mode()
     t0, next_val = time.perf_counter(), 0
     while True:
         frac = (time.perf_counter() - t0) / ft.seconds
@@ -361,6 +376,7 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
             next_val += 1
             if frac >= 1.0:
                 break
+            training_mode()
         lr = ft.lr * (ft.final_lr_frac + (1 - ft.final_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         if frac < ft.warmup:
             lr *= frac / ft.warmup

@@ -193,3 +193,26 @@ def test_encoder_finetune_leaves_the_decoder_and_every_statistic_as_they_were(tm
             assert torch.equal(after[k], v), f"{k} changed: only the encoder's weights may"
     saved, meta = load_checkpoint_file(tmp_path)
     assert meta["finetune"]["part"] == "encoder"
+
+
+def test_frozen_batchnorm_keeps_every_running_statistic_while_the_weights_train(tmp_path, ticking_clock):
+    ticking_clock(FT, 0.05)
+    model = _model(seed=7)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(model="resae-rd-fast", model_cfg=dict(SMALL), crop=32, bits=[2, 3], rate_weight=0.015,
+                      loss="mse+ssim", scale="p99.9", device="cpu")
+    ft = FT.FinetuneConfig(seconds=1.5, batch=2, validations=3, freeze_bn=True, lr=3e-3)
+    val = _images(n=3, size=32).float().div(255)
+    hist = FT.finetune(model, _images(), val, cfg, ft, tmp_path, log=lambda line: None)
+    assert hist["steps"] > 0
+    after = model.state_dict()
+    stats = [k for k in before if "running_" in k or "num_batches" in k]
+    assert stats, "the test model has BatchNorm layers"
+    for k in stats:
+        assert torch.equal(after[k], before[k]), f"{k} changed with freeze_bn"
+    assert any(not torch.equal(after[k], before[k]) for k in before if k.startswith("decoder.") and k not in stats)
+    # without it, the same run moves the statistics (the check above can fail)
+    model = _model(seed=7)
+    FT.finetune(model, _images(), val, cfg, FT.FinetuneConfig(seconds=1.5, batch=2, validations=3, lr=3e-3),
+                tmp_path / "unfrozen", log=lambda line: None)
+    assert any(not torch.equal(model.state_dict()[k], before[k]) for k in stats if "running_" in k)

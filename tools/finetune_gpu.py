@@ -80,6 +80,12 @@ def main() -> int:
                         "coder prior frozen (files decode as before); see labkit.finetune")
     p.add_argument("--ssim-weight", type=float, default=None,
                    help="--part encoder: weight of 1 - SSIM in the codec's objective (default: refinement's)")
+    p.add_argument("--prior-from", default=None,
+                   help="--part encoder: price the bits under this checkpoint's coder prior instead of RUN_DIR's "
+                        "(RUN_DIR has none, e.g. a whole-model run just made from it); the output then ships no "
+                        "table: refit one with tools/fit_coder_prior.py")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="whole-model runs: keep every BatchNorm's running statistics (eval mode); see labkit.finetune")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (several runs share a machine)")
     p.add_argument("--device", default="cuda")
     args = p.parse_args()
@@ -100,7 +106,7 @@ def main() -> int:
     ft = FinetuneConfig(seconds=args.seconds, lr=args.lr, batch=args.batch, validations=args.validations,
                         warmup=args.warmup, final_lr_frac=args.final_lr_frac, rules=scale_rules(args.rules),
                         quantizer=args.quant, augment=args.augment, seed=cfg.seed, part=args.part,
-                        ssim_weight=args.ssim_weight)
+                        ssim_weight=args.ssim_weight, freeze_bn=args.freeze_bn)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     splits = training_splits(args.data_dir, cfg.seed)
@@ -117,15 +123,19 @@ def main() -> int:
              "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev)}
     out = Path(args.out_dir)
     priors = None
-    recorded = meta.get("coder_prior")
+    prior_dir = args.prior_from or args.run_dir
+    recorded = (json.loads((Path(prior_dir) / "config.json").read_text()) if args.prior_from else meta).get("coder_prior")
     if args.part == "encoder" and isinstance(recorded, dict):
         # the prior is part of the decoder's format: the encoder learns to price bits under it,
-        # and the output folder ships the same file (same digest)
-        tables = coder_prior.load(args.run_dir, int(model.latent_channels), recorded.get("sha256"))
+        # and the output folder ships the same file (same digest) when it is RUN_DIR's own
+        tables = coder_prior.load(prior_dir, int(model.latent_channels), recorded.get("sha256"))
         priors = {b: prior_in_symbols(t).to(dev) for b, t in (tables or {}).items()}
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(Path(args.run_dir) / coder_prior.FILE_NAME, out / coder_prior.FILE_NAME)
-        extra["coder_prior"] = recorded
+        if args.prior_from:
+            extra["finetune"]["priced_with"] = {"coder_prior_of": str(args.prior_from), "sha256": recorded.get("sha256")}
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            shutil.copy(Path(args.run_dir) / coder_prior.FILE_NAME, out / coder_prior.FILE_NAME)
+            extra["coder_prior"] = recorded
     history = finetune(model, images, val, cfg, ft, out, extra, log=lambda line: print(line, flush=True),
                        priors=priors)
     write_text(out / "history.json", json.dumps({"finetune": history, "previous": _previous(args.run_dir)}) + "\n")
