@@ -315,6 +315,8 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
     py_rng = random.Random(ft.seed)
     gen = torch.Generator(device=dev).manual_seed(ft.seed)
     encoder_only = ft.part == "encoder"
+    trainable = {name: prm.requires_grad for name, prm in model.named_parameters()}  # restored at the end
+    was_training = model.training
     if encoder_only:  # the decoder and every BatchNorm statistic stay as they are
         for prm in model.parameters():
             prm.requires_grad_(False)
@@ -397,6 +399,9 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
         step += 1
     elapsed = time.perf_counter() - t0
     model.load_state_dict(best["state"])
+    for name, prm in model.named_parameters():  # the caller's model as it came, but for its weights
+        prm.requires_grad_(trainable[name])
+    model.train(was_training)
     history.update(steps=step, best_step=best["step"], elapsed_s=round(elapsed, 1))
     save_best(elapsed)
     return history

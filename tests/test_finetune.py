@@ -193,6 +193,8 @@ def test_encoder_finetune_leaves_the_decoder_and_every_statistic_as_they_were(tm
             assert torch.equal(after[k], v), f"{k} changed: only the encoder's weights may"
     saved, meta = load_checkpoint_file(tmp_path)
     assert meta["finetune"]["part"] == "encoder"
+    # the caller's model comes back trainable and in the mode it was in
+    assert all(p.requires_grad for p in model.parameters()) and model.training
 
 
 def test_frozen_batchnorm_keeps_every_running_statistic_while_the_weights_train(tmp_path, ticking_clock):
