@@ -20,6 +20,12 @@ def _model(seed=0):
     return build_model("resae-rd-fast", seed=seed, **SMALL)
 
 
+def _cfg(bits):
+    """A small model's TrainConfig (32x32 crops, the shipped loss and scale rule) at these bit depths."""
+    return TrainConfig(model="resae-rd-fast", model_cfg=dict(SMALL), crop=32, bits=list(bits), rate_weight=0.015,
+                       loss="mse+ssim", scale="p99.9", device="cpu")
+
+
 def _x(n=4, size=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, size, size, generator=g)
@@ -129,8 +135,7 @@ def test_config_refuses_unknown_settings():
 def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path, ticking_clock):
     ticking_clock(FT, 0.05)
     model = _model(seed=4)
-    cfg = TrainConfig(model="resae-rd-fast", model_cfg=dict(SMALL), crop=32, bits=[2, 3], rate_weight=0.015,
-                      loss="mse+ssim", scale="p99.9", device="cpu")
+    cfg = _cfg([2, 3])
     ft = FT.FinetuneConfig(seconds=1.5, batch=2, validations=2, rules=["p99.9", "max"])
     val = _images(n=3, size=32).float().div(255)
     lines = []
@@ -180,8 +185,7 @@ def test_encoder_finetune_leaves_the_decoder_and_every_statistic_as_they_were(tm
     ticking_clock(FT, 0.05)
     model = _model(seed=6)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = TrainConfig(model="resae-rd-fast", model_cfg=dict(SMALL), crop=32, bits=[1, 3], rate_weight=0.015,
-                      loss="mse+ssim", scale="p99.9", device="cpu")
+    cfg = _cfg([1, 3])
     ft = FT.FinetuneConfig(seconds=2.0, batch=2, validations=3, part="encoder", lr=3e-3)
     val = _images(n=3, size=32).float().div(255)
     hist = FT.finetune(model, _images(), val, cfg, ft, tmp_path, log=lambda line: None)
@@ -201,8 +205,7 @@ def test_frozen_batchnorm_keeps_every_running_statistic_while_the_weights_train(
     ticking_clock(FT, 0.05)
     model = _model(seed=7)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    cfg = TrainConfig(model="resae-rd-fast", model_cfg=dict(SMALL), crop=32, bits=[2, 3], rate_weight=0.015,
-                      loss="mse+ssim", scale="p99.9", device="cpu")
+    cfg = _cfg([2, 3])
     ft = FT.FinetuneConfig(seconds=1.5, batch=2, validations=3, freeze_bn=True, lr=3e-3)
     val = _images(n=3, size=32).float().div(255)
     hist = FT.finetune(model, _images(), val, cfg, ft, tmp_path, log=lambda line: None)
