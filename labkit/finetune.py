@@ -22,7 +22,9 @@ what the codec does, on a GPU with the training images held on the device:
 * **frozen BatchNorm statistics** (``freeze_bn``, whole-model runs): every BatchNorm layer normalises
   with its running statistics (eval mode) while its scale and shift still train, so the network
   learns for the statistics the codec uses rather than for one b's batch statistics (a GPU run in
-  train mode with one b per batch needed a CPU decoder fit afterwards to undo that);
+  train mode with one b per batch needed a CPU decoder fit afterwards to undo that). Measured once
+  from the shipped weights, on the default pool and on course images: it never beat its start
+  (NOTES.md, "Tried and rejected"); kept as an option;
 * **more varied crops** (``augment="strong"``): besides the flips, a random quarter turn, a random
   channel order for half the samples and, for half the batches, a zoom-out (a larger crop shrunk
   to the crop size), so a long run on the dozen default photos does not learn their windows by heart.
