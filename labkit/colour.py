@@ -43,6 +43,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from . import _colourmap
 from .bitstream import stored_colour_map
 
 __all__ = ["MAP_BYTES", "GAIN_STEP", "OFFSET_STEP", "CODE_STEP", "stored_bytes", "MAX_GRID", "MIN_CELL", "fit", "fit_grid", "choose", "apply", "delta_e",
@@ -129,12 +130,6 @@ def _affine(recon: np.ndarray, code: bytes) -> tuple[np.ndarray, np.ndarray]:
     return gain.astype(np.float32), (mu + d - mu_gain).astype(np.float32)
 
 
-def _map_rows(part: np.ndarray, g: np.ndarray, o: np.ndarray) -> np.ndarray:
-    x = part.reshape(-1, 3).astype(np.float32) * np.float32(1.0 / 255.0)
-    y = x[:, 0:1] * g[0] + x[:, 1:2] * g[1] + x[:, 2:3] * g[2] + o
-    return np.clip(np.rint(y * np.float32(255.0)), 0, 255).astype(np.uint8).reshape(part.shape)
-
-
 def apply(recon: np.ndarray, code: bytes) -> np.ndarray:
     """``recon`` (uint8 H x W x 3) after the map (or grid of maps) of ``code``, rounded back to uint8 (a new array)."""
     _check_pair(recon)
@@ -164,9 +159,10 @@ def squared_errors(recon: np.ndarray, original: np.ndarray, code: bytes) -> tupl
 
 
 def _errors(recon: np.ndarray, original: np.ndarray, code: bytes,
-            with_delta_e: bool) -> tuple[float, float, float | None]:
+            with_delta_e: bool, reference: _ReferenceLab | None = None) -> tuple[float, float, float | None]:
     """:func:`squared_errors` and, with ``with_delta_e``, :func:`delta_e` with the map, in one pass over the chunks."""
     _check_pair(recon, original)
+    reference = reference or _ReferenceLab(original)
     without = with_map = colour_error = 0.0
     for rows, mapped in _mapped_chunks(recon, code):
         ref = original[rows].astype(np.float64)
@@ -175,7 +171,7 @@ def _errors(recon: np.ndarray, original: np.ndarray, code: bytes,
         without += float(np.vdot(d0, d0))
         with_map += float(np.vdot(d1, d1))
         if with_delta_e:
-            colour_error += _delta_e_sum(original[rows], mapped)
+            colour_error += _delta_e_sum(reference.lab(rows), mapped)
     mean_de = colour_error / (original.shape[0] * original.shape[1]) if with_delta_e else None
     return without / 255.0**2, with_map / 255.0**2, mean_de
 
@@ -195,7 +191,7 @@ def pays(sse_without: float, sse_with: float, pixels: int, rate_weight: float, n
 MAX_GRID = 16
 #: Smallest cell side, in pixels, the encoder gives a grid: at most one node per 32 x 32 pixels.
 MIN_CELL = 32
-#: Pixels per chunk when applying a grid (12 interpolated float32 parameters per pixel: 12 MiB).
+#: Pixels per chunk when applying a grid (its uint8 output and each row's blended node parameters).
 GRID_CHUNK_PIXELS = 1 << 18
 #: Most blocks the encoder summarises an image into for the grid fit (bounds its memory).
 MAX_FIT_BLOCKS = 1 << 18
@@ -235,19 +231,18 @@ def grid_parameters(code: bytes) -> tuple[np.ndarray, np.ndarray]:
     """``(G, d)`` of every node: gains ``[gh, gw, 3, 3]`` and offsets ``[gh, gw, 3]``, float64."""
     gh, gw = grid_shape(code)
     body = bytes(code) if (gh, gw) == (1, 1) else bytes(code)[1:]
-    nodes = [parameters(body[i:i + MAP_BYTES]) for i in range(0, len(body), MAP_BYTES)]
-    gains = np.stack([g for g, _ in nodes]).reshape(gh, gw, 3, 3)
-    offsets = np.stack([d for _, d in nodes]).reshape(gh, gw, 3)
-    return gains, offsets
+    c = np.frombuffer(body, dtype=np.int8).astype(np.float64).reshape(gh, gw, MAP_BYTES)
+    gains = np.eye(3) + c[..., :9].reshape(gh, gw, 3, 3) / GAIN_STEP   # as parameters(), node by node
+    return gains, c[..., 9:] / OFFSET_STEP
 
 
 def _node_code(theta: np.ndarray) -> bytes:
-    """The 12-byte code of one map's float ``theta`` ([4, 3]: gains G, then offset d), in even code
-    steps (:data:`CODE_STEP`), clipped to its reach."""
+    """The 12-byte codes of maps' float ``theta`` (``[..., 4, 3]``: gains G, then offset d; one map
+    or many, concatenated), in even code steps (:data:`CODE_STEP`), clipped to their reach."""
     reach = 127 // CODE_STEP
-    g = np.clip(np.round((theta[:3] - np.eye(3)) * (GAIN_STEP / CODE_STEP)), -reach, reach) * CODE_STEP
-    d = np.clip(np.round(theta[3] * (OFFSET_STEP / CODE_STEP)), -reach, reach) * CODE_STEP
-    return np.concatenate([g.ravel(), d]).astype(np.int8).tobytes()
+    g = np.clip(np.round((theta[..., :3, :] - np.eye(3)) * (GAIN_STEP / CODE_STEP)), -reach, reach) * CODE_STEP
+    d = np.clip(np.round(theta[..., 3, :] * (OFFSET_STEP / CODE_STEP)), -reach, reach) * CODE_STEP
+    return np.concatenate([g.reshape(*g.shape[:-2], 9), d], axis=-1).astype(np.int8).tobytes()
 
 
 def stored_bytes(code: bytes) -> int:
@@ -258,7 +253,7 @@ def stored_bytes(code: bytes) -> int:
 def _grid_code(shape: tuple[int, int], theta: np.ndarray) -> bytes:
     """The code of a grid from its nodes' float parameters ``theta`` ([gh * gw, 4, 3], row-major nodes)."""
     gh, gw = shape
-    nodes = b"".join(_node_code(t) for t in theta)
+    nodes = _node_code(theta)
     return nodes if (gh, gw) == (1, 1) else bytes([(gh - 1) << 4 | (gw - 1)]) + nodes
 
 
@@ -289,43 +284,45 @@ def _node_affines(recon: np.ndarray, code: bytes) -> np.ndarray:
     return np.concatenate([gains.reshape(*gains.shape[:2], 9), o], axis=-1).astype(np.float32)
 
 
-def _affine_rows(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """``x @ G + o`` for float32 pixels ``x [..., 3]`` and parameters ``p [..., 12]`` (G row-major, o), elementwise."""
-    return x[..., 0:1] * p[..., 0:3] + x[..., 1:2] * p[..., 3:6] + x[..., 2:3] * p[..., 6:9] + p[..., 9:12]
+def _map_kernel(part: np.ndarray, params: np.ndarray, left: np.ndarray, right: np.ndarray,
+                wx: np.ndarray, vx: np.ndarray, blend: bool) -> np.ndarray:
+    """``part`` (uint8 rows) mapped by the compiled kernel (``ext/colourmap.pyx``, which states the
+    float32 arithmetic); the same bytes as that arithmetic in NumPy (``tests/test_colour.py``)."""
+    out = np.empty(part.shape, dtype=np.uint8)
+    _colourmap.map_rows(np.ascontiguousarray(part), np.ascontiguousarray(params, dtype=np.float32),
+                        left, right, wx, vx, out, blend)
+    return out
 
 
 def _mapped_chunks(recon: np.ndarray, code: bytes) -> Iterator[tuple[slice, np.ndarray]]:
     """``(rows, mapped uint8 rows)`` of ``recon`` under ``code``, chunk by chunk.
 
-    A global map takes the path version 3 always took.  A grid blends bilinearly: each
-    pixel row first blends the node rows' parameters (``(1 - wy) P[i0] + wy P[i1]``); between
-    two node columns ``j0, j1`` the pixel is mapped by both columns' blended maps and the two
-    results are blended (``(1 - wx) y0 + wx y1``), which is the same bilinear map and needs
-    no per-pixel parameters.  All in elementwise float32, in this order, on every machine.
+    A global map takes the path version 3 always took: ``y = x @ G + o`` with ``x`` the pixel in
+    [0, 1] (float32).  A grid blends bilinearly: each pixel row first blends the node rows'
+    parameters (``(1 - wy) P[i0] + wy P[i1]``); between two node columns ``j0, j1`` the pixel
+    is mapped by both columns' blended maps and the two results are blended
+    (``(1 - wx) y0 + wx y1``), which is the same bilinear map and needs no per-pixel
+    parameters.  All in elementwise float32, in this order, on every machine (the per-pixel
+    part in ``ext/colourmap.pyx``).
     """
+    width = recon.shape[1]
     if len(code) == MAP_BYTES:
         g, o = _affine(recon, code)
+        params = np.concatenate([g.ravel(), o]).reshape(1, 1, 12)
+        node, weight = np.zeros(width, dtype=np.int32), np.zeros(width, dtype=np.float32)
         for rows in _chunks(recon):
-            yield rows, _map_rows(recon[rows], g, o)
+            yield rows, _map_kernel(recon[rows], params, node, node, weight, weight, blend=False)
         return
     gh, gw = grid_shape(code)
-    height, width = recon.shape[:2]
+    height = recon.shape[0]
     nodes = _node_affines(recon, code)
     j0, j1, wx = _axis_weights(width, gw, 0, width)
     vx = np.float32(1.0) - wx
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(j0)) + 1, [width]])
-    segments = [(int(a), int(b), int(j0[a]), int(j1[a])) for a, b in zip(starts[:-1], starts[1:])]
+    left, right = j0.astype(np.int32), j1.astype(np.int32)
     for rows in _chunks(recon, GRID_CHUNK_PIXELS):
         i0, i1, wy = _axis_weights(height, gh, rows.start, rows.stop)
         per_row = nodes[i0] * (np.float32(1.0) - wy)[:, None, None] + nodes[i1] * wy[:, None, None]  # [r, gw, 12]
-        x = recon[rows].astype(np.float32) * np.float32(1.0 / 255.0)
-        y = np.empty_like(x)
-        for c0, c1, left, right in segments:
-            xs = x[:, c0:c1]
-            y0 = _affine_rows(xs, per_row[:, None, left])
-            y1 = y0 if right == left else _affine_rows(xs, per_row[:, None, right])
-            y[:, c0:c1] = y0 * vx[c0:c1, None] + y1 * wx[c0:c1, None]
-        yield rows, np.clip(np.rint(y * np.float32(255.0)), 0, 255).astype(np.uint8)
+        yield rows, _map_kernel(recon[rows], per_row, left, right, wx, vx, blend=True)
 
 
 class _Summary:
@@ -439,6 +436,13 @@ class _Summary:
         theta = np.concatenate([gains, offsets[..., None, :]], axis=-2).reshape(-1, 3)
         return float(self.tt - 2.0 * np.vdot(theta, bm) + np.vdot(theta, a @ theta))
 
+    def global_code(self) -> bytes:
+        """:func:`fit`'s global map from the block sums (no pass over the pixels): the gains solve the
+        centred normal equations, the offset is the mean colour difference (equal up to rounding)."""
+        total_ff, total_ft = self.ff.sum(axis=0), self.ft.sum(axis=0)
+        gain = np.linalg.lstsq(total_ff[:3, :3], total_ft[:3], rcond=None)[0]
+        return _node_code(np.vstack([gain, total_ft[3] / self.pixels]))
+
     def fit(self, shape: tuple[int, int]) -> bytes:
         """The least-squares code of a ``(gh, gw)`` grid, each node pulled toward the global map by :data:`RIDGE`."""
         n = shape[0] * shape[1]
@@ -523,13 +527,40 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return np.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], axis=-1)
 
 
-def _delta_e_sum(original: np.ndarray, decoded: np.ndarray) -> float:
-    """Sum over pixels of the CIE76 difference of two uint8 RGB chunks (float64 accumulation)."""
-    d = _lab(original) - _lab(np.asarray(decoded, dtype=np.uint8))
+#: Largest image (pixels) whose original's CIELAB values the encoder keeps between the colour floor's
+#: passes (12 bytes a pixel for each of the two chunkings a global map and a grid use: 96 MiB at
+#: most); larger images convert each chunk again per pass.
+LAB_CACHE_PIXELS = 1 << 22
+
+
+class _ReferenceLab:
+    """The original's CIELAB values chunk by chunk, kept (up to :data:`LAB_CACHE_PIXELS`) so the
+    encoder's passes over candidate maps convert the original once, not once per pass."""
+
+    def __init__(self, original: np.ndarray) -> None:
+        self.original = original
+        self.keep = original.shape[0] * original.shape[1] <= LAB_CACHE_PIXELS
+        self._kept: dict[tuple[int, int], np.ndarray] = {}
+
+    def lab(self, rows: slice) -> np.ndarray:
+        key = (rows.start, rows.stop)
+        if key in self._kept:
+            return self._kept[key]
+        value = _lab(self.original[rows])
+        if self.keep:
+            self._kept[key] = value
+        return value
+
+
+def _delta_e_sum(original_lab: np.ndarray, decoded: np.ndarray) -> float:
+    """Sum over pixels of the CIE76 difference between a chunk's original (as CIELAB, :func:`_lab`)
+    and its decoded uint8 RGB pixels (float64 accumulation)."""
+    d = original_lab - _lab(np.asarray(decoded, dtype=np.uint8))
     return float(np.sqrt(np.einsum("ij,ij->i", d, d)).sum(dtype=np.float64))
 
 
-def delta_e(original: np.ndarray, recon: np.ndarray, code: bytes | None = None) -> float:
+def delta_e(original: np.ndarray, recon: np.ndarray, code: bytes | None = None,
+            reference: _ReferenceLab | None = None) -> float:
     """Mean CIE76 colour difference (Euclidean distance in CIELAB, D65) of ``recon`` to ``original``.
 
     ``code``: measure ``recon`` after that map or grid of maps, as the decoder outputs it (rounded
@@ -538,8 +569,9 @@ def delta_e(original: np.ndarray, recon: np.ndarray, code: bytes | None = None) 
     in float64.
     """
     _check_pair(recon, original)
+    reference = reference or _ReferenceLab(original)
     chunks = _mapped_chunks(recon, code) if code is not None else ((r, recon[r]) for r in _chunks(recon))
-    total = sum(_delta_e_sum(original[rows], decoded) for rows, decoded in chunks)
+    total = sum(_delta_e_sum(reference.lab(rows), decoded) for rows, decoded in chunks)
     return total / (original.shape[0] * original.shape[1])
 
 
@@ -569,10 +601,11 @@ def choose(recon: np.ndarray, original: np.ndarray, rate_weight: float,
     """
     _check_pair(recon, original)
     summary = _Summary(recon, original)
+    reference = _ReferenceLab(original)
     pixels = summary.pixels
     scored = []
     for shape in _candidate_grids(*recon.shape[:2]):
-        code = fit(recon, original) if shape == (1, 1) else summary.fit(shape)
+        code = summary.global_code() if shape == (1, 1) else summary.fit(shape)
         nbytes = stored_bytes(code)
         cost = summary.sse(shape, code) / (3.0 * pixels) + rate_weight * 8 * nbytes / pixels
         scored.append((cost, nbytes, code))
@@ -582,18 +615,18 @@ def choose(recon: np.ndarray, original: np.ndarray, rate_weight: float,
     floor = max_delta_e is not None
     chosen, chosen_error = None, None
     for _, nbytes, code in tries:
-        without, with_map, error = _errors(recon, original, code, with_delta_e=floor)
+        without, with_map, error = _errors(recon, original, code, with_delta_e=floor, reference=reference)
         if pays(without, with_map, pixels, rate_weight, nbytes):
             chosen, chosen_error = code, error
             break
     if not floor:
         return chosen
     if chosen is None:
-        chosen_error = delta_e(original, recon)
+        chosen_error = delta_e(original, recon, reference=reference)
     if chosen_error <= max_delta_e:
         return chosen
     finer = sorted((code for _, _, code in scored if _nodes(code) > _nodes(chosen)), key=_nodes)
     for code in finer:
-        if delta_e(original, recon, code) <= max_delta_e:
+        if delta_e(original, recon, code, reference=reference) <= max_delta_e:
             return code
     return chosen

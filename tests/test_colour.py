@@ -245,6 +245,64 @@ def test_grid_apply_is_exact_on_any_cpu():
     assert hashlib.md5(out.tobytes()).hexdigest() == GOLDEN_GRID_MD5
 
 
+def _numpy_apply(recon: np.ndarray, code: bytes) -> np.ndarray:
+    """The float32 arithmetic ``ext/colourmap.pyx`` states, in NumPy (what labkit ran before the kernel)."""
+    h, w = recon.shape[:2]
+    x = recon.astype(np.float32) * np.float32(1.0 / 255.0)
+
+    def affine(x, p):
+        return x[..., 0:1] * p[..., 0:3] + x[..., 1:2] * p[..., 3:6] + x[..., 2:3] * p[..., 6:9] + p[..., 9:12]
+
+    if len(code) == colour.MAP_BYTES:
+        g, o = colour._affine(recon, code)
+        y = affine(x, np.concatenate([g.ravel(), o]))
+    else:
+        gh, gw = colour.grid_shape(code)
+        nodes = colour._node_affines(recon, code)
+        i0, i1, wy = colour._axis_weights(h, gh, 0, h)
+        j0, j1, wx = colour._axis_weights(w, gw, 0, w)
+        per_row = nodes[i0] * (np.float32(1.0) - wy)[:, None, None] + nodes[i1] * wy[:, None, None]
+        y0 = affine(x, per_row[:, j0])
+        y1 = affine(x, per_row[:, j1])
+        y = y0 * (np.float32(1.0) - wx)[:, None] + y1 * wx[:, None]
+    return np.clip(np.rint(y * np.float32(255.0)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (3, 5), (16, 16), (1, 4)])
+def test_the_compiled_map_gives_numpys_bytes(shape):
+    """ext/colourmap.pyx against the same float32 arithmetic in NumPy, byte for byte, with codes up to
+    their reach (so outputs clip at both ends) on photo-like and random pixels."""
+    rng = np.random.default_rng(sum(shape))
+    smooth = np.cumsum(rng.integers(-3, 4, size=(53, 71, 3)), axis=1) + 128
+    for recon in (rng.integers(0, 256, size=(53, 71, 3)).astype(np.uint8), np.clip(smooth, 0, 255).astype(np.uint8)):
+        for spread in (6, 127):
+            if shape == (1, 1):
+                code = rng.integers(-spread, spread + 1, size=12).astype(np.int8).tobytes()
+            else:
+                code = _grid_code(*shape, seed=spread, spread=spread)
+            np.testing.assert_array_equal(colour.apply(recon, code), _numpy_apply(recon, code))
+
+
+def test_the_compiled_map_checks_its_arguments():
+    from labkit import _colourmap
+
+    src = np.zeros((2, 3, 3), dtype=np.uint8)
+    params = np.zeros((1, 2, 12), dtype=np.float32)
+    node, weight = np.zeros(3, dtype=np.int32), np.zeros(3, dtype=np.float32)
+    _colourmap.map_rows(src, params, node, node, weight, weight, np.empty_like(src), True)
+    with pytest.raises(ValueError, match="names node 0 / 2; there are 2"):
+        _colourmap.map_rows(src, params, node, np.full(3, 2, dtype=np.int32), weight, weight, np.empty_like(src), True)
+    with pytest.raises(ValueError, match="names node -1 / 0"):
+        _colourmap.map_rows(src, params, np.full(3, -1, dtype=np.int32), node, weight, weight, np.empty_like(src), True)
+    with pytest.raises(ValueError, match="one entry per column"):
+        _colourmap.map_rows(src, params, node[:2], node, weight, weight, np.empty_like(src), True)
+    with pytest.raises(ValueError, match="params must be"):
+        _colourmap.map_rows(src, np.zeros((3, 2, 12), dtype=np.float32), node, node, weight, weight,
+                            np.empty_like(src), True)
+    with pytest.raises(ValueError, match="src and out"):
+        _colourmap.map_rows(src, params, node, node, weight, weight, np.empty((2, 4, 3), dtype=np.uint8), True)
+
+
 def test_rate_weights_are_the_measured_slopes():
     """spec's per-b weights are what tools/measure_map_rate_weights.py measured (one source, rounded there)."""
     import json
