@@ -1,6 +1,6 @@
 """Would 8-bit integer inference make ``resae-rd-fast`` fast enough, and what would it cost?
 
-    python tools/exp_int8.py                 # every variant, ~20 min (2-core AMD EPYC, AVX-512); writes the JSON below
+    python tools/exp_int8.py                 # every variant, ~20 min (7 of them the fine-tune) (2-core AMD EPYC, AVX-512); writes the JSON below
     python tools/exp_int8.py int8-encoder    # fp32 and the variants named, merged into the JSON
 
 The speed target (encode + decode within 2x ``resae``'s time, ``benchmarks/bench_codec.py``) is
