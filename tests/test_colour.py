@@ -393,6 +393,29 @@ def test_colour_floor_sends_a_finer_map_only_when_the_error_is_over_it():
     assert colour.choose(recon, orig, price, max_delta_e=0.0) == plain
 
 
+def test_the_encoders_shortcuts_choose_what_the_plain_computations_choose(monkeypatch):
+    """choose() converts the original to CIELAB once (kept between the floor's passes) and solves the
+    global map from the grid fit's block sums; neither may change what it picks."""
+    orig, recon = _locally_cast()
+    summary = colour._Summary(recon, orig)
+    assert summary.global_code() == colour.fit(recon, orig)
+    for seed in range(6):
+        o, r = _pair(seed)
+        assert colour._Summary(r, o).global_code() == colour.fit(r, o)
+    monkeypatch.setattr(colour, "CHUNK_PIXELS", 128 * 7)        # ragged chunks: the kept values are per chunk
+    monkeypatch.setattr(colour, "GRID_CHUNK_PIXELS", 128 * 5)
+    price = 0.5
+    plain_de = colour.delta_e(orig, recon, colour.choose(recon, orig, price))
+    floors = (plain_de - 1.0, plain_de - 0.5, plain_de + 0.01, 0.0)
+    kept = [colour.choose(recon, orig, price, max_delta_e=f) for f in floors]
+    assert len(set(kept)) >= 2                            # the floor changes the choice here
+    monkeypatch.setattr(colour, "LAB_CACHE_PIXELS", 0)    # nothing kept: every pass converts again
+    assert [colour.choose(recon, orig, price, max_delta_e=f) for f in floors] == kept
+    reference = colour._ReferenceLab(orig)
+    assert not reference.keep
+    assert colour.delta_e(orig, recon, kept[0], reference=reference) == colour.delta_e(orig, recon, kept[0])
+
+
 def test_colour_floor_applies_at_b_2_and_up_on_whole_photos_only():
     from labkit import spec
 
