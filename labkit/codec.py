@@ -32,7 +32,8 @@ from .atomic import check_target, write_bytes
 from .bitstream import Header
 from .checkpoint import available_weights
 from .imageio import DataError, as_rgb8
-from .inference import auto_tiles, decode_tiled, encode_tiled, optimize_for_inference
+from .inference import (auto_tiles, decode_tiled, decoder_margin, encode_tiled, encoder_margin,
+                        optimize_for_inference)
 from .paths import WEIGHTS_DIR
 from .rate import prior_in_symbols
 from .refine import refine_tiles
@@ -230,6 +231,8 @@ class Codec:
         self.latent_channels = int(getattr(model, "latent_channels", 16))
         #: core tile sides (pixels) of the encoder and the decoder network
         self.tiles = auto_tiles(self.model, TILE_BUDGET) if tile is None else (int(tile), int(tile))
+        #: overlaps (latent positions) the encoder's and the decoder's tiles need: from their layers, once
+        self.margins = (encoder_margin(self.model.encoder, self.downsample), decoder_margin(self.model.decoder))
 
     @classmethod
     def from_pretrained(cls, name: str = spec.DEFAULT_MODEL, b: int = 2, context: str | None = None,
@@ -268,7 +271,7 @@ class Codec:
         if self.scale == spec.SCALE_SEARCH:
             symbols, ymax, _ = self._search(arr)[:3]
             return symbols, ymax, arr.shape[:2]
-        y = encode_tiled(self.model, arr, self.tiles[0])  # the whole (small) latent, network run tile by tile
+        y = encode_tiled(self.model, arr, self.tiles[0], self.margins[0])  # the whole (small) latent, network run tile by tile
         symbols, ymax = self._quantize(y, self.scale)
         if self.refine.steps:
             symbols = self._refined(arr, y, ymax)
@@ -299,7 +302,7 @@ class Codec:
         With refinement on, the winning rule's latent is then refined (and its map refitted).
         """
         h, w = arr.shape[:2]
-        y = encode_tiled(self.model, arr, self.tiles[0])
+        y = encode_tiled(self.model, arr, self.tiles[0], self.margins[0])
         price = spec.colour_map_rate_weight(self.b)
         best: tuple[float, np.ndarray, float, bytes | None, bytes] | None = None
         tried: set[float] = set()
@@ -331,7 +334,7 @@ class Codec:
         def latent_of(rows: slice, cols: slice) -> torch.Tensor:
             return quant.dequantize(q[:, rows, cols].unsqueeze(0), m, bits)
 
-        return decode_tiled(self.model, latent_of, tuple(q.shape[1:]), size, self.tiles[1])
+        return decode_tiled(self.model, latent_of, tuple(q.shape[1:]), size, self.tiles[1], self.margins[1])
 
     def encode(self, image: Any) -> bytes:
         """Compress an image (uint8 H x W x 3 array or PIL image) into ``.lkc`` bytes."""

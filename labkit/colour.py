@@ -195,6 +195,9 @@ MIN_CELL = 32
 GRID_CHUNK_PIXELS = 1 << 18
 #: Most blocks the encoder summarises an image into for the grid fit (bounds its memory).
 MAX_FIT_BLOCKS = 1 << 18
+#: Grid systems whose dense assembly costs at most this many multiply-adds are assembled densely (one
+#: matrix product, no sparse-matrix set-up: what small images and coarse grids need); larger ones sparsely.
+DENSE_SYSTEM_MACS = 1 << 23
 #: Ridge weight pulling each node toward the global map, in units of the node's share of the
 #: image's energy (per gain: the mean channel's centred energy; for the offset: its pixels):
 #: where a cell is flat, or its channels move together, its gains stay near the global ones.
@@ -344,24 +347,10 @@ class _Summary:
         self.height, self.width, self.pixels = height, width, height * width
         self.mu = _mean_colour(recon)
         n = nby * nbx
-        sums, tt = np.zeros((nby, nbx, 4, 7)), 0.0
-        # (f, t) is 7 float64s per pixel, held twice (rows, then gathered per block): half chunks
-        rows_per_chunk = block * max(1, CHUNK_PIXELS // 2 // (width * block))
-        padded_w = nbx * block
-        for r0 in range(0, height, rows_per_chunk):
-            r1 = min(height, r0 + rows_per_chunk)
-            by0, by1 = r0 // block, -(-r1 // block)
-            # features (f) and targets (t) of these rows, zero-padded to whole blocks (padding adds nothing)
-            rows = np.zeros(((by1 - by0) * block, padded_w, 7))
-            rows[:r1 - r0, :width, 0:3] = recon[r0:r1] / 255.0 - self.mu
-            rows[:r1 - r0, :width, 3] = 1.0
-            rows[:r1 - r0, :width, 4:7] = original[r0:r1] / 255.0 - self.mu
-            t = rows[..., 4:7]
-            tt += float(np.vdot(t, t))
-            # each block's pixels as one [block^2, 7] matrix: its sums are f^T (f, t), one batched matmul
-            per_block = (rows.reshape(by1 - by0, block, nbx, block, 7).transpose(0, 2, 1, 3, 4)
-                         .reshape(by1 - by0, nbx, block * block, 7))
-            sums[by0:by1] += np.matmul(per_block[..., :4].swapaxes(-1, -2), per_block)
+        sums = np.zeros((nby, nbx, 4, 7))
+        # one compiled pass over the pixels (ext/colourmap.pyx): no per-pixel float64 copies
+        tt = _colourmap.block_sums(np.ascontiguousarray(recon), np.ascontiguousarray(original),
+                                   *(float(m) for m in self.mu), block, sums)
         ff, ft = np.ascontiguousarray(sums[..., :4]), np.ascontiguousarray(sums[..., 4:])
         ff, ft = ff.reshape(n, 4, 4), ft.reshape(n, 4, 3)
         iu = np.triu_indices(4, 1)
@@ -416,9 +405,18 @@ class _Summary:
                    for a, va in ((y0, 1 - wy), (y1, wy)) for b, vb in ((x0, 1 - wx), (x1, wx))]
         node = np.stack([c[0].ravel() for c in corners])        # [4, nb]
         weight = np.stack([c[1].ravel() for c in corners])      # [4, nb]
+        nb = node.shape[1]
+        if nb * n * n * 16 <= DENSE_SYSTEM_MACS:
+            # small: each block's node weights as a dense row (corners clamped onto one node add up),
+            # then one matrix product sums weight products x block sums for every node pair
+            dense = np.bincount((np.arange(nb) * n + node).ravel(), weights=weight.ravel(),
+                                minlength=nb * n).reshape(nb, n)
+            a = dense.T @ (dense[:, :, None] * ff[:, None, :]).reshape(nb, n * 16)
+            big_a = a.reshape(n, n, 4, 4).transpose(0, 2, 1, 3).reshape(4 * n, 4 * n)
+            self._systems[shape] = big_a, (dense.T @ ft).reshape(4 * n, 3)
+            return self._systems[shape]
         from scipy import sparse  # here, not at import: scipy.sparse takes ~0.4 s to load
 
-        nb = node.shape[1]
         # sum over blocks of corner weight products x block sums, as sparse [pairs, blocks] @ [blocks, 16]
         pair_key = (node[:, None, :] * n + node[None, :, :]).ravel()
         pair_w = (weight[:, None, :] * weight[None, :, :]).ravel()

@@ -393,6 +393,52 @@ def test_colour_floor_sends_a_finer_map_only_when_the_error_is_over_it():
     assert colour.choose(recon, orig, price, max_delta_e=0.0) == plain
 
 
+@pytest.mark.parametrize("shape,block", [((53, 71, 3), 4), ((8, 8, 3), 4), ((33, 5, 3), 8), ((1, 1, 3), 4)])
+def test_the_compiled_block_sums_are_the_per_block_normal_equations(shape, block):
+    """ext/colourmap.pyx's block_sums against f^T (f, t) summed block by block in NumPy (float64, within
+    rounding), ragged edge blocks included; and its argument checks."""
+    from labkit import _colourmap
+
+    rng = np.random.default_rng(shape[0])
+    recon, orig = (rng.integers(0, 256, size=shape).astype(np.uint8) for _ in range(2))
+    mu = recon.reshape(-1, 3).mean(axis=0) / 255.0
+    nby, nbx = -(-shape[0] // block), -(-shape[1] // block)
+    sums = np.zeros((nby, nbx, 4, 7))
+    tt = _colourmap.block_sums(recon, orig, *mu, block, sums)
+    f = np.concatenate([recon / 255.0 - mu, np.ones(shape[:2] + (1,)), orig / 255.0 - mu], axis=-1)
+    want = np.zeros_like(sums)
+    for by in range(nby):
+        for bx in range(nbx):
+            g = f[by * block:(by + 1) * block, bx * block:(bx + 1) * block].reshape(-1, 7)
+            want[by, bx] = g[:, :4].T @ g
+    np.testing.assert_allclose(sums, want, rtol=1e-12, atol=1e-12)
+    assert tt == pytest.approx(float(np.sum(f[..., 4:] ** 2)), rel=1e-12)
+    with pytest.raises(ValueError, match="sums must be"):
+        _colourmap.block_sums(recon, orig, *mu, block, np.zeros((nby + 1, nbx, 4, 7)))
+    with pytest.raises(ValueError, match="one size"):
+        _colourmap.block_sums(recon, orig[:, :0], *mu, block, sums)
+    with pytest.raises(ValueError, match="block must be"):
+        _colourmap.block_sums(recon, orig, *mu, 0, sums)
+
+
+def test_dense_and_sparse_grid_systems_agree(monkeypatch):
+    """Small grid systems are assembled densely, large ones sparsely: the same normal equations
+    (within rounding) and the same codes, whichever path a size takes."""
+    orig, recon = _locally_cast()
+    systems = {}
+    for limit in (1 << 40, 0):
+        monkeypatch.setattr(colour, "DENSE_SYSTEM_MACS", limit)
+        summary = colour._Summary(recon, orig)
+        systems[limit] = {s: (summary.system(s), summary.fit(s)) for s in colour._candidate_grids(*orig.shape[:2])
+                          if s != (1, 1)}
+    assert len(systems[0]) >= 2
+    for shape, ((a, bm), code) in systems[0].items():
+        (a_dense, bm_dense), code_dense = systems[1 << 40][shape]
+        np.testing.assert_allclose(a_dense, a, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+        np.testing.assert_allclose(bm_dense, bm, rtol=1e-12, atol=1e-12 * np.abs(bm).max())
+        assert code_dense == code
+
+
 def test_the_encoders_shortcuts_choose_what_the_plain_computations_choose(monkeypatch):
     """choose() converts the original to CIELAB once (kept between the floor's passes) and solves the
     global map from the grid fit's block sums; neither may change what it picks."""
