@@ -56,6 +56,20 @@ def test_build_requirements_cover_the_extension():
     assert (ROOT / "ext" / "arith.pyx").is_file()
 
 
+def test_every_extension_source_is_built_and_imports():
+    """Each ext/*.pyx is named in setup.py (so a fresh install compiles it) and its module imports."""
+    import importlib
+
+    setup_text = (ROOT / "setup.py").read_text()
+    sources = sorted(p.name for p in (ROOT / "ext").glob("*.pyx"))
+    assert sources == ["arith.pyx", "colourmap.pyx"]
+    for source in sources:
+        assert f'"{source}"' in setup_text, f"setup.py does not build ext/{source}"
+    for module in ("labkit._arith", "labkit._colourmap"):
+        importlib.import_module(module)
+    assert '"-ffp-contract=off"' in setup_text    # the float32 kernels give NumPy's bytes on FMA CPUs
+
+
 def test_package_data_ships_every_weights_file():
     # a shipped model is its weights, its config and (resae-rd-fast, resae-rd) its coder prior:
     # a file the package-data globs miss would be absent from an installed wheel
