@@ -100,26 +100,19 @@ def parameters(code: bytes) -> tuple[np.ndarray, np.ndarray]:
     """``(G, d)`` of a 12-byte code: the 3 x 3 gain matrix and the offset, float64."""
     if not isinstance(code, (bytes, bytearray)) or len(code) != MAP_BYTES:
         raise ValueError(f"a colour map code is {MAP_BYTES} bytes, got {code!r}")
-    c = np.frombuffer(bytes(code), dtype=np.int8).astype(np.float64)
-    return np.eye(3) + c[:9].reshape(3, 3) / GAIN_STEP, c[9:] / OFFSET_STEP
+    gains, offsets = grid_parameters(code)
+    return gains[0, 0], offsets[0, 0]
 
 
 def fit(recon: np.ndarray, original: np.ndarray) -> bytes:
     """Least-squares map from ``recon`` to ``original`` (both uint8 H x W x 3), quantized to its code.
 
-    Sums of the centred normal equations are taken chunk by chunk (bounded memory);
-    coefficients beyond the code's reach are clipped to it.
+    The centred normal equations come from the grid fit's block sums (one compiled pass over the
+    pixels, bounded memory, :meth:`_Summary.global_code`); coefficients beyond the code's reach are
+    clipped to it.
     """
     _check_pair(recon, original)
-    mu_x, mu_y = _mean_colour(recon), _mean_colour(original)
-    xtx, xty = np.zeros((3, 3)), np.zeros((3, 3))
-    for rows in _chunks(recon):
-        x = recon[rows].reshape(-1, 3) / 255.0 - mu_x
-        y = original[rows].reshape(-1, 3) / 255.0 - mu_y
-        xtx += x.T @ x
-        xty += x.T @ y
-    gain = np.linalg.lstsq(xtx, xty, rcond=None)[0]
-    return _node_code(np.vstack([gain, mu_y - mu_x]))
+    return _Summary(recon, original).global_code()
 
 
 def _affine(recon: np.ndarray, code: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +228,7 @@ def grid_parameters(code: bytes) -> tuple[np.ndarray, np.ndarray]:
     gh, gw = grid_shape(code)
     body = bytes(code) if (gh, gw) == (1, 1) else bytes(code)[1:]
     c = np.frombuffer(body, dtype=np.int8).astype(np.float64).reshape(gh, gw, MAP_BYTES)
-    gains = np.eye(3) + c[..., :9].reshape(gh, gw, 3, 3) / GAIN_STEP   # as parameters(), node by node
+    gains = np.eye(3) + c[..., :9].reshape(gh, gw, 3, 3) / GAIN_STEP
     return gains, c[..., 9:] / OFFSET_STEP
 
 
@@ -435,8 +428,8 @@ class _Summary:
         return float(self.tt - 2.0 * np.vdot(theta, bm) + np.vdot(theta, a @ theta))
 
     def global_code(self) -> bytes:
-        """:func:`fit`'s global map from the block sums (no pass over the pixels): the gains solve the
-        centred normal equations, the offset is the mean colour difference (equal up to rounding)."""
+        """The global map's code (:func:`fit`) from the block sums: the gains solve the centred normal
+        equations, the offset is the mean colour difference."""
         total_ff, total_ft = self.ff.sum(axis=0), self.ft.sum(axis=0)
         gain = np.linalg.lstsq(total_ff[:3, :3], total_ft[:3], rcond=None)[0]
         return _node_code(np.vstack([gain, total_ft[3] / self.pixels]))
