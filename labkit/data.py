@@ -36,7 +36,7 @@ __all__ = [
     "DataError", "LabkitDataWarning", "DEFAULT_SOURCES", "TILE", "default_dataset",
     "dataset_info", "load_image", "load_folder", "load_dataset", "to_tiles",
     "split_train_val", "get_splits", "get_images", "TileDataset", "to_tensor", "to_uint8",
-    "cache_dir",
+    "cache_dir", "HOLDOUT_PHOTO", "photo_tiles", "holdout_tiles",
 ]
 
 TILE = 128
@@ -127,6 +127,34 @@ def _tiles_of_photo(path: Path, size: int = TILE, stride: int | None = None) -> 
             if len(t):
                 out.append(t[t.reshape(len(t), -1).std(axis=1) >= _RECIPE["min_std"]])
     return np.concatenate(out) if out else np.empty((0, size, size, 3), np.uint8)
+
+
+HOLDOUT_PHOTO = "grace_hopper.jpg"
+"""A photo in neither the default pool nor its test split (matplotlib's sample data, no download):
+fine-tunes are validated on its tiles (:func:`holdout_tiles`), because the default val tiles overlap
+the training pool and cannot show over-fitting."""
+
+
+def photo_tiles(paths: Sequence[str | os.PathLike]) -> np.ndarray:
+    """The 128x128 tiles of the photos ``paths``, cut as the default test photos are, uint8 ``[N, 128, 128, 3]``.
+
+    Raises
+    ------
+    DataError
+        When the photos give no tile (each is smaller than 128 px or flat).
+    """
+    arr = [_tiles_of_photo(Path(p)) for p in paths]
+    out = np.concatenate(arr) if arr else np.empty((0, TILE, TILE, 3), np.uint8)
+    if not len(out):
+        raise DataError(f"{[str(p) for p in paths]}: no 128x128 tile with detail; give larger photos")
+    return out
+
+
+def holdout_tiles() -> np.ndarray:
+    """The tiles of :data:`HOLDOUT_PHOTO` (matplotlib's copy), uint8 ``[N, 128, 128, 3]``."""
+    import matplotlib.cbook as cbook
+
+    return photo_tiles([cbook.get_sample_data(HOLDOUT_PHOTO, asfileobj=False)])
 
 
 def pool_windows(path: str | os.PathLike) -> np.ndarray:

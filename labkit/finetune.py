@@ -276,7 +276,8 @@ def crop_batch(images: Tensor, batch: int, crop: int, augment: str = "flip",
 
 def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: FinetuneConfig,
              out_dir: str | Path, extra: dict[str, Any] | None = None, log: Any = print,
-             priors: dict[int, Tensor] | None = None) -> dict[str, Any]:
+             priors: dict[int, Tensor] | None = None,
+             history_base: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune ``model`` (in place) for ``ft.seconds`` of wall clock; keep the best weights.
 
     Parameters
@@ -302,6 +303,9 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
     priors : dict of int to Tensor, optional
         ``part="encoder"`` only: the model's coder prior per bit depth, in symbols, on the device
         (what :func:`codec_objective` prices bits with).
+    history_base : dict, optional
+        Entries ``history.json`` keeps beside this run's ``finetune`` entry (the training
+        history of the run it continues, so that folder's curves survive).
 
     Returns
     -------
@@ -350,7 +354,7 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
         record["finetune"] = {**ft.to_dict(), **record.get("finetune", {}), "elapsed_s": round(elapsed, 1),
                               "steps": step, "best_step": best["step"], "best_objective": best["objective"]}
         save_checkpoint(model, out, cfg, record)
-        write_text(out / "history.json", json.dumps({"finetune": history}) + "\n")
+        write_text(out / "history.json", json.dumps({**(history_base or {}), "finetune": history}) + "\n")
 
     def training_mode() -> None:
         """The modes the steps run in (validation switches the model to eval and back to train)."""

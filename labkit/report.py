@@ -360,6 +360,9 @@ def training_summary(models: Sequence[str], weights_dir: str | os.PathLike[str],
 
     Validation runs every ``val_every`` epochs, so the last validation may precede the last
     epoch (e.g. epoch 330 of 336): ``val_epoch`` says which epoch ``val_psnr`` is from.
+    ``finetune_steps`` counts the steps of a fine-tune after the epochs (``labkit.finetune``:
+    the shipped ``resae-rd``'s GPU steps, the ``cpu`` profile's ``resae-rd-fast``), and
+    ``train_s`` is the wall clock of every stage the checkpoint records.
     """
     rows = []
     for name in models:
@@ -372,8 +375,9 @@ def training_summary(models: Sequence[str], weights_dir: str | os.PathLike[str],
         epochs: Any = meta.get("epochs_completed", len(h.get("epoch", [])))
         if "decoder_fit" in meta:  # a decoder fit counts steps (labkit.decoder_fit)
             epochs = f"{meta.get('steps')} steps (decoder only, from {meta['decoder_fit'].get('source')})"
+        ft = meta.get("finetune") if "decoder_fit" not in meta else None
         rows.append({"model": name, "params": meta.get("param_count"),
-                     "epochs": epochs,
+                     "epochs": epochs, "finetune_steps": ft.get("steps") if isinstance(ft, dict) else None,
                      "train_s": meta.get("train_seconds"), "device": meta.get("device"),
                      "val_psnr": val_psnr, "val_epoch": val_epoch,
                      "b_train": meta.get("train", {}).get("b_train"), "noise": meta.get("noise")})

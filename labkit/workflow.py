@@ -8,6 +8,7 @@ skipped with a message.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -229,16 +230,39 @@ def _profile_train_settings(run: Run, name: str, keys: tuple[str, ...]) -> dict[
     return out
 
 
+def finetune_config(run: Run, name: str) -> dict[str, Any] | None:
+    """The FinetuneConfig fields of the codec-bin fine-tune a profile gives ``name`` after its training, or None.
+
+    A profile's ``train["finetune_s"]`` (seconds per model; a model it leaves out gets none)
+    continues the model just trained with :func:`labkit.finetune.finetune`: the whole model on
+    the codec's hard bins (straight-through), the scale search's rules drawn per sample, strong
+    augmentation, the profile's batch size, validated on the tiles of
+    :data:`labkit.data.HOLDOUT_PHOTO`.  That is the recipe of the shipped ``resae-rd-fast``'s GPU
+    steps, which on a 2-core CPU closes most of the gap to the shipped weights (NOTES.md).  A model
+    with a fine-tune is trained whole from its recorded ``train`` recipe, even one whose shipped
+    weights were a decoder fit.
+    """
+    from . import spec
+
+    small = run.settings.get("train")
+    seconds = (small.get("finetune_s") or {}).get(name) if isinstance(small, dict) else None
+    if not seconds:
+        return None
+    return dict(seconds=float(seconds), batch=int(small.get("batch_size", 32)), lr=3e-4, quantizer="ste",
+                augment="strong", rules=list(spec.SCALE_SEARCH_RULES), validations=10, seed=run.seed)
+
+
 def decoder_fit_config(run: Run, name: str) -> dict[str, Any] | None:
     """The DecoderFitConfig fields for retraining ``name``'s decoder, or None if it is trained whole.
 
     A model whose shipped config records ``decoder_fit`` (``resae-rd-fast``) is made by
-    :func:`labkit.decoder_fit.fit_decoder` from another model's encoder.  The profile's
+    :func:`labkit.decoder_fit.fit_decoder` from another model's encoder, unless the profile
+    gives it a fine-tune (:func:`finetune_config`: then it is trained whole).  The profile's
     ``time_budget_s`` (then no second stage), ``max_steps``, ``batch_size`` and ``crop``
     replace the recorded ones, as they do for whole-model training.
     """
     meta = json.loads((WEIGHTS_DIR / name / "config.json").read_text())
-    if "decoder_fit" not in meta:
+    if "decoder_fit" not in meta or finetune_config(run, name) is not None:
         return None
     cfg = dict(meta["decoder_fit"])
     cfg["seed"] = run.seed
@@ -287,10 +311,48 @@ def train_models(run: Run, progress: bool = True) -> dict[str, dict[str, Any]]:
             model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
             histories[name] = fit(model, splits["train"], splits["val"], cfg, out_dir=run.run_dir / name,
                                   progress=progress)
+            ft = finetune_config(run, name)
+            if ft is not None:
+                histories[name] = _finetune_stage(run, name, model, cfg, splits["train"], ft, histories[name])
         if "coder_prior" in json.loads((WEIGHTS_DIR / name / "config.json").read_text()):
             coder_prior.fit_checkpoint(run.run_dir / name, splits["train"],
                                        {"made_by": f"labkit.workflow.train_models (profile {run.profile})"})
     return histories
+
+
+def _finetune_stage(run: Run, name: str, model: torch.nn.Module, cfg: Any, train_images: np.ndarray,
+                    ft_fields: dict[str, Any], history: dict[str, Any]) -> dict[str, Any]:
+    """Continue ``model`` (just trained into ``run_dir/name``) with its profile's fine-tune, in place.
+
+    The folder ends with the fine-tune's best weights; ``config.json`` keeps the training run's
+    facts, ``train_seconds`` becomes both stages' wall clock (``train_seconds_parts`` splits it) and
+    ``history.json`` keeps the training curves beside the fine-tune's.
+    """
+    from .atomic import write_text
+    from .data import HOLDOUT_PHOTO, holdout_tiles
+    from .finetune import FinetuneConfig, finetune
+    from .train import resolve_device
+
+    out = run.run_dir / name
+    trained = json.loads((out / "config.json").read_text())
+    ft = FinetuneConfig.from_dict(ft_fields)
+    dev = resolve_device(cfg.device)
+    cfg = dataclasses.replace(cfg, device=str(dev))  # "auto" resolved: labkit.finetune validates there
+    images = torch.from_numpy(train_images).to(dev).permute(0, 3, 1, 2).contiguous()
+    val = torch.from_numpy(holdout_tiles()).permute(0, 3, 1, 2).float().div(255)
+    keep = ("train_seconds", "epochs_completed", "device", "python", "noise", "best_epoch",
+            "final_val_mse", "final_val_psnr")
+    extra = {**{k: trained[k] for k in keep if k in trained},
+             "finetune": {"after": "this run's training", "val": [HOLDOUT_PHOTO], "val_tiles": int(val.shape[0]),
+                          "made_by": f"labkit.workflow.train_models (profile {run.profile})"}}
+    print(f"labkit: {name}: {ft.seconds:.0f} s fine-tune on the codec's bins (labkit.finetune)", file=sys.stderr)
+    fh = finetune(model.to(dev), images, val, cfg, ft, out, extra,
+                  log=lambda line: print(f"labkit: {name}: {line}", file=sys.stderr), history_base=history)
+    meta = json.loads((out / "config.json").read_text())
+    parts = {"train": trained.get("train_seconds"), "finetune": fh["elapsed_s"]}
+    meta.update(train_seconds=round(sum(v for v in parts.values() if v), 3), train_seconds_parts=parts)
+    write_text(out / "config.json", json.dumps(meta, indent=2) + "\n")
+    return {**history, "finetune": fh}
 
 
 def env_info() -> dict[str, Any]:

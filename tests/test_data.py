@@ -218,3 +218,14 @@ def test_pool_windows_cut_a_photo_as_the_default_pool_does(tmp_path):
     g = pool_windows(tmp_path / "grey.png")
     assert g.shape[1:] == (192, 192, 3) and len(g) > 0
     assert np.array_equal(g[..., 0], g[..., 1]) and np.array_equal(g[..., 1], g[..., 2])
+
+
+def test_photo_tiles_cuts_as_the_test_photos_and_refuses_a_photo_without_tiles(tmp_path):
+    tiles = D.holdout_tiles()
+    assert tiles.dtype == np.uint8 and tiles.shape[1:] == (D.TILE, D.TILE, 3) and len(tiles) > 10
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((64, 200, 3), np.uint8)).save(small)
+    with pytest.raises(D.DataError, match="no 128x128 tile"):
+        D.photo_tiles([small])
+    with pytest.raises(D.DataError, match="no 128x128 tile"):
+        D.photo_tiles([])

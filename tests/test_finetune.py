@@ -139,7 +139,8 @@ def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path, tickin
     ft = FT.FinetuneConfig(seconds=1.5, batch=2, validations=2, rules=["p99.9", "max"])
     val = _images(n=3, size=32).float().div(255)
     lines = []
-    hist = FT.finetune(model, _images(), val, cfg, ft, tmp_path, {"note": "test"}, log=lines.append)
+    hist = FT.finetune(model, _images(), val, cfg, ft, tmp_path, {"note": "test"}, log=lines.append,
+                       history_base={"val_psnr": [20.0]})
     assert hist["steps"] > 0 and len(hist["objective"]) == len(lines) >= 3
     best = int(np.argmin(hist["objective"]))
     assert hist["best_step"] == hist["step"][best]
@@ -148,7 +149,8 @@ def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path, tickin
     assert meta["finetune"]["rules"] == ["p99.9", "max"] and meta["finetune"]["best_step"] == hist["best_step"]
     for k, v in saved.state_dict().items():
         assert torch.equal(v, model.state_dict()[k]), f"{k}: the model ends holding the kept weights"
-    assert json.loads((tmp_path / "history.json").read_text())["finetune"]["steps"] == hist["steps"]
+    saved_history = json.loads((tmp_path / "history.json").read_text())
+    assert saved_history["finetune"]["steps"] == hist["steps"] and saved_history["val_psnr"] == [20.0]
 
 
 # ----------------------------------------------------------------------------- the encoder alone, on the codec's objective

@@ -78,18 +78,24 @@ def test_architectures_draw_ae1_and_ae2_once(tmp_path):
 
 
 def test_the_cpu_profile_sets_a_budget_per_model_and_names_a_missing_one(tmp_path, monkeypatch):
-    budgets = profiles.get_profile("cpu")["train"]["time_budget_s"]
+    train = profiles.get_profile("cpu")["train"]
+    budgets, finetunes = train["time_budget_s"], train["finetune_s"]
     run = workflow.resolve("cpu", fig_dir=str(tmp_path / "fig"), models=list(budgets))
     for name, seconds in budgets.items():
-        dfit = workflow.decoder_fit_config(run, name)
-        if dfit is not None:  # resae-rd-fast: a decoder fit, one stage within the budget
-            assert dfit["budget_s"] == seconds and dfit["stage2_s"] == 0 and dfit["crop"] == 64
-            continue
+        assert workflow.decoder_fit_config(run, name) is None  # every model trained whole
         cfg = workflow.training_config(run, name)
         assert cfg["time_budget_s"] == seconds and cfg["crop"] == 64
-    assert workflow.decoder_fit_config(run, "resae-rd-fast")["source"] == "resae-rd"
+        ft = workflow.finetune_config(run, name)
+        assert (ft is None) == (name not in finetunes)
+    # the default model: its shipped decoder-fit recipe gives way to whole training + a codec-bin fine-tune
+    ft = workflow.finetune_config(run, "resae-rd-fast")
+    assert ft["seconds"] == finetunes["resae-rd-fast"] and ft["quantizer"] == "ste" and ft["batch"] == 16
+    assert workflow.training_config(run, "resae-rd-fast")["model"] == "resae-rd-fast"
+    assert workflow.decoder_fit_config(workflow.resolve("full", fig_dir=str(tmp_path / "fig3")),
+                                       "resae-rd-fast")["source"] == "resae-rd"
     assert set(budgets) == set(profiles.MODELS)  # every evaluated model is retrained within the hour
-    assert sum(budgets.values()) <= 3600  # the profile's promise: every model within 60 minutes
+    # the profile's promise: every model, fine-tunes included, within 60 minutes
+    assert sum(budgets.values()) + sum(finetunes.values()) <= 3600
     train = {"model": "m", "epochs": 5, "time_budget_s": None, "batch_size": 32, "seed": 0, "device": "cpu"}
     _write_weights(tmp_path, "other", {"train": train, "epochs_completed": 5})
     monkeypatch.setattr(workflow, "WEIGHTS_DIR", tmp_path)
@@ -107,3 +113,27 @@ def test_evaluate_learned_gives_a_named_model_another_scale_rule(load_model, eva
     other = evaluate.evaluate_learned(nets, eval_tiles[:2], [3], "neighbor", progress=False, scales={"ae2": "p90"})
     assert [r["bytes"] for r in other] == [r["bytes"] for r in plain]  # a model not named keeps its rule
     assert [r["bytes"] for r in p90] != [r["bytes"] for r in plain]
+
+
+def test_a_profile_finetune_continues_the_trained_model_in_its_folder(tmp_path):
+    from labkit import report
+    from labkit.codec import load_pretrained
+    from labkit.data import HOLDOUT_PHOTO
+
+    run = workflow.resolve("smoke", fig_dir=str(tmp_path / "fig"), run_dir=str(tmp_path / "run"), device="cpu",
+                           models=["ae2"])
+    run.settings["train"]["finetune_s"] = {"ae2": 1.0}
+    histories = workflow.train_models(run, progress=False)
+    folder = tmp_path / "run" / "ae2"
+    meta = json.loads((folder / "config.json").read_text())
+    ft = meta["finetune"]
+    assert ft["steps"] >= 1 and ft["quantizer"] == "ste" and ft["val"] == [HOLDOUT_PHOTO] and ft["val_tiles"] > 0
+    parts = meta["train_seconds_parts"]
+    assert parts["finetune"] >= 1.0 and meta["train_seconds"] == pytest.approx(parts["train"] + parts["finetune"], abs=1e-3)
+    assert meta["epochs_completed"] >= 1                      # the training run's facts are kept
+    saved = json.loads((folder / "history.json").read_text())
+    assert saved["val_psnr"] == histories["ae2"]["val_psnr"]  # the training curves survive the fine-tune
+    assert saved["finetune"]["steps"] == ft["steps"] == histories["ae2"]["finetune"]["steps"]
+    load_pretrained("ae2", tmp_path / "run")                    # the folder is a checkpoint the codec loads
+    row = report.training_summary(["ae2"], tmp_path / "run", histories)[0]
+    assert row["finetune_steps"] == ft["steps"] and row["train_s"] == meta["train_seconds"]

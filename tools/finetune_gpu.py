@@ -23,13 +23,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from labkit import data  # noqa: E402
-from labkit.atomic import write_text  # noqa: E402
 from labkit.data import training_splits  # noqa: E402
 from labkit import coder_prior  # noqa: E402
 from labkit.finetune import AUGMENTS, PARTS, QUANTIZERS, FinetuneConfig, finetune, scale_rules  # noqa: E402
@@ -44,14 +42,6 @@ def use_photos_from(folder: str | None) -> None:
     """Build the default dataset from ``folder`` instead of the installed scikit-image's data/."""
     if folder is not None:
         data._skimage_data_dir = lambda: Path(folder).resolve()
-
-
-def photo_tiles(paths: list[str]) -> torch.Tensor:
-    """The 128x128 tiles of ``paths`` (cut as the default test photos are), float [N, 3, 128, 128]."""
-    arr = np.concatenate([data._tiles_of_photo(Path(p)) for p in paths])
-    if not len(arr):
-        raise SystemExit(f"--val-photos {paths}: no tiles")
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div(255)
 
 
 def main() -> int:
@@ -111,8 +101,8 @@ def main() -> int:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     splits = training_splits(args.data_dir, cfg.seed)
     images = torch.from_numpy(splits["train"]).to(dev).permute(0, 3, 1, 2).contiguous()  # uint8 N,3,H,W
-    val = (photo_tiles(args.val_photos) if args.val_photos else
-           torch.from_numpy(splits["val"]).permute(0, 3, 1, 2).float().div(255))
+    val = torch.from_numpy(data.photo_tiles(args.val_photos) if args.val_photos else splits["val"])
+    val = val.permute(0, 3, 1, 2).float().div(255)
     extra = {"finetune": {"from": str(args.run_dir), "train_images": int(images.shape[0]),
                           "val": ([Path(v).name for v in args.val_photos] if args.val_photos else "val split"),
                           "val_tiles": int(val.shape[0]), "train_config_from": args.train_config,
@@ -137,8 +127,7 @@ def main() -> int:
             shutil.copy(Path(args.run_dir) / coder_prior.FILE_NAME, out / coder_prior.FILE_NAME)
             extra["coder_prior"] = recorded
     history = finetune(model, images, val, cfg, ft, out, extra, log=lambda line: print(line, flush=True),
-                       priors=priors)
-    write_text(out / "history.json", json.dumps({"finetune": history, "previous": _previous(args.run_dir)}) + "\n")
+                       priors=priors, history_base={"previous": _previous(args.run_dir)})
     print(f"done: {history['steps']} steps in {history['elapsed_s']:.0f}s, best at step {history['best_step']} -> {out}")
     return 0
 
