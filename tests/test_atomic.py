@@ -115,7 +115,17 @@ def test_sigterm_mid_write_removes_the_temp_file(tmp_path, previous):
             lines = [ln for ln in status.read_text().splitlines()
                      if ln.split(":")[0] in ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")] \
                 if status.exists() else ["no /proc"]
-            pytest.fail(f"the child outlived SIGTERM by 60 s; its signal state: {'; '.join(lines)}")
+            # a leader in state Z is a process whose main thread has exited while another thread has
+            # not: name every thread's state and where it sleeps (wchan), so the stall can be traced
+            threads = []
+            for task in sorted(Path(f"/proc/{child.pid}/task").glob("*")):
+                try:
+                    state = next(ln for ln in (task / "status").read_text().splitlines() if ln.startswith("State"))
+                    threads.append(f"{task.name} {state.split(':', 1)[1].strip()} in {(task / 'wchan').read_text() or '?'}")
+                except (OSError, StopIteration):
+                    continue
+            pytest.fail(f"the child outlived SIGTERM by 60 s; its signal state: {'; '.join(lines)}; "
+                        f"threads: {', '.join(threads) or 'none listed'}")
     finally:
         if child.poll() is None:
             child.kill()
