@@ -248,8 +248,9 @@ def finetune_config(run: Run, name: str) -> dict[str, Any] | None:
     seconds = (small.get("finetune_s") or {}).get(name) if isinstance(small, dict) else None
     if not seconds:
         return None
-    return dict(seconds=float(seconds), batch=int(small.get("batch_size", 32)), lr=3e-4, quantizer="ste",
-                augment="strong", rules=list(spec.SCALE_SEARCH_RULES), validations=10, seed=run.seed)
+    # lr, quantizer ("ste"), augment ("strong") and validations: FinetuneConfig's defaults, the GPU steps' recipe
+    return dict(seconds=float(seconds), batch=int(small.get("batch_size", 32)), rules=list(spec.SCALE_SEARCH_RULES),
+                seed=run.seed)
 
 
 def decoder_fit_config(run: Run, name: str) -> dict[str, Any] | None:
