@@ -17,10 +17,11 @@
 #   .gpu/course128/train/ the course images
 #   .gpu/start-default/, .gpu/start-course/   the starting weights
 #   .gpu/train-default/, .gpu/train-course/   the resae-rd runs whose TrainConfig the jobs use
-# JOBS lists name:data:quant:augment[:part[:lr[:ssim[:seconds]]]] (data = default|course; part = all,
+# JOBS lists name:data:quant:augment[:part[:lr[:ssim[:seconds[:start]]]]] (data = default|course; part = all,
 # all-fbn (the whole model with BatchNorm statistics frozen) or encoder, see labkit.finetune; lr
-# overrides LR, ssim the encoder objective's SSIM weight ("-": the default), seconds FT_S, for that
-# job). Jobs separated by spaces run side by side; "a+b" runs b after a, from a's best weights (an
+# overrides LR, ssim the encoder objective's SSIM weight ("-": the default), seconds FT_S, start a
+# folder under .gpu/ holding the job's starting weights (default: start-default / start-course), for
+# that job; "-" keeps a field's default). Jobs separated by spaces run side by side; "a+b" runs b after a, from a's best weights (an
 # encoder job after a whole-model one prices bits with the start's coder prior, --prior-from).
 # FT_S is each job's budget in seconds (wall clock, validations included); every value lands in
 # the written config.json. START_DEFAULT / START_COURSE override the starting weights' folders.
@@ -93,10 +94,13 @@ start_of() {  # data -> the first job's starting weights
 }
 
 chain() {  # "a+b+...": each job starts from the previous one's best weights
-    local spec start= name which q aug part lr ssim secs
+    local spec start= name which q aug part lr ssim secs from
     for spec in $(tr + ' ' <<<"$1"); do
-        IFS=: read -r name which q aug part lr ssim secs <<<"$spec"
-        [ -n "$start" ] || start=$(start_of "$which")
+        IFS=: read -r name which q aug part lr ssim secs from <<<"$spec"
+        [ "$part" = - ] && part=
+        [ "$lr" = - ] && lr=
+        [ "$secs" = - ] && secs=
+        [ -n "$start" ] || { if [ -n "$from" ] && [ "$from" != - ]; then start=.gpu/$from; else start=$(start_of "$which"); fi; }
         mkdir -p "$WORK/$name"
         job "$name" "$which" "$q" "$aug" "${part:-all}" "${lr:-$LR}" "${ssim:--}" "${secs:-$FT_S}" "$start" || return
         start=$WORK/$name/$name
