@@ -170,7 +170,8 @@ def _coder_prior(folder: Path, config: Mapping[str, Any], channels: int) -> dict
 
 
 def check_state(model: nn.Module, state: Any, name: str, mcfg: Mapping[str, Any], where: Path) -> None:
-    """Raise :class:`CheckpointError` listing every key and shape difference between ``state`` and ``model``."""
+    """Raise :class:`CheckpointError` listing every key and shape difference between ``state`` and ``model``,
+    or naming the tensors that hold inf or nan."""
     if not isinstance(state, dict):
         raise CheckpointError(f"{where} does not hold a state_dict (got {type(state).__name__})")
     expected = model.state_dict()
@@ -182,6 +183,13 @@ def check_state(model: nn.Module, state: Any, name: str, mcfg: Mapping[str, Any]
         if k in state and tuple(getattr(state[k], "shape", ())) != tuple(v.shape)
     ]
     if not (missing or unexpected or shapes):
+        bad = [k for k, v in state.items()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:  # e.g. a float16 copy of a BatchNorm variance above 65504: the layer would zero its channels
+            raise CheckpointError(
+                f"checkpoint {where} holds non-finite values (inf or nan) in {len(bad)} tensor(s): "
+                f"{', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}; the weights are damaged "
+                "(a float16 copy that overflowed, or a diverged run): use the original float32 weights")
         return
 
     def head(items: list[str], n: int = 8) -> str:

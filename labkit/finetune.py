@@ -25,6 +25,14 @@ what the codec does, on a GPU with the training images held on the device:
   train mode with one b per batch needed a CPU decoder fit afterwards to undo that). Measured once
   from the shipped weights, on the default pool and on course images: it never beat its start
   (NOTES.md, "Tried and rejected"); kept as an option;
+* **BatchNorm statistics re-estimated before each validation** (``recalibrate_bn``, whole-model
+  runs; :func:`recalibrate_bn`): the running averages of a train-mode run are the last batches',
+  each at one b, so validating with them judges the weights by statistics the codec never has
+  (the objective swung by ±4 % from one check to the next on the CPU recipes); re-estimated over
+  the codec's bins at mixed b, the weights are judged, and kept, with the statistics they will
+  decode with. Measured once, in the 60-minute CPU recipe: the swings stayed and the weights kept
+  were no better (NOTES.md); re-estimating once after a run (:func:`recalibrate_bn`,
+  ``tools/recalibrate_bn.py``) is what paid;
 * **more varied crops** (``augment="strong"``): besides the flips, a random quarter turn, a random
   channel order for half the samples and, for half the batches, a zoom-out (a larger crop shrunk
   to the crop size), so a long run on the dozen default photos does not learn their windows by heart.
@@ -54,7 +62,7 @@ from . import quant, spec
 from .atomic import write_text
 from .trainconfig import strict_from_dict
 
-__all__ = ["FinetuneConfig", "finetune", "rd_forward", "codec_objective", "validate_codec", "crop_batch", "scale_rules",
+__all__ = ["FinetuneConfig", "finetune", "recalibrate_bn", "rd_forward", "codec_objective", "validate_codec", "crop_batch", "scale_rules",
            "QUANTIZERS", "AUGMENTS", "PARTS"]
 
 #: What the decoder gets in training: the course's uniform noise, or the codec's bins (straight-through).
@@ -86,6 +94,10 @@ class FinetuneConfig:
     #: ``part="all"``: keep every BatchNorm layer in eval mode (its running statistics frozen; its
     #: affine parameters still train). The encoder-only part always does.
     freeze_bn: bool = False
+    #: ``part="all"``: before each validation, re-estimate every BatchNorm layer's statistics over
+    #: this many batches of the codec's hard bins at mixed b (:func:`recalibrate_bn`; 0: off), so the
+    #: weights kept are judged, and saved, with the statistics the codec will use
+    recalibrate_bn: int = 0
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -98,6 +110,11 @@ class FinetuneConfig:
             self.rules = [spec.check_scale_rule(r) for r in self.rules]
             if not self.rules:
                 raise ValueError("rules must name at least one scale rule (or be None: the run's rule)")
+        if self.recalibrate_bn < 0:
+            raise ValueError(f"recalibrate_bn must be >= 0 (batches; 0: off), got {self.recalibrate_bn}")
+        if self.recalibrate_bn and (self.part != "all" or self.freeze_bn):
+            raise ValueError("recalibrate_bn needs a whole-model run whose BatchNorm statistics move "
+                             "(part='all', freeze_bn=False)")
         if not self.seconds > 0 or self.batch < 1 or self.validations < 1:
             raise ValueError(f"seconds, batch and validations must be positive, got {self.seconds}, "
                              f"{self.batch}, {self.validations}")
@@ -274,6 +291,69 @@ def crop_batch(images: Tensor, batch: int, crop: int, augment: str = "flip",
     return x.contiguous()
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, images: Tensor, cfg: Any, *, batches: int = 200, batch: int = 16,
+                   rules: list[str] | None = None, part: str = "decoder", seed: int = 0) -> int:
+    """Re-estimate BatchNorm running statistics for the latents the codec decodes.
+
+    A run in train mode leaves each BatchNorm with an exponential average of its last batches'
+    statistics, each batch at one b; the codec then decodes every b with those averages.  This
+    resets the statistics and averages them, with equal weight (``momentum=None``, as
+    ``torch.optim.swa_utils.update_bn`` does), over ``batches`` forward passes of the codec's hard
+    bins (:func:`rd_forward` with ``quantizer="ste"``), b drawn per batch from
+    ``cfg.train_bits`` and each sample's stored scale from ``rules``.  With ``part="all"`` every layer
+    is estimated in the same passes, the encoder's in train mode as in training (a pass for the
+    encoder first, then one for the decoder behind the encoder in eval mode, measured worse once:
+    NOTES.md).  No weight changes.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ``labkit.models`` autoencoder, on ``images``' device.
+    images : Tensor
+        uint8 training images ``[N, 3, H, W]`` (crops from :func:`crop_batch`, flips only).
+    cfg : labkit.train.TrainConfig
+        Gives ``train_bits``, ``crop`` and ``scale`` (the rule when ``rules`` is None).
+    batches, batch : int
+        How many forward passes, of how many crops.
+    rules : list of str, optional
+        Stored-scale rules drawn per sample (``scale_rules("search")``: the scale search's).
+    part : {"decoder", "all"}
+        ``"decoder"``: only the decoder's statistics (the encoder's symbols, hence the files and
+        the coder prior, stay as they are); ``"all"``: every BatchNorm layer.
+    seed : int
+        Seeds the crops, the b and the rules.
+
+    Returns
+    -------
+    int
+        The number of BatchNorm layers re-estimated.  ``model`` is left in eval mode.
+    """
+    if part not in ("decoder", "all"):
+        raise ValueError(f"part must be 'decoder' or 'all', got {part!r}")
+    if batches < 1 or batch < 1:
+        raise ValueError(f"batches and batch must be >= 1, got {batches} and {batch}")
+    scope = model.decoder if part == "decoder" else model
+    layers = [m for m in scope.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    model.eval()
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    gen = torch.Generator(device=images.device).manual_seed(seed)
+    py_rng = random.Random(seed)
+    try:
+        for _ in range(batches):
+            x = crop_batch(images, batch, cfg.crop, "flip", gen)
+            rd_forward(model, x, py_rng.choice(list(cfg.train_bits)), cfg.scale, rules, "ste", gen)
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.eval()
+    return len(layers)
+
+
 def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: FinetuneConfig,
              out_dir: str | Path, extra: dict[str, Any] | None = None, log: Any = print,
              priors: dict[int, Tensor] | None = None,
@@ -342,6 +422,9 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
             start_cost.update({k: v for k, v in vc["per_b"].items() if k not in start_cost})
             rel = {k: v / start_cost[k] for k, v in vc["per_b"].items()}
             return {"objective": sum(rel.values()) / len(rel), "psnr": None, "bpp": None, "per_b": vc["per_b"]}
+        if ft.recalibrate_bn:  # train mode left each layer the statistics of its last batches, each at one b
+            recalibrate_bn(model, images, cfg, batches=ft.recalibrate_bn, batch=ft.batch, rules=ft.rules,
+                           part="all", seed=ft.seed + len(history["step"]))
         return validate_rd(model, val, cfg, torch.device(cfg.device))
 
     history: dict[str, Any] = {"step": [], "objective": [], "psnr": [], "bpp": [], "elapsed": []}

@@ -223,3 +223,65 @@ def test_frozen_batchnorm_keeps_every_running_statistic_while_the_weights_train(
     FT.finetune(model, _images(), val, cfg, FT.FinetuneConfig(seconds=1.5, batch=2, validations=3, lr=3e-3),
                 tmp_path / "unfrozen", log=lambda line: None)
     assert any(not torch.equal(model.state_dict()[k], before[k]) for k in stats if "running_" in k)
+
+
+# ----------------------------------------------------------------------------- BatchNorm statistics for the codec's bins
+
+def test_recalibrate_bn_averages_the_codecs_bins_and_changes_no_weight():
+    model = _model(seed=5)
+    cfg = _cfg([1, 3, 5])
+    images = _images()
+    with torch.no_grad():  # statistics a train-mode run would leave: anything but the codec's
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.fill_(0.3)
+                m.running_var.fill_(2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert FT.recalibrate_bn(model, images, cfg, batches=1, batch=3, part="decoder", seed=2) == sum(
+        isinstance(m, torch.nn.BatchNorm2d) for m in model.decoder.modules())
+    after = model.state_dict()
+    assert not model.training
+    for k, v in before.items():
+        if k.startswith("decoder.") and ("running_" in k or "num_batches" in k):
+            continue
+        assert torch.equal(after[k], v), f"{k}: recalibration changes no weight and, with part='decoder', no encoder statistic"
+    # one batch: the first decoder BatchNorm's mean is that batch's mean of the conv on the codec's bins
+    import random
+    gen = torch.Generator().manual_seed(2)
+    x = FT.crop_batch(images, 3, cfg.crop, "flip", gen)
+    b = random.Random(2).choice(list(cfg.train_bits))
+    with torch.no_grad():
+        y = model.encode(x)
+        ymax = quant.to_float32(quant.latent_scale(y, cfg.scale))
+        y = torch.minimum(y, ymax.reshape(-1, 1, 1, 1))
+        h = model.decoder[0][0](quant.quantize_dequantize(y, b, ymax))
+    torch.testing.assert_close(after["decoder.0.1.running_mean"], h.mean((0, 2, 3)), rtol=1e-5, atol=1e-6)
+    assert int(after["decoder.0.1.num_batches_tracked"]) == 1
+    # part="all" re-estimates the encoder's too, in the same pass: its first layer's mean is the batch mean of its conv
+    FT.recalibrate_bn(model, images, cfg, batches=1, batch=3, part="all", seed=2)
+    x = FT.crop_batch(images, 3, cfg.crop, "flip", torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model.state_dict()["encoder.0.1.running_mean"],
+                                   model.encoder[0][0](x).mean((0, 2, 3)), rtol=1e-5, atol=1e-6)
+    assert not torch.equal(model.state_dict()["encoder.0.1.running_mean"], before["encoder.0.1.running_mean"])
+    assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with pytest.raises(ValueError, match="part"):
+        FT.recalibrate_bn(model, images, cfg, part="encoder")
+
+
+def test_finetune_with_recalibration_keeps_weights_judged_with_recalibrated_statistics(tmp_path, ticking_clock):
+    ticking_clock(FT, 0.05)
+    model = _model(seed=6)
+    cfg = _cfg([2, 3])
+    ft = FT.FinetuneConfig(seconds=1.5, batch=2, validations=2, recalibrate_bn=3)
+    val = _images(n=3, size=32).float().div(255)
+    FT.finetune(model, _images(), val, cfg, ft, tmp_path, log=lambda line: None)
+    saved, meta = load_checkpoint_file(tmp_path)
+    assert meta["finetune"]["recalibrate_bn"] == 3
+    tracked = [int(v) for k, v in saved.state_dict().items() if k.endswith("num_batches_tracked")]
+    assert tracked and all(n == 3 for n in tracked), "the kept statistics are the re-estimate (3 batches since the reset)"
+    for bad in ({"part": "encoder"}, {"freeze_bn": True}):
+        with pytest.raises(ValueError, match="recalibrate_bn"):
+            FT.FinetuneConfig(recalibrate_bn=4, **bad)
+    with pytest.raises(ValueError, match="recalibrate_bn"):
+        FT.FinetuneConfig(recalibrate_bn=-1)

@@ -78,6 +78,24 @@ def test_checkpoint_mismatch_error(tmp_path):
     assert issubclass(CheckpointError, ValueError)
 
 
+def test_checkpoint_with_non_finite_values_is_refused(tmp_path):
+    run(tiny_cfg(epochs=1, max_steps=1), out=tmp_path)
+    load_checkpoint(tmp_path)  # loads as written
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    var = next(k for k in state if k.endswith("running_var"))
+    state[var] = state[var].clone().fill_(1e5).half()  # a float16 copy of a variance above 65504: inf
+    torch.save(state, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match=rf"non-finite values.*{var}.*float32 weights"):
+        load_checkpoint(tmp_path)
+    state[var] = torch.ones_like(state[var], dtype=torch.float32)
+    first = next(k for k in state if k.endswith("weight"))
+    state[first] = state[first].clone()
+    state[first].view(-1)[0] = float("nan")
+    torch.save(state, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match=rf"in 1 tensor\(s\): {first}"):
+        load_checkpoint(tmp_path)
+
+
 def test_resume_matches_uninterrupted(tmp_path):
     cfg = tiny_cfg(epochs=3, checkpoint_every_s=0)
     _, full = run(cfg)

@@ -74,6 +74,9 @@ def main() -> int:
                    help="--part encoder: price the bits under this checkpoint's coder prior instead of RUN_DIR's "
                         "(RUN_DIR has none, e.g. a whole-model run just made from it); the output then ships no "
                         "table: refit one with tools/fit_coder_prior.py")
+    p.add_argument("--recalibrate-bn", type=int, default=0, metavar="BATCHES",
+                   help="whole-model runs: re-estimate every BatchNorm statistic over this many batches of the "
+                        "codec's bins at mixed b before each validation (0: off); see labkit.finetune")
     p.add_argument("--freeze-bn", action="store_true",
                    help="whole-model runs: keep every BatchNorm's running statistics (eval mode); see labkit.finetune")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (several runs share a machine)")
@@ -96,7 +99,8 @@ def main() -> int:
     ft = FinetuneConfig(seconds=args.seconds, lr=args.lr, batch=args.batch, validations=args.validations,
                         warmup=args.warmup, final_lr_frac=args.final_lr_frac, rules=scale_rules(args.rules),
                         quantizer=args.quant, augment=args.augment, seed=cfg.seed, part=args.part,
-                        ssim_weight=args.ssim_weight, freeze_bn=args.freeze_bn)
+                        ssim_weight=args.ssim_weight, freeze_bn=args.freeze_bn,
+                        recalibrate_bn=args.recalibrate_bn)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     splits = training_splits(args.data_dir, cfg.seed)

@@ -49,7 +49,10 @@ half = os.environ["HALF"] != "0"
 for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
     Path(dst).mkdir(parents=True)
     state = torch.load(Path(src) / "model.pt", map_location="cpu", weights_only=True)
-    torch.save({k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}, Path(dst) / "model.pt")
+    # a tensor whose float16 copy overflows stays float32 (resae-rd-fast's first decoder BatchNorm has
+    # running variances above 65504: as inf they would zero 10 channels whenever the model is evaluated)
+    small = lambda v: v.half() if half and v.is_floating_point() and bool(torch.isfinite(v.half()).all()) else v
+    torch.save({k: small(v) for k, v in state.items()}, Path(dst) / "model.pt")
     for f in ("config.json", "history.json", "coder_prior.npz"):
         if (Path(src) / f).is_file():
             shutil.copy(Path(src) / f, Path(dst) / f)
