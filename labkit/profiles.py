@@ -40,7 +40,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         sweep=SWEEP_DEFAULT, retrain=True, photos=PHOTOS,
         # 59 minutes of training in all; the LR schedule of each run follows its clock. The default
         # model gets the most: trained whole, then fine-tuned on the codec's bins (finetune_s,
-        # labkit.workflow.finetune_config), the recipe that brings it near its shipped weights in an hour
+        # labkit.workflow.finetune_config; its BatchNorm statistics re-estimated at the end, 7 s), the
+        # recipe that brings it nearest its shipped weights in an hour
         train=dict(epochs=100000, crop=64, batch_size=16,
                    time_budget_s={"resae-rd": 480, "resae-rd-fast": 1020, "resae": 720, "ae2": 360,
                                   "ae1": 360},

@@ -124,19 +124,24 @@ def test_a_profile_finetune_continues_the_trained_model_in_its_folder(tmp_path):
     from labkit.data import HOLDOUT_PHOTO
 
     run = workflow.resolve("smoke", fig_dir=str(tmp_path / "fig"), run_dir=str(tmp_path / "run"), device="cpu",
-                           models=["ae2"])
-    run.settings["train"]["finetune_s"] = {"ae2": 1.0}
+                           models=["resae"])
+    run.settings["train"]["finetune_s"] = {"resae": 1.0}
     histories = workflow.train_models(run, progress=False)
-    folder = tmp_path / "run" / "ae2"
+    folder = tmp_path / "run" / "resae"
     meta = json.loads((folder / "config.json").read_text())
     ft = meta["finetune"]
     assert ft["steps"] >= 1 and ft["quantizer"] == "ste" and ft["val"] == [HOLDOUT_PHOTO] and ft["val_tiles"] > 0
     parts = meta["train_seconds_parts"]
-    assert parts["finetune"] >= 1.0 and meta["train_seconds"] == pytest.approx(parts["train"] + parts["finetune"], abs=1e-3)
+    assert parts["finetune"] >= 1.0 and meta["train_seconds"] == pytest.approx(sum(parts.values()), abs=1e-3)
     assert meta["epochs_completed"] >= 1                      # the training run's facts are kept
     saved = json.loads((folder / "history.json").read_text())
-    assert saved["val_psnr"] == histories["ae2"]["val_psnr"]  # the training curves survive the fine-tune
-    assert saved["finetune"]["steps"] == ft["steps"] == histories["ae2"]["finetune"]["steps"]
-    load_pretrained("ae2", tmp_path / "run")                    # the folder is a checkpoint the codec loads
-    row = report.training_summary(["ae2"], tmp_path / "run", histories)[0]
+    assert saved["val_psnr"] == histories["resae"]["val_psnr"]  # the training curves survive the fine-tune
+    assert saved["finetune"]["steps"] == ft["steps"] == histories["resae"]["finetune"]["steps"]
+    model, _ = load_pretrained("resae", tmp_path / "run")       # the folder is a checkpoint the codec loads
+    # its BatchNorm statistics are the re-estimate for the codec's bins, not the fine-tune's last batches
+    recal = meta["bn_recalibration"]
+    assert recal["batches"] == workflow.FINETUNE_RECALIBRATION_BATCHES and recal["layers"] > 0
+    tracked = [int(v) for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")]
+    assert len(tracked) == recal["layers"] and set(tracked) == {workflow.FINETUNE_RECALIBRATION_BATCHES}
+    row = report.training_summary(["resae"], tmp_path / "run", histories)[0]
     assert row["finetune_steps"] == ft["steps"] and row["train_s"] == meta["train_seconds"]
