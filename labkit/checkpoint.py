@@ -77,9 +77,7 @@ def save(model: nn.Module, out_dir: str | os.PathLike[str], train: Mapping[str, 
     """
     out = Path(out_dir)
     name, mcfg = model_identity(model, (train or {}).get("model"))
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save(state, tmp)
+    save_weights(model, out)
     meta = {
         "model": name,
         "model_cfg": mcfg,
@@ -91,6 +89,24 @@ def save(model: nn.Module, out_dir: str | os.PathLike[str], train: Mapping[str, 
     }
     write_text(out / "config.json", json.dumps(meta, indent=2) + "\n")
     return out
+
+
+#: The ``config.json`` entries :func:`save` writes itself (the rest are the run's facts, ``extra``).
+SAVED_KEYS = ("model", "model_cfg", "train", "labkit_version", "torch_version", "param_count")
+
+
+def save_weights(model: nn.Module, out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``model.pt`` (the state_dict, on the CPU) atomically into ``out_dir``; ``config.json`` is left alone."""
+    out = Path(out_dir)
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    return out / "model.pt"
+
+
+def run_facts(config: Mapping[str, Any], *drop: str) -> dict[str, Any]:
+    """``config``'s entries other than :data:`SAVED_KEYS` and ``drop``: the ``extra`` that carries a
+    checkpoint's facts over when a tool writes a changed copy of it with :func:`save`."""
+    return {k: v for k, v in config.items() if k not in SAVED_KEYS and k not in drop}
 
 
 def _resolve(path_or_dir: str | os.PathLike[str]) -> tuple[Path, Path]:

@@ -340,7 +340,8 @@ def _finetune_stage(run: Run, name: str, model: torch.nn.Module, cfg: Any, train
     (``train_seconds_parts`` splits it) and ``history.json`` keeps the training curves beside the
     fine-tune's.
     """
-    from .atomic import atomic_path, write_text
+    from .atomic import write_text
+    from .checkpoint import save_weights
     from .data import HOLDOUT_PHOTO, holdout_tiles
     from .finetune import FinetuneConfig, finetune, recalibrate_bn
     from .train import resolve_device
@@ -363,8 +364,7 @@ def _finetune_stage(run: Run, name: str, model: torch.nn.Module, cfg: Any, train
     t0 = time.perf_counter()
     layers = recalibrate_bn(model, images, cfg, batches=FINETUNE_RECALIBRATION_BATCHES, batch=ft.batch,
                             rules=ft.rules, part="all", seed=cfg.seed)
-    with atomic_path(out / "model.pt") as tmp:
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    save_weights(model, out)
     recal_s = round(time.perf_counter() - t0, 3)
     meta = json.loads((out / "config.json").read_text())
     meta["bn_recalibration"] = {"part": "all", "layers": layers, "batches": FINETUNE_RECALIBRATION_BATCHES,

@@ -61,9 +61,7 @@ def main() -> int:
                                      "device": "cpu", "bits": [b]})
         model, _ = checkpoint.load(a.checkpoint, coder_prior=False)
         recalibrate_bn(model, images, cfg, batches=a.batches, batch=16, rules=scale_rules("search"), part="decoder")
-        keep = {k: v for k, v in meta.items()
-                if k not in ("model", "model_cfg", "train", "labkit_version", "torch_version", "param_count")}
-        checkpoint.save(model, out / f"b{b}", cfg.to_dict(), keep)
+        checkpoint.save(model, out / f"b{b}", cfg.to_dict(), checkpoint.run_facts(meta))
         if (Path(a.checkpoint) / "coder_prior.npz").is_file():
             shutil.copy(Path(a.checkpoint) / "coder_prior.npz", out / f"b{b}" / "coder_prior.npz")
         per_b[b] = point(out / f"b{b}", b, tiles)

@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     images = torch.from_numpy(training_splits(a.data_dir, cfg.seed)["train"]).permute(0, 3, 1, 2).contiguous()
     n = recalibrate_bn(model, images, cfg, batches=a.batches, batch=a.batch, rules=scale_rules(a.rules),
                        part=a.part, seed=cfg.seed)
-    extra = {k: v for k, v in meta.items()
-             if k not in ("model", "model_cfg", "train", "labkit_version", "torch_version", "param_count", "coder_prior")}
+    extra = checkpoint.run_facts(meta, "coder_prior")
     extra["bn_recalibration"] = {"from": str(a.run_dir), "part": a.part, "batches": a.batches, "batch": a.batch,
                                  "rules": a.rules, "layers": n,
                                  "command": "python tools/recalibrate_bn.py " + " ".join(sys.argv[1:] if argv is None else argv)}

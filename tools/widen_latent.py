@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     src, config = checkpoint.load(a.src, coder_prior=False)
     wide = widen(src, a.channels, a.init, a.seed).eval()
-    extra = {k: v for k, v in config.items()
-             if k not in ("model", "model_cfg", "train", "labkit_version", "torch_version", "param_count",
-                          "coder_prior")}
+    extra = checkpoint.run_facts(config, "coder_prior")
     extra["widened_from"] = {"source": str(a.src), "channels": a.channels, "init": a.init, "seed": a.seed,
                              "command": "python tools/widen_latent.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     train = config.get("train")
