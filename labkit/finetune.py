@@ -88,8 +88,9 @@ class FinetuneConfig:
     augment: str = "strong"
     seed: int = 0
     part: str = "all"
-    #: ``part="encoder"``: the weight of ``1 - SSIM`` in the codec's objective (None: refinement's,
-    #: :data:`labkit.spec.REFINE_SSIM_WEIGHT`)
+    #: the weight of ``1 - SSIM`` in the loss and the validation objective. ``part="all"``: None keeps
+    #: the run's own (``TrainConfig.ssim_weight``, which ``config.json["train"]`` keeps recording);
+    #: ``part="encoder"``: None is refinement's, :data:`labkit.spec.REFINE_SSIM_WEIGHT`
     ssim_weight: float | None = None
     #: ``part="all"``: keep every BatchNorm layer in eval mode (its running statistics frozen; its
     #: affine parameters still train). The encoder-only part always does.
@@ -115,6 +116,8 @@ class FinetuneConfig:
         if self.recalibrate_bn and (self.part != "all" or self.freeze_bn):
             raise ValueError("recalibrate_bn needs a whole-model run whose BatchNorm statistics move "
                              "(part='all', freeze_bn=False)")
+        if self.ssim_weight is not None and not (math.isfinite(self.ssim_weight) and self.ssim_weight >= 0):
+            raise ValueError(f"ssim_weight must be a finite number >= 0 (or None), got {self.ssim_weight}")
         if not self.seconds > 0 or self.batch < 1 or self.validations < 1:
             raise ValueError(f"seconds, batch and validations must be positive, got {self.seconds}, "
                              f"{self.batch}, {self.validations}")
@@ -410,6 +413,8 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
             prm.requires_grad_(True)
     params = [prm for prm in model.parameters() if prm.requires_grad]
     opt = torch.optim.AdamW(params, lr=ft.lr, weight_decay=cfg.weight_decay)
+    # the whole model's loss and validation with this fine-tune's SSIM weight; the checkpoint keeps ``cfg``
+    loss_cfg = cfg if encoder_only or ft.ssim_weight is None else dataclasses.replace(cfg, ssim_weight=ft.ssim_weight)
 
     #: part="encoder": each b's cost is divided by its value at the start on ``val``, so every b
     #: weighs by its relative gain (what a BD-rate counts) rather than b = 1's larger MSE dominating
@@ -425,7 +430,7 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
         if ft.recalibrate_bn:  # train mode left each layer the statistics of its last batches, each at one b
             recalibrate_bn(model, images, cfg, batches=ft.recalibrate_bn, batch=ft.batch, rules=ft.rules,
                            part="all", seed=ft.seed + len(history["step"]))
-        return validate_rd(model, val, cfg, torch.device(cfg.device))
+        return validate_rd(model, val, loss_cfg, torch.device(cfg.device))
 
     history: dict[str, Any] = {"step": [], "objective": [], "psnr": [], "bpp": [], "elapsed": []}
     best: dict[str, Any] = {"objective": math.inf, "state": None, "step": 0}
@@ -479,7 +484,7 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
             loss = codec_objective(model, x, b, cfg.scale, priors, ft.ssim_weight) / start_cost[str(b)]
         else:
             res = rd_forward(model, x, b, cfg.scale, ft.rules, ft.quantizer, gen)
-            loss = distortion(res["x_hat"], x, cfg) + cfg.rate_weight * rate_bpp(res, b, cfg.crop * cfg.crop)
+            loss = distortion(res["x_hat"], x, loss_cfg) + cfg.rate_weight * rate_bpp(res, b, cfg.crop * cfg.crop)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:

@@ -238,7 +238,8 @@ def finetune_config(run: Run, name: str) -> dict[str, Any] | None:
     continues the model just trained with :func:`labkit.finetune.finetune`: the whole model on
     the codec's hard bins (straight-through), the scale search's rules drawn per sample, strong
     augmentation, the profile's batch size, validated on the tiles of
-    :data:`labkit.data.HOLDOUT_PHOTO`.  That is the recipe of the shipped ``resae-rd-fast``'s GPU
+    :data:`labkit.data.HOLDOUT_PHOTO`; ``train["finetune_ssim_weight"]`` (optional) weighs
+    ``1 - SSIM`` in its loss instead of the model's training recipe.  That is the recipe of the shipped ``resae-rd-fast``'s GPU
     steps, which on a 2-core CPU closes most of the gap to the shipped weights (NOTES.md).  A model
     with a fine-tune is trained whole from its recorded ``train`` recipe, even one whose shipped
     weights were a decoder fit.
@@ -250,8 +251,12 @@ def finetune_config(run: Run, name: str) -> dict[str, Any] | None:
     if not seconds:
         return None
     # lr, quantizer ("ste"), augment ("strong") and validations: FinetuneConfig's defaults, the GPU steps' recipe
-    return dict(seconds=float(seconds), batch=int(small.get("batch_size", 32)), rules=list(spec.SCALE_SEARCH_RULES),
-                seed=run.seed)
+    fields = dict(seconds=float(seconds), batch=int(small.get("batch_size", 32)), rules=list(spec.SCALE_SEARCH_RULES),
+                  seed=run.seed)
+    weight = _profile_train_settings(run, name, ("finetune_ssim_weight",)).get("finetune_ssim_weight")
+    if weight is not None:
+        fields["ssim_weight"] = float(weight)
+    return fields
 
 
 def decoder_fit_config(run: Run, name: str) -> dict[str, Any] | None:
@@ -407,4 +412,7 @@ def training_objectives(run: Run) -> dict[str, str]:
         if noise is None:
             noise = name != "ae1"
         out[name] = desc + (f", noise b={t.get('b_train', 3)}" if noise else ", no noise")
+        ft_weight = (meta.get("finetune") or {}).get("ssim_weight")
+        if ft_weight is not None and ft_weight != t.get("ssim_weight", 0.05):
+            out[name] += f"; fine-tuned with {ft_weight:g}·(1−SSIM)"
     return out

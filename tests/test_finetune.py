@@ -130,6 +130,10 @@ def test_config_refuses_unknown_settings():
         FT.FinetuneConfig.from_dict({"secs": 3})
     with pytest.raises(ValueError, match="part"):
         FT.FinetuneConfig(part="decoder")
+    with pytest.raises(ValueError, match="ssim_weight"):
+        FT.FinetuneConfig(ssim_weight=-0.1)
+    with pytest.raises(ValueError, match="ssim_weight"):
+        FT.FinetuneConfig(ssim_weight=float("nan"))
 
 
 def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path, ticking_clock):
@@ -151,6 +155,26 @@ def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path, tickin
         assert torch.equal(v, model.state_dict()[k]), f"{k}: the model ends holding the kept weights"
     saved_history = json.loads((tmp_path / "history.json").read_text())
     assert saved_history["finetune"]["steps"] == hist["steps"] and saved_history["val_psnr"] == [20.0]
+
+
+def test_a_whole_model_finetune_weighs_ssim_by_its_own_setting_and_keeps_the_runs_recipe(tmp_path, ticking_clock):
+    import dataclasses
+
+    from labkit.train import validate_rd
+
+    ticking_clock(FT, 0.05)
+    model = _model(seed=5)
+    cfg = _cfg([2, 3])
+    val = _images(n=3, size=32).float().div(255)
+    heavier = dataclasses.replace(cfg, ssim_weight=0.4)
+    want, plain = (validate_rd(model, val, c, torch.device("cpu"))["objective"] for c in (heavier, cfg))
+    assert want != pytest.approx(plain, rel=1e-3)  # the weight moves the objective
+    ft = FT.FinetuneConfig(seconds=1.0, batch=2, validations=1, ssim_weight=0.4)
+    hist = FT.finetune(model, _images(), val, cfg, ft, tmp_path, log=lambda line: None)
+    assert hist["objective"][0] == pytest.approx(want, rel=1e-6)  # the first validation, before any step
+    _, meta = load_checkpoint_file(tmp_path)
+    assert meta["train"]["ssim_weight"] == cfg.ssim_weight  # the training run's recipe stays as it was
+    assert meta["finetune"]["ssim_weight"] == 0.4
 
 
 # ----------------------------------------------------------------------------- the encoder alone, on the codec's objective

@@ -93,6 +93,7 @@ def test_the_cpu_profile_sets_a_budget_per_model_and_names_a_missing_one(tmp_pat
     ft = FinetuneConfig.from_dict(workflow.finetune_config(run, "resae-rd-fast"))
     assert ft.seconds == finetunes["resae-rd-fast"] and ft.batch == 16
     assert ft.quantizer == "ste" and ft.augment == "strong" and ft.lr == 3e-4  # the shipped GPU steps' recipe
+    assert ft.ssim_weight == train["finetune_ssim_weight"]  # the profile's loss for the fine-tune
     assert workflow.training_config(run, "resae-rd-fast")["model"] == "resae-rd-fast"
     assert workflow.decoder_fit_config(workflow.resolve("full", fig_dir=str(tmp_path / "fig3")),
                                        "resae-rd-fast")["source"] == "resae-rd"

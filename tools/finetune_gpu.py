@@ -69,7 +69,8 @@ def main() -> int:
                    help="'encoder': train the encoder alone on the codec's objective, the decoder and the "
                         "coder prior frozen (files decode as before); see labkit.finetune")
     p.add_argument("--ssim-weight", type=float, default=None,
-                   help="--part encoder: weight of 1 - SSIM in the codec's objective (default: refinement's)")
+                   help="weight of 1 - SSIM in the loss and validation (default: --part all: the run's "
+                        "config.json train.ssim_weight, which stays recorded; --part encoder: refinement's)")
     p.add_argument("--prior-from", default=None,
                    help="--part encoder: price the bits under this checkpoint's coder prior instead of RUN_DIR's "
                         "(RUN_DIR has none, e.g. a whole-model run just made from it); the output then ships no "
