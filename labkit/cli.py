@@ -88,18 +88,23 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
 
 
 def _check_input(path: Path, what: str) -> None:
+    """Refuse an input that is missing, a folder, or not a regular file (a device, a pipe)."""
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a directory; pass a file")
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{what} {path} is not a regular file (a device or a pipe); save it to a file first")
 
 
-def _check_output(path: Path, source: Path | None = None) -> None:
+def _check_output(path: Path, source: Path | None = None, suffix: str | None = None) -> None:
+    """Refuse an output that is a folder, in a missing folder, or the input itself (``suffix``: for the hint)."""
     from pathlib import Path
 
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise IsADirectoryError(f"output {path} is a directory; pass a file name such as {path / 'out'}")
+        raise IsADirectoryError(f"output {path} is a directory; pass a file name inside it, such as "
+                                f"{path / ('out' + (suffix or ''))}")
     if not parent.is_dir():
         raise FileNotFoundError(f"output folder {parent} does not exist; create it first")
     if source is not None and path.exists() and source.exists() and path.samefile(source):
@@ -294,8 +299,10 @@ def _args_reproduce(p: argparse.ArgumentParser) -> None:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     import ast
+    import time
+    from pathlib import Path
 
-    from .pipeline import NOTEBOOK_DIR, executed_dir_for, run_notebook, run_tag
+    from .pipeline import NOTEBOOK_DIR, default_out_dir, display_path, executed_dir_for, run_notebook, run_tag
 
     known = _notebook_parameters(NOTEBOOK_DIR / REPRODUCE_NOTEBOOK)
     params = {}
@@ -307,9 +314,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     # beside the three notebooks it runs: notebooks/executed/<profile>[-<data folder>]/
     defaults = {k: ast.literal_eval(v.partition("  #")[0]) for k, v in known.items()}
     merged = {**defaults, **params}
+    from .profiles import PROFILES
+
+    if merged["profile"] not in PROFILES:  # before a kernel starts or a folder is made
+        raise ValueError(f"unknown profile {merged['profile']!r}; choose one of {', '.join(PROFILES)}")
     executed_dir = executed_dir_for(run_tag(str(merged["profile"]), merged.get("data_dir")))
-    executed = run_notebook(REPRODUCE_NOTEBOOK, executed_dir, params, log_output=True)
-    print(f"labkit reproduce: done; executed notebook {executed}")
+    started = time.monotonic()
+    run_notebook(REPRODUCE_NOTEBOOK, executed_dir, params, log_output=True)
+    # the last line, after the notebook's headline numbers: where everything is, as the run's own summary said
+    out = merged.get("out_dir") or default_out_dir(str(merged["profile"]), merged.get("data_dir"))
+    print(f"labkit reproduce: done in {time.monotonic() - started:.0f} s; figures and metrics.json in "
+          f"{display_path(Path(out))}, executed notebooks in {display_path(executed_dir)}")
     return 0
 
 
@@ -342,8 +357,8 @@ def _args_encode(p: argparse.ArgumentParser) -> None:
                         "(on for resae-rd, resae-rd-fast and resae-rd-fast-v1, off for the seed's and the course's models)")
     p.add_argument("--scale", type=_encode_scale, default="auto",
                    help="the stored scale ymax: auto = the rule the model was trained with (fast); search = try "
-                        "several rules and keep the smallest file for its quality (5-10 %% fewer bits at equal "
-                        "PSNR, 3-4x the encode time); or a rule such as max or p99.9")
+                        "several rules and keep the smallest file for its quality (for resae-rd-fast 2.5-14 %% fewer bits "
+                        "at equal PSNR, README; 3-4x the encode time); or a rule such as max or p99.9")
     p.add_argument("--refine", type=_refine_steps, nargs="?", const=None, default=0, metavar="STEPS",
                    help="refine the latent for the decoder before coding it (labkit.refine): smaller files for "
                         "the same quality, same format, a much slower encode (each step runs the decoder forward "
@@ -358,7 +373,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
     src, dst = Path(args.input), Path(args.output)
     _check_input(src, "input image")
-    _check_output(dst, src)
+    _check_output(dst, src, ".lkc")
     if dst.suffix.lower() != ".lkc" and not args.force_suffix:
         raise ValueError(f"output {dst} should end in .lkc (pass --force-suffix to write it anyway)")
     from .bitstream import unpack
@@ -394,7 +409,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
     src, dst = Path(args.input), Path(args.output)
     _check_input(src, "input file")
-    _check_output(dst, src)
+    _check_output(dst, src, ".png")
     from .codec import decode_file
 
     image = decode_file(src, dst, weights_dir=args.weights)
@@ -452,8 +467,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return 0
     c, lh, lw = r["latent_shape"]
     cmap = r["colour_map_bytes"]  # as stored (compact in version 5)
-    parts = f"{r['header_bytes'] - cmap} header + " + (f"{cmap} colour map + " if cmap else "")
-    print(f"file        {r['file']} ({r['bytes']} bytes = {parts}{r['payload_bytes']} payload)")
+    # "header" as in --json's header_bytes: the fixed header and, when sent, the colour map (side information)
+    parts = f"{r['header_bytes']} header" + (f" ({r['header_bytes'] - cmap} fixed + {cmap} colour map)" if cmap else "")
+    print(f"file        {r['file']} ({r['bytes']} bytes = {parts} + {r['payload_bytes']} payload)")
     print(f"image       {r['width']}x{r['height']} RGB, {r['bpp']:.4f} bpp")
     print(f"model       {r['model']} (stride {r['downsample']}), latent {c}x{lh}x{lw}")
     print(f"quantizer   b={r['b']} ({r['symbols']} symbols), ymax={r['ymax']:.6g}")
@@ -490,6 +506,12 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    out_path = Path(args.out)
+    _check_output(out_path, suffix=".png")  # as encode and decode: no folder made, no folder overwritten
+    if out_path.suffix.lower() != ".png":
+        raise ValueError(f"output {out_path} should end in .png (the demo figure is a PNG)")
     from .demo import run_demo
 
     out = run_demo(out=args.out, bits=args.bits, n_images=args.images, weights_dir=args.weights)

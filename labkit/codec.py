@@ -109,11 +109,12 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module,
 def _as_uint8_rgb(image: Any) -> np.ndarray:
     """Any image (array, PIL image, path) as uint8 H x W x 3 via ``labkit.imageio.as_rgb8``, size-checked."""
     try:
-        arr = as_rgb8(image, stacklevel=4)
+        arr = as_rgb8(image, stacklevel=4, max_pixels=max_pixels())  # a file: its size checked before decoding
     except DataError as err:
         raise CodecError(str(err)) from None
     if arr.shape[0] < 1 or arr.shape[1] < 1 or max(arr.shape[:2]) > 0xFFFF:
-        raise CodecError(f"image size {arr.shape[0]}x{arr.shape[1]} is outside 1..65535 pixels per side")
+        raise CodecError(f"image size {arr.shape[1]}x{arr.shape[0]} is outside 1..65535 pixels per side; "
+                         "crop or downscale it")
     _check_size(arr.shape[0], arr.shape[1])
     return arr
 
@@ -450,7 +451,7 @@ class Codec:
         from . import imageio
 
         check_target(dst, source=src)  # refuse before the work, not after
-        data = self.encode(imageio.load(src))
+        data = self.encode(imageio.load(src, max_pixels=max_pixels()))  # refused before decoding when too large
         write_bytes(dst, data, source=src)
         return len(data)
 

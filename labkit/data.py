@@ -341,8 +341,9 @@ def load_dataset(data_dir: str | os.PathLike, split: Literal["train", "test"],
         i, shape = bad[0]
         raise DataError(
             f"{folder}: {len(bad)} of {len(images)} images are not {TILE}x{TILE} (image #{i} "
-            f"in sorted order is {shape[0]}x{shape[1]}); pass tile=True or cut them with "
-            "labkit.data.to_tiles"
+            f"in sorted order is {shape[1]}x{shape[0]}); the course layout holds {TILE}x{TILE} images: cut "
+            f"larger ones into tiles first (in Python: labkit.data.load_dataset(folder, split, tile=True) "
+            "or labkit.data.to_tiles) and save those"
         )
     return np.stack(images)
 

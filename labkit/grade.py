@@ -139,7 +139,10 @@ def run(profile: str = "default", reference: str | Path | None = None, keep: str
     else:
         ref_path = default_out_dir(profile, None) / "metrics.json"
         if not ref_path.is_file():
-            raise FileNotFoundError(f"no reference {ref_path}; run `make figures` once and commit it")
+            make = ("run `make figures` once and commit it" if profile == "default" else
+                    f"make one with `labkit reproduce -p profile {profile}` and pass it as --reference "
+                    "(only the default profile's figures/metrics.json is committed)")
+            raise FileNotFoundError(f"no reference {ref_path}; {make}")
         ref, ref_name = committed_reference(ref_path)
     executed = executed_dir_for(f"grade-{profile}")
     bar = step_progress(NOTEBOOKS + ["publish", "compare"], progress, f"labkit grade {profile}")

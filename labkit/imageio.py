@@ -11,19 +11,25 @@ wherever it comes from:
 * palette, CMYK, YCbCr, ... go through Pillow's RGB conversion;
 * 16-bit (``I;16*``, ``I``, 16-bit RGB PNG, ``uint16`` arrays) keeps the top 8 bits
   (``>> 8``);
-* multi-frame files: the first frame.
+* multi-frame files: the first frame;
+* an EXIF orientation (phone photos) is applied, so the pixels stand as every viewer
+  shows them;
+* an embedded colour profile that is not sRGB is noted (its pixels are used as stored).
 
 Each lossy or structural change emits one :class:`LabkitDataWarning` naming the
 source and what was done.  Anything that cannot be read or converted raises
-:class:`DataError` saying what was wrong and what to do.  ICC profiles and EXIF
-orientation are ignored (the stored pixels are used as they are).
+:class:`DataError` saying what was wrong and what to do.  :func:`load` with
+``max_pixels`` checks the size from the file's header before decoding any pixel, and
+that cap then replaces Pillow's own decompression-bomb limit.
 
 This module imports neither torch nor the compiled coder.
 """
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -52,7 +58,7 @@ def _is_pil(image: Any) -> bool:
     return hasattr(image, "mode") and hasattr(image, "convert") and hasattr(image, "getbands")
 
 
-def as_rgb8(image: Any, *, name: str | None = None, stacklevel: int = 2) -> np.ndarray:
+def as_rgb8(image: Any, *, name: str | None = None, stacklevel: int = 2, max_pixels: int | None = None) -> np.ndarray:
     """Convert an image to a C-contiguous uint8 ``H x W x 3`` RGB array.
 
     Parameters
@@ -66,6 +72,8 @@ def as_rgb8(image: Any, *, name: str | None = None, stacklevel: int = 2) -> np.n
         ``"array"``).
     stacklevel : int
         Where warnings point (2 = the caller of ``as_rgb8``).
+    max_pixels : int, optional
+        A file path only: refuse a larger image before decoding it (:func:`load`).
 
     Returns
     -------
@@ -78,7 +86,7 @@ def as_rgb8(image: Any, *, name: str | None = None, stacklevel: int = 2) -> np.n
         Unreadable files, unsupported modes, float or signed arrays, wrong shapes.
     """
     if isinstance(image, (str, os.PathLike)):
-        return load(image, stacklevel=stacklevel + 1)
+        return load(image, stacklevel=stacklevel + 1, max_pixels=max_pixels)
     if _is_pil(image):
         return _pil_to_rgb8(image, [], name or "PIL image", stacklevel + 1)
     return _array_to_rgb8(image, name or "array", stacklevel + 1)
@@ -174,7 +182,43 @@ def _pil_to_rgb8(im: Any, rawmodes: list[str], source: str, stacklevel: int) -> 
     raise DataError(f"{source}: unsupported image mode {mode}; re-save it as 8-bit RGB PNG")
 
 
-def load(path: str | os.PathLike[str], *, stacklevel: int = 2) -> np.ndarray:
+#: Pillow's decompression-bomb limit is process-wide; :func:`load` swaps it under this lock.
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pillow_limit(limit: int | None):
+    """Pillow's ``Image.MAX_IMAGE_PIXELS`` set to ``limit`` (None: off) for the block, then restored."""
+    from PIL import Image
+
+    with _PILLOW_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = limit
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _note_colour_profile(im: Any, source: str, stacklevel: int) -> None:
+    """Warn when the file embeds a colour profile other than sRGB (its pixels are used as stored)."""
+    icc = im.info.get("icc_profile")
+    if not icc:
+        return
+    try:
+        import io
+
+        from PIL import ImageCms
+
+        desc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    except Exception:  # noqa: BLE001 - no littlecms, or a profile it cannot parse: say so generically
+        desc = "unreadable"
+    if "srgb" not in desc.lower():
+        _warn(source, f"embeds the colour profile {desc!r}; its pixels are used as stored, not converted to "
+                      "sRGB (convert the image to sRGB first for exact colours)", stacklevel)
+
+
+def load(path: str | os.PathLike[str], *, stacklevel: int = 2, max_pixels: int | None = None) -> np.ndarray:
     """Read one image file as uint8 ``H x W x 3`` RGB (any format Pillow reads; see the module doc).
 
     Parameters
@@ -183,6 +227,10 @@ def load(path: str | os.PathLike[str], *, stacklevel: int = 2) -> np.ndarray:
         The image file.
     stacklevel : int
         Where conversion warnings point (2 = the caller of ``load``).
+    max_pixels : int, optional
+        Refuse an image of more pixels with ``DataError``, from the size in its header, before
+        any pixel is decoded (memory stays bounded); Pillow's own decompression-bomb limit is
+        then not applied, so the caller's cap is the one that counts.  None: Pillow's limit.
 
     Returns
     -------
@@ -196,23 +244,43 @@ def load(path: str | os.PathLike[str], *, stacklevel: int = 2) -> np.ndarray:
     """
     from PIL import Image, UnidentifiedImageError
 
+    from PIL import ImageOps
+
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with _pillow_limit(None) if max_pixels is not None else _no_change(), Image.open(path) as im:
+            width, height = im.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise DataError(f"{path}: image of {width}x{height} = {width * height} pixels exceeds the limit of "
+                                f"{max_pixels}; set LABKIT_MAX_PIXELS to allow larger images, or downscale it")
             if getattr(im, "n_frames", 1) > 1:
                 _warn(str(path), f"has {im.n_frames} frames; using the first", stacklevel)
             rawmodes = [str(getattr(t, "args", "")) for t in (im.tile or [])]
             im.load()
+            _note_colour_profile(im, str(path), stacklevel + 1)
+            orientation = im.getexif().get(0x0112, 1)
+            if orientation not in (0, 1):
+                upright = ImageOps.exif_transpose(im)
+                _warn(str(path), f"EXIF orientation {orientation}; pixels turned upright as viewers show them "
+                                 f"({width}x{height} -> {upright.width}x{upright.height})", stacklevel)
+                return _pil_to_rgb8(upright, rawmodes, str(path), stacklevel + 1)
             return _pil_to_rgb8(im, rawmodes, str(path), stacklevel + 1)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; check the path") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not an image file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: {e} (Pillow's decompression-bomb guard); cut it into smaller images") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         if isinstance(e, DataError):
             raise
         raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e}); pass an image file "
                         "(re-save it as PNG if it is one), or remove it from a data folder") from e
+
+
+@contextmanager
+def _no_change():
+    yield
 
 
 def image_format(path: str | os.PathLike[str]) -> str:

@@ -175,8 +175,10 @@ def training_curves(histories: Mapping[str, Mapping[str, Any]],
     table lists them.
     """
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left_out = []
     for name, h in histories.items():
         if "val_psnr" not in h:  # a decoder fit (labkit.decoder_fit) logs steps, not epochs
+            left_out.append(style_for(name)["label"])
             continue
         epochs = h.get("epoch") or list(range(1, len(h["train_loss"]) + 1))
         st = style_for(name)
@@ -192,8 +194,20 @@ def training_curves(histories: Mapping[str, Mapping[str, Any]],
     a.set_yscale("log")
     a.set_xlabel("epoch"), a.set_ylabel("training loss (each model's objective)")
     b.set_xlabel("epoch"), b.set_ylabel("validation PSNR (dB, hard quantizer, b=3)")
-    a.legend(fontsize=7), b.legend(fontsize=8)
-    fig.tight_layout()
+    b.legend(fontsize=8)
+    # each model's objective under both panels (inside the left one it covered the curves and the axis)
+    handles, labels = a.get_legend_handles_labels()
+    rows = -(-len(labels) // 2)
+    legend_h, note_h = 0.22 * rows + 0.1, (0.25 if left_out else 0.0)  # inches
+    height = 3.4 + legend_h + note_h
+    fig.set_size_inches(9, height)
+    if labels:
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False,
+                   bbox_to_anchor=(0.5, note_h / height))
+    if left_out:  # say so in the figure, so a missing line reads as a choice, not a bug
+        fig.text(0.01, 0.08 / height, f"Not drawn (trained in steps, not epochs; see the training table): "
+                 f"{', '.join(left_out)}", fontsize=7, color="0.3")
+    fig.tight_layout(rect=(0, (legend_h + note_h) / height, 1, 1))
     return fig
 
 

@@ -1,6 +1,6 @@
 """Run settings: which models are evaluated, and each profile's data, b and training budget.
 
-``smoke``   CI: a few images, a few training steps, about two minutes in all.
+``smoke``   CI: a few images, a few training steps, about 30 s in all.
 ``default`` what figures/ holds: the shipped weights, the full embedded test split, b=1..5.
 ``full``    retrains every model from its recorded config (labkit/weights/<name>/config.json).
 ``cpu``     retrains every model on a 2-core CPU within 60 minutes of training in all (wall-clock

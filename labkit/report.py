@@ -374,14 +374,33 @@ def training_summary(models: Sequence[str], weights_dir: str | os.PathLike[str],
         val_epoch, val_psnr = val[-1] if val else (None, meta.get("final_val_psnr"))
         epochs: Any = meta.get("epochs_completed", len(h.get("epoch", [])))
         if "decoder_fit" in meta:  # a decoder fit counts steps (labkit.decoder_fit)
-            epochs = f"{meta.get('steps')} steps (decoder only, from {meta['decoder_fit'].get('source')})"
-        ft = meta.get("finetune") if "decoder_fit" not in meta else None
+            epochs = _decoder_fit_stages(meta)
+        train = meta.get("train", {})
+        bits = train.get("bits")
         rows.append({"model": name, "params": meta.get("param_count"),
-                     "epochs": epochs, "finetune_steps": ft.get("steps") if isinstance(ft, dict) else None,
+                     "epochs": epochs, "finetune_steps": _finetune_steps(meta),
                      "train_s": meta.get("train_seconds"), "device": meta.get("device"),
                      "val_psnr": val_psnr, "val_epoch": val_epoch,
-                     "b_train": meta.get("train", {}).get("b_train"), "noise": meta.get("noise")})
+                     "b_train": f"{min(bits)}..{max(bits)}" if bits and len(bits) > 1 else train.get("b_train"),
+                     "noise": meta.get("noise")})
     return rows
+
+
+def _decoder_fit_stages(meta: Mapping[str, Any]) -> str:
+    """A decoder fit's stages in words: its own steps (when recorded) and a later decoder continuation's."""
+    source = meta["decoder_fit"].get("source")
+    text = f"decoder fit from {source}" + (f", {meta['steps']} steps" if meta.get("steps") else "")
+    more = meta.get("decoder_continuation")
+    if isinstance(more, Mapping) and (more.get("steps") or (more.get("decoder_fit") or {}).get("max_steps")):
+        text += f", + {more.get('steps') or more['decoder_fit']['max_steps']} decoder steps"
+    return text
+
+
+def _finetune_steps(meta: Mapping[str, Any]) -> int | None:
+    """Steps of every whole-model fine-tune the checkpoint records (``finetune`` and an earlier one), or None."""
+    steps = [d["steps"] for key in ("finetune", "previous_finetune")
+             if isinstance(d := meta.get(key), Mapping) and isinstance(d.get("steps"), int)]
+    return sum(steps) if steps else None
 
 
 def context_savings(table: Mapping[int, Mapping[str, float]]) -> list[dict[str, Any]]:

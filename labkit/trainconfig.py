@@ -6,6 +6,7 @@ offer every option and default of ``labkit train`` without importing torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,8 +88,13 @@ class TrainConfig:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError(f"time_budget_s must be positive, got {self.time_budget_s}")
-        if self.rate_weight < 0:
-            raise ValueError(f"rate_weight must be >= 0, got {self.rate_weight}")
+        if not (math.isfinite(self.rate_weight) and self.rate_weight >= 0):
+            raise ValueError(f"rate_weight must be a finite number >= 0, got {self.rate_weight}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr}")
+        for name in ("weight_decay", "ssim_weight"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.bits is not None:
             self.bits = [check_bits(b) for b in self.bits]
             if not self.bits:

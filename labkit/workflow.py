@@ -408,10 +408,14 @@ def training_objectives(run: Run) -> dict[str, str]:
         t = meta.get("train", {})
         loss = t.get("loss", "mse")
         desc = "MSE" if loss == "mse" else f"MSE + {t.get('ssim_weight', 0.05):g}·(1−SSIM)" if loss == "mse+ssim" else loss
+        if t.get("rate_weight"):
+            desc += f" + {t['rate_weight']:g}·R"
         noise = t.get("noise")
         if noise is None:
             noise = name != "ae1"
-        out[name] = desc + (f", noise b={t.get('b_train', 3)}" if noise else ", no noise")
+        bits = t.get("bits")
+        where = f"b={min(bits)}..{max(bits)} per batch" if bits and len(bits) > 1 else f"b={t.get('b_train', 3)}"
+        out[name] = desc + (f", noise {where}" if noise else ", no noise")
         ft_weight = (meta.get("finetune") or {}).get("ssim_weight")
         if ft_weight is not None and ft_weight != t.get("ssim_weight", 0.05):
             out[name] += f"; fine-tuned with {ft_weight:g}·(1−SSIM)"

@@ -88,8 +88,9 @@ def test_subprocess_encode_info_decode(workdir):
     assert re.search(rf"^model\s+{spec.DEFAULT_MODEL} ", r.stdout, re.M)
     assert re.search(r"^quantizer\s+b=3 ", r.stdout, re.M)
     assert f"57x41 RGB, {size * 8 / (57 * 41):.4f} bpp" in r.stdout
-    side = f"{bitstream.HEADER_SIZE} header + " + (f"{cmap} colour map + " if cmap else "")
-    assert f"({size} bytes = {side}{len(payload)} payload)" in r.stdout
+    side = (f"{bitstream.HEADER_SIZE + cmap} header ({bitstream.HEADER_SIZE} fixed + {cmap} colour map)" if cmap
+            else f"{bitstream.HEADER_SIZE} header")  # "header" as --json's header_bytes counts it
+    assert f"({size} bytes = {side} + {len(payload)} payload)" in r.stdout
     assert size == bitstream.HEADER_SIZE + cmap + len(payload)
     assert f"context={spec.PRIOR_CONTEXT}, increment={coder_prior.INCREMENT}, limit={coder_prior.LIMIT}" in r.stdout  # the default model ships a coder prior
 
@@ -215,11 +216,14 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["decode", ".", "out.png"], ["is a directory"]),
     (["encode", "img.png", "nofolder/out.lkc"], ["nofolder", "does not exist", "create it first"]),
     (["decode", "good.lkc", "nofolder/out.png"], ["nofolder", "does not exist"]),
-    (["decode", "good.lkc", "."], ["is a directory"]),
+    (["decode", "good.lkc", "."], ["is a directory", "out.png"]),
+    (["encode", "img.png", "."], ["is a directory", "out.lkc"]),
     (["encode", "img.png", "out.lkc", "--weights", "nowhere"], ["weights folder", "does not exist"]),
+    (["info", "/dev/null"], ["/dev/null", "not a regular file"]),
 ], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-no-weights", "enc-same", "dec-same", "dec-missing", "dec-txt",
         "dec-corrupt", "dec-truncated", "dec-short", "dec-format", "info-corrupt", "info-truncated", "info-missing",
-        "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-out-dir", "enc-weights"])
+        "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-out-dir", "enc-out-dir", "enc-weights",
+        "info-device"])
 def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv, fragments):
     bad = bytearray(lkc_bytes)
     bad[bitstream.HEADER_SIZE + 3] ^= 0x80
@@ -276,6 +280,16 @@ def test_demo_writes_png(tmp_path, capsys):
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
     assert listing(tmp_path) == {"demo.png"}
+
+
+@pytest.mark.parametrize("out,fragments", [("d.lkc", ["should end in .png"]),
+                                            ("nodir/d.png", ["nodir", "does not exist", "create it first"]),
+                                            (".", ["is a directory", "out.png"])])
+def test_demo_refuses_an_output_it_cannot_write_as_named(tmp_path, capsys, monkeypatch, out, fragments):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--out", out, "--images", "1", "--bits", "2"]) == 1
+    assert_one_error_line(capsys.readouterr().err, *fragments)
+    assert listing(tmp_path) == set()  # nothing made, not even the folder
 
 
 @pytest.mark.parametrize("argv", [["demo", "--images", "0"], ["bench", "--repeats", "0"]])
@@ -573,8 +587,12 @@ def test_reproduce_runs_the_make_figures_notebook(capsys, monkeypatch):
     # the executed 00_reproduce lands beside the three notebooks it runs
     assert name == cli.REPRODUCE_NOTEBOOK and executed == labkit.pipeline.NOTEBOOK_DIR / "executed" / "smoke"
     assert params == {"profile": "smoke", "seed": 3, "retrain": False, "data_dir": None}
-    assert "labkit reproduce: done" in capsys.readouterr().out
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("labkit reproduce: done in ") and "figures/smoke" in last and "notebooks/executed/smoke" in last
     calls.clear()
+    with pytest.raises(ValueError, match="unknown profile 'Default'; choose one of smoke, default"):
+        cli._cmd_reproduce(cli.build_parser().parse_args(["reproduce", "-p", "profile", "Default"]))
+    assert not calls  # refused before any notebook ran
     assert main(["reproduce", "-p", "data_dir", "/data/course"]) == 0  # notebook default profile
     assert calls[0][1] == labkit.pipeline.NOTEBOOK_DIR / "executed" / "default-course"
     recipe = (REPO / "Makefile").read_text().split("\nfigures:")[1].split("\n\n")[0]

@@ -202,3 +202,46 @@ def test_save_round_trip_and_atomic(tmp_path):
     with pytest.raises(DataError):
         IO.save(np.zeros((2, 2), np.float32), tmp_path / "b.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_exif_orientation_is_applied_with_a_warning(tmp_path):
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (16, 32, 3), dtype=np.uint8)  # stored 32 wide, 16 tall
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(pixels).save(path, exif=exif, quality=100)
+    stored = np.asarray(Image.open(path).convert("RGB"))
+    with pytest.warns(LabkitDataWarning, match="EXIF orientation 6"):
+        upright = IO.load(path)
+    assert upright.shape == (32, 16, 3)
+    assert np.array_equal(upright, np.rot90(stored, k=-1))  # clockwise, as a viewer shows it
+
+
+def test_a_non_srgb_colour_profile_is_noted(tmp_path):
+    from PIL import ImageCms
+
+    path = tmp_path / "lab.png"
+    lab_profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path, icc_profile=lab_profile.tobytes())
+    with pytest.warns(LabkitDataWarning, match="colour profile"):
+        IO.load(path)
+    srgb = tmp_path / "srgb.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(
+        srgb, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        IO.load(srgb)  # sRGB: nothing to say
+
+
+def test_max_pixels_refuses_from_the_header_and_replaces_pillows_limit(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.new("1", (300, 200)).save(path)
+    with pytest.raises(DataError, match=r"300x200 = 60000 pixels exceeds the limit of 59999"):
+        IO.load(path, max_pixels=59_999)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's guard alone: 60000 > 2 x 1000 is an error
+    with pytest.raises(DataError, match="decompression-bomb"):
+        IO.load(path)
+    with pytest.warns(LabkitDataWarning, match="mode 1"):
+        assert IO.load(path, max_pixels=60_000).shape == (200, 300, 3)  # the caller's cap is the one that counts
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored

@@ -1,6 +1,7 @@
 """labkit.report and labkit.evaluate.mean_curve on crafted records and curves."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -205,8 +206,20 @@ def test_training_summary_counts_a_decoder_fit_in_steps(tmp_path):
         '{"param_count": 5, "steps": 42, "train_seconds": 3.0, "device": "cpu (1 thread)", '
         '"final_val_psnr": 27.0, "decoder_fit": {"source": "resae-rd"}}')
     (row,) = report.training_summary(["fast"], tmp_path, {"fast": {"step": [42], "train_loss": [0.01]}})
-    assert row["epochs"] == "42 steps (decoder only, from resae-rd)" and row["val_psnr"] == 27.0
-    assert row["b_train"] is None
+    assert row["epochs"] == "decoder fit from resae-rd, 42 steps" and row["val_psnr"] == 27.0
+    assert row["b_train"] is None and row["finetune_steps"] is None
+
+
+def test_training_summary_names_every_stage_of_the_shipped_default_model():
+    """A decoder fit, two whole-model fine-tunes and a decoder continuation: no stage left out or garbled."""
+    from labkit.paths import ROOT
+
+    (row,) = report.training_summary(["resae-rd-fast"], ROOT / "labkit" / "weights", {})
+    meta = json.loads((ROOT / "labkit" / "weights" / "resae-rd-fast" / "config.json").read_text())
+    assert "None" not in row["epochs"] and row["epochs"].startswith("decoder fit from resae-rd")
+    assert f"{meta['decoder_continuation']['steps']} decoder steps" in row["epochs"]
+    assert row["finetune_steps"] == meta["finetune"]["steps"] + meta["previous_finetune"]["steps"]
+    assert row["b_train"] == "1..5"
 
 
 def test_rd_curves_keep_every_b_label_inside_the_axes():

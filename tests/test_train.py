@@ -140,6 +140,17 @@ def test_config_validation_and_json():
         TrainConfig(b_train=9)
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="step")
+    for field, bad in (("lr", -1.0), ("lr", 0.0), ("lr", float("nan")), ("weight_decay", -0.1),
+                       ("ssim_weight", float("inf")), ("rate_weight", float("nan"))):
+        with pytest.raises(ValueError, match=field):
+            TrainConfig(**{field: bad})
+
+
+def test_an_unknown_device_is_named_with_the_choices():
+    from labkit.train import resolve_device
+
+    with pytest.raises(ValueError, match=r"unknown device 'tpu'; use auto, cpu, cuda or cuda:N"):
+        resolve_device("tpu")
 
 
 def test_lr_schedule_shape():
