@@ -715,7 +715,8 @@ def test_info_says_what_colour_map_a_file_carries(workdir, capsys, cmap, line):
     assert main(["info", str(workdir / "m.lkc")]) == 0
     out = capsys.readouterr().out
     stored = bitstream.stored_colour_map_bytes(header)  # compact (version 5) when the code allows it
-    assert f"= 22 header + {stored} colour map + 3 payload" in out if cmap else "= 22 header + 3 payload" in out
+    assert (f"= {22 + stored} header (22 fixed + {stored} colour map) + 3 payload" in out if cmap
+            else "= 22 header + 3 payload" in out)
     assert line in out and f"format      version {bitstream.written_version(header)}" in out
     assert main(["info", str(workdir / "m.lkc"), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
