@@ -303,6 +303,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .pipeline import NOTEBOOK_DIR, default_out_dir, display_path, executed_dir_for, run_notebook, run_tag
+    from .profiles import PROFILES
 
     known = _notebook_parameters(NOTEBOOK_DIR / REPRODUCE_NOTEBOOK)
     params = {}
@@ -314,8 +315,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     # beside the three notebooks it runs: notebooks/executed/<profile>[-<data folder>]/
     defaults = {k: ast.literal_eval(v.partition("  #")[0]) for k, v in known.items()}
     merged = {**defaults, **params}
-    from .profiles import PROFILES
-
     if merged["profile"] not in PROFILES:  # before a kernel starts or a folder is made
         raise ValueError(f"unknown profile {merged['profile']!r}; choose one of {', '.join(PROFILES)}")
     executed_dir = executed_dir_for(run_tag(str(merged["profile"]), merged.get("data_dir")))

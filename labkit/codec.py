@@ -62,10 +62,9 @@ def max_pixels() -> int:
 
 
 def _check_size(height: int, width: int) -> None:
-    cap = max_pixels()
-    if height * width > cap:
-        raise CodecError(f"image of {width}x{height} = {height * width} pixels exceeds the limit of {cap}; "
-                         "set LABKIT_MAX_PIXELS to allow larger images")
+    message = settings.pixel_cap_excess(width, height, max_pixels())
+    if message:
+        raise CodecError(message)
 
 
 def registered_name(name: object) -> str:
@@ -412,12 +411,10 @@ class Codec:
             if int(table.sum(axis=-1, dtype=np.int64).max()) > header.limit:
                 raise CodecError(f"corrupt or crafted file: the header's coder limit {header.limit} is below the "
                                  f"totals of model {self.model_name!r}'s coder prior; re-encode the source image")
-        cap = max_pixels()
-        if header.height * header.width > cap:
-            need = self.decode_memory_bytes(header.height, header.width) / 2**20
-            raise CodecError(f"image of {header.width}x{header.height} = {header.height * header.width} pixels "
-                             f"(about {need:.0f} MiB to decode) exceeds the limit of {cap}; "
-                             "set LABKIT_MAX_PIXELS to allow larger images")
+        need = f" (about {self.decode_memory_bytes(header.height, header.width) / 2**20:.0f} MiB to decode)"
+        message = settings.pixel_cap_excess(header.width, header.height, max_pixels(), need)
+        if message:
+            raise CodecError(message)
 
     def decode_memory_bytes(self, height: int, width: int) -> int:
         """Bytes decoding an ``height x width`` image allocates beyond the tile working set.

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -187,13 +187,13 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
 @contextmanager
-def _pillow_limit(limit: int | None):
-    """Pillow's ``Image.MAX_IMAGE_PIXELS`` set to ``limit`` (None: off) for the block, then restored."""
+def _without_pillow_limit():
+    """Pillow's ``Image.MAX_IMAGE_PIXELS`` off for the block (the caller enforces its own cap), then restored."""
     from PIL import Image
 
     with _PILLOW_LIMIT_LOCK:
         saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = limit
+        Image.MAX_IMAGE_PIXELS = None
         try:
             yield
         finally:
@@ -242,17 +242,17 @@ def load(path: str | os.PathLike[str], *, stacklevel: int = 2, max_pixels: int |
     DataError
         Missing file, not an image, unsupported mode.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from PIL import ImageOps
+    from .settings import pixel_cap_excess
 
     path = Path(path)
     try:
-        with _pillow_limit(None) if max_pixels is not None else _no_change(), Image.open(path) as im:
+        with _without_pillow_limit() if max_pixels is not None else nullcontext(), Image.open(path) as im:
             width, height = im.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise DataError(f"{path}: image of {width}x{height} = {width * height} pixels exceeds the limit of "
-                                f"{max_pixels}; set LABKIT_MAX_PIXELS to allow larger images, or downscale it")
+            message = pixel_cap_excess(width, height, max_pixels) if max_pixels is not None else None
+            if message:
+                raise DataError(f"{path}: {message}")
             if getattr(im, "n_frames", 1) > 1:
                 _warn(str(path), f"has {im.n_frames} frames; using the first", stacklevel)
             rawmodes = [str(getattr(t, "args", "")) for t in (im.tile or [])]
@@ -276,11 +276,6 @@ def load(path: str | os.PathLike[str], *, stacklevel: int = 2, max_pixels: int |
             raise
         raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e}); pass an image file "
                         "(re-save it as PNG if it is one), or remove it from a data folder") from e
-
-
-@contextmanager
-def _no_change():
-    yield
 
 
 def image_format(path: str | os.PathLike[str]) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 from . import plots, rd
 from .evaluate import Record, mean_curve, select
 from .profiles import REFERENCE, proposed
+from .trainconfig import trained_bits
 
 Curves = dict[str, dict[str, list[float]]]
 
@@ -375,13 +376,11 @@ def training_summary(models: Sequence[str], weights_dir: str | os.PathLike[str],
         epochs: Any = meta.get("epochs_completed", len(h.get("epoch", [])))
         if "decoder_fit" in meta:  # a decoder fit counts steps (labkit.decoder_fit)
             epochs = _decoder_fit_stages(meta)
-        train = meta.get("train", {})
-        bits = train.get("bits")
         rows.append({"model": name, "params": meta.get("param_count"),
                      "epochs": epochs, "finetune_steps": _finetune_steps(meta),
                      "train_s": meta.get("train_seconds"), "device": meta.get("device"),
                      "val_psnr": val_psnr, "val_epoch": val_epoch,
-                     "b_train": f"{min(bits)}..{max(bits)}" if bits and len(bits) > 1 else train.get("b_train"),
+                     "b_train": trained_bits(meta.get("train", {})),
                      "noise": meta.get("noise")})
     return rows
 
@@ -391,8 +390,8 @@ def _decoder_fit_stages(meta: Mapping[str, Any]) -> str:
     source = meta["decoder_fit"].get("source")
     text = f"decoder fit from {source}" + (f", {meta['steps']} steps" if meta.get("steps") else "")
     more = meta.get("decoder_continuation")
-    if isinstance(more, Mapping) and (more.get("steps") or (more.get("decoder_fit") or {}).get("max_steps")):
-        text += f", + {more.get('steps') or more['decoder_fit']['max_steps']} decoder steps"
+    if isinstance(more, Mapping) and more.get("steps"):
+        text += f", + {more['steps']} decoder steps"
     return text
 
 

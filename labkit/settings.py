@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["SettingsError", "DEFAULT_MAX_PIXELS", "max_pixels", "cache_dir", "positive_int"]
+__all__ = ["SettingsError", "DEFAULT_MAX_PIXELS", "max_pixels", "pixel_cap_excess", "cache_dir", "positive_int"]
 
 #: Default pixel cap: 64 megapixels (e.g. 8192 x 8192).
 DEFAULT_MAX_PIXELS = 1 << 26
@@ -61,6 +61,18 @@ def positive_int(name: str, default: int) -> int:
 def max_pixels() -> int:
     """The pixel cap: ``$LABKIT_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`."""
     return positive_int("LABKIT_MAX_PIXELS", DEFAULT_MAX_PIXELS)
+
+
+def pixel_cap_excess(width: int, height: int, cap: int, detail: str = "") -> str | None:
+    """The error text for an image of ``width`` x ``height`` over ``cap`` pixels, or None when it fits.
+
+    One wording for every place that enforces :func:`max_pixels` (reading a file, encoding an
+    array, decoding a header); ``detail`` goes after the pixel count (e.g. the memory it needs).
+    """
+    if width * height <= cap:
+        return None
+    return (f"image of {width}x{height} = {width * height} pixels{detail} exceeds the limit of {cap}; "
+            "set LABKIT_MAX_PIXELS to allow larger images, or downscale it")
 
 
 def cache_dir(default: Path) -> Path:

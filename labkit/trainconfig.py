@@ -12,7 +12,7 @@ from typing import Any
 
 from .spec import MODEL_NAMES, MODEL_NOISE, check_bits, check_scale_rule
 
-__all__ = ["SCHEDULES", "LOSSES", "TrainConfig"]
+__all__ = ["SCHEDULES", "LOSSES", "TrainConfig", "trained_bits"]
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 LOSSES = ("mse", "l1", "mse+ssim")
@@ -120,6 +120,15 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Inverse of ``to_dict``; unknown keys are an error (typos should not pass)."""
         return strict_from_dict(cls, d)
+
+
+def trained_bits(train: dict[str, Any]) -> int | str | None:
+    """The bit depths a recorded ``config.json["train"]`` section trained at: ``"1..5"`` when b was drawn
+    from several per batch (``bits``), else the one b (``b_train``), None when neither is recorded."""
+    bits = train.get("bits")
+    if bits and len(set(bits)) > 1:
+        return f"{min(bits)}..{max(bits)}"
+    return bits[0] if bits else train.get("b_train")
 
 
 def strict_from_dict(cls: type[Any], d: dict[str, Any]) -> Any:

@@ -22,6 +22,7 @@ import torch
 
 from .paths import ROOT, WEIGHTS_DIR
 from .profiles import MODELS, get_profile
+from .trainconfig import trained_bits
 
 
 @dataclass
@@ -403,7 +404,7 @@ def training_objectives(run: Run) -> dict[str, str]:
         if "decoder_fit" in meta:
             d = meta["decoder_fit"]
             out[name] = (f"decoder for {d.get('source')}'s encoder: MSE + {d.get('ssim_weight', 0.05):g}·(1−SSIM), "
-                         f"quantized b={min(d.get('bits', [1]))}..{max(d.get('bits', [5]))}")
+                         f"quantized b={trained_bits(d) or '1..5'}")
             continue
         t = meta.get("train", {})
         loss = t.get("loss", "mse")
@@ -413,8 +414,8 @@ def training_objectives(run: Run) -> dict[str, str]:
         noise = t.get("noise")
         if noise is None:
             noise = name != "ae1"
-        bits = t.get("bits")
-        where = f"b={min(bits)}..{max(bits)} per batch" if bits and len(bits) > 1 else f"b={t.get('b_train', 3)}"
+        b = trained_bits(t)
+        where = f"b={b} per batch" if isinstance(b, str) else f"b={3 if b is None else b}"
         out[name] = desc + (f", noise {where}" if noise else ", no noise")
         ft_weight = (meta.get("finetune") or {}).get("ssim_weight")
         if ft_weight is not None and ft_weight != t.get("ssim_weight", 0.05):
