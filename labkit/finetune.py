@@ -33,6 +33,10 @@ what the codec does, on a GPU with the training images held on the device:
   decode with. Measured once, in the 60-minute CPU recipe: the swings stayed and the weights kept
   were no better (NOTES.md); re-estimating once after a run (:func:`recalibrate_bn`,
   ``tools/recalibrate_bn.py``) is what paid;
+* **an average of the weights** (``ema_decay``): an exponential moving average of every weight
+  and BatchNorm statistic, updated after each step (:class:`WeightAverage`); validation judges the
+  average and the run keeps the best average, so the last steps' noise (a short CPU run's
+  objective swung by ±5 % between checks) is averaged out rather than picked from;
 * **more varied crops** (``augment="strong"``): besides the flips, a random quarter turn, a random
   channel order for half the samples and, for half the batches, a zoom-out (a larger crop shrunk
   to the crop size), so a long run on the dozen default photos does not learn their windows by heart.
@@ -45,6 +49,7 @@ command line; ``tools/gpu_round.sh`` runs several recipes side by side on one GP
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -52,7 +57,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +67,7 @@ from . import quant, spec
 from .atomic import write_text
 from .trainconfig import strict_from_dict
 
-__all__ = ["FinetuneConfig", "finetune", "recalibrate_bn", "rd_forward", "codec_objective", "validate_codec", "crop_batch", "scale_rules",
+__all__ = ["FinetuneConfig", "WeightAverage", "finetune", "recalibrate_bn", "rd_forward", "codec_objective", "validate_codec", "crop_batch", "scale_rules",
            "QUANTIZERS", "AUGMENTS", "PARTS"]
 
 #: What the decoder gets in training: the course's uniform noise, or the codec's bins (straight-through).
@@ -99,6 +104,9 @@ class FinetuneConfig:
     #: this many batches of the codec's hard bins at mixed b (:func:`recalibrate_bn`; 0: off), so the
     #: weights kept are judged, and saved, with the statistics the codec will use
     recalibrate_bn: int = 0
+    #: keep an exponential moving average of the weights (and BatchNorm statistics) with this decay
+    #: per step (0: off); validation judges, and the run keeps, the averaged weights (:class:`WeightAverage`)
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -118,6 +126,9 @@ class FinetuneConfig:
                              "(part='all', freeze_bn=False)")
         if self.ssim_weight is not None and not (math.isfinite(self.ssim_weight) and self.ssim_weight >= 0):
             raise ValueError(f"ssim_weight must be a finite number >= 0 (or None), got {self.ssim_weight}")
+        if not (math.isfinite(self.ema_decay) and 0.0 <= self.ema_decay < 1.0):
+            raise ValueError(f"ema_decay must be in [0, 1) (0: off; 0.999 averages about the last 1,000 steps), "
+                             f"got {self.ema_decay}")
         if not self.seconds > 0 or self.batch < 1 or self.validations < 1:
             raise ValueError(f"seconds, batch and validations must be positive, got {self.seconds}, "
                              f"{self.batch}, {self.validations}")
@@ -128,6 +139,53 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FinetuneConfig":
         return strict_from_dict(cls, d)
+
+
+class WeightAverage:
+    """An exponential moving average of a model's state (weights and BatchNorm statistics).
+
+    After each optimiser step, :meth:`update` moves every floating-point entry of the average
+    towards the model's by ``1 - d`` with ``d = min(decay, (1 + n) / (10 + n))`` at the ``n``-th
+    update, the warm-up of TensorFlow's ``ExponentialMovingAverage``, so the average of a
+    short run is not held back by its starting weights. Integer entries (BatchNorm's
+    ``num_batches_tracked``) are copied.  :meth:`swapped_in` lends the average to the model for a
+    validation and puts the trained weights back after it.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model being trained; the average starts as a copy of its state.
+    decay : float
+        In (0, 1): the weight of the old average per update.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        self.model, self.decay, self.updates = model, decay, 0
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average towards the model's current state (call after each step)."""
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        self.updates += 1
+        live = self.model.state_dict()
+        floats = [k for k, v in self.state.items() if v.is_floating_point()]
+        torch._foreach_lerp_([self.state[k] for k in floats], [live[k].detach() for k in floats], 1.0 - d)
+        for k, v in self.state.items():
+            if not v.is_floating_point():
+                v.copy_(live[k])
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """The model holds the average inside the block and its trained state after it."""
+        trained = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(self.state)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(trained)
 
 
 def scale_rules(arg: str | None) -> list[str] | None:
@@ -434,6 +492,7 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
 
     history: dict[str, Any] = {"step": [], "objective": [], "psnr": [], "bpp": [], "elapsed": []}
     best: dict[str, Any] = {"objective": math.inf, "state": None, "step": 0}
+    average = WeightAverage(model, ft.ema_decay) if ft.ema_decay else None
     record = dict(extra or {})
     step = 0
 
@@ -457,18 +516,20 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
     while True:
         frac = (time.perf_counter() - t0) / ft.seconds
         if frac >= next_val / ft.validations:
-            vr = validation()
-            for k, v in (("step", step), ("objective", vr["objective"]), ("psnr", vr["psnr"]),
-                         ("bpp", vr["bpp"]), ("elapsed", time.perf_counter() - t0)):
-                history[k].append(v)
-            if encoder_only:
-                history.setdefault("objective_per_b", []).append(vr["per_b"])
-            log(f"step {step} t {time.perf_counter() - t0:.0f}s objective {vr['objective']:.5f} "
-                + (f"per b {vr['per_b']}" if encoder_only else f"psnr {vr['psnr']} bpp {vr['bpp']}"))
-            if vr["objective"] < best["objective"]:
-                best = {"objective": vr["objective"], "step": step,
-                        "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-                save_best(time.perf_counter() - t0)
+            judged = average.swapped_in() if average else contextlib.nullcontext()
+            with judged:  # with an average, the average is what is judged and kept
+                vr = validation()
+                for k, v in (("step", step), ("objective", vr["objective"]), ("psnr", vr["psnr"]),
+                             ("bpp", vr["bpp"]), ("elapsed", time.perf_counter() - t0)):
+                    history[k].append(v)
+                if encoder_only:
+                    history.setdefault("objective_per_b", []).append(vr["per_b"])
+                log(f"step {step} t {time.perf_counter() - t0:.0f}s objective {vr['objective']:.5f} "
+                    + (f"per b {vr['per_b']}" if encoder_only else f"psnr {vr['psnr']} bpp {vr['bpp']}"))
+                if vr["objective"] < best["objective"]:
+                    best = {"objective": vr["objective"], "step": step,
+                            "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                    save_best(time.perf_counter() - t0)
             next_val += 1
             if frac >= 1.0:
                 break
@@ -490,6 +551,8 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
         if cfg.grad_clip:
             nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
+        if average:
+            average.update()
         step += 1
     elapsed = time.perf_counter() - t0
     model.load_state_dict(best["state"])

@@ -134,6 +134,9 @@ def test_config_refuses_unknown_settings():
         FT.FinetuneConfig(ssim_weight=-0.1)
     with pytest.raises(ValueError, match="ssim_weight"):
         FT.FinetuneConfig(ssim_weight=float("nan"))
+    for decay in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="ema_decay"):
+            FT.FinetuneConfig(ema_decay=decay)
 
 
 def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path, ticking_clock):
@@ -175,6 +178,61 @@ def test_a_whole_model_finetune_weighs_ssim_by_its_own_setting_and_keeps_the_run
     _, meta = load_checkpoint_file(tmp_path)
     assert meta["train"]["ssim_weight"] == cfg.ssim_weight  # the training run's recipe stays as it was
     assert meta["finetune"]["ssim_weight"] == 0.4
+
+
+def test_weight_average_moves_towards_the_model_with_a_warm_up_and_copies_integer_state():
+    model = _model(seed=6)
+    avg = FT.WeightAverage(model, 0.9)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        for prm in model.parameters():
+            prm.add_(1.0)
+    bn_name, bn = next((n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.num_batches_tracked.fill_(7)
+    avg.update()  # the first update weighs the old average by min(0.9, 1/10) = 0.1
+    name, prm = next(iter(model.named_parameters()))
+    assert torch.allclose(avg.state[name], start[name] + 0.9, atol=1e-6)
+    assert int(avg.state[f"{bn_name}.num_batches_tracked"]) == 7
+    for _ in range(200):
+        avg.update()  # the model stands still: the average converges to it
+    assert torch.allclose(avg.state[name], prm.detach(), atol=1e-5)
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    avg.state[name] += 5.0
+    with avg.swapped_in():
+        assert torch.equal(model.state_dict()[name], avg.state[name])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, trained[k]), f"{k}: the trained state is back after the block"
+    with pytest.raises(ValueError, match="decay"):
+        FT.WeightAverage(model, 1.0)
+
+
+def test_finetune_with_an_average_judges_and_keeps_the_average_not_the_trained_weights(tmp_path, ticking_clock,
+                                                                                           monkeypatch):
+    ticking_clock(FT, 0.05)
+    lent: list[tuple[dict, dict]] = []  # (trained, average) at each validation
+
+    class Recording(FT.WeightAverage):
+        def swapped_in(self):
+            lent.append(({k: v.clone() for k, v in self.model.state_dict().items()},
+                         {k: v.clone() for k, v in self.state.items()}))
+            return super().swapped_in()
+
+    monkeypatch.setattr(FT, "WeightAverage", Recording)
+    model = _model(seed=7)
+    seen: list[dict] = []  # what the model held while each validation line was logged
+    ft = FT.FinetuneConfig(seconds=1.5, batch=2, validations=3, ema_decay=0.8)
+    hist = FT.finetune(model, _images(), _images(n=3, size=32).float().div(255), _cfg([2, 3]), ft, tmp_path,
+                       log=lambda line: seen.append({k: v.clone() for k, v in model.state_dict().items()}))
+    assert hist["steps"] > 3 and len(lent) == len(seen) == len(hist["objective"])
+    name = next(k for k, _ in model.named_parameters())
+    for (trained, average), held in zip(lent, seen):
+        assert torch.equal(held[name], average[name])  # validation saw the average
+    assert not torch.equal(lent[-1][0][name], lent[-1][1][name])  # which is not the trained weights
+    saved, meta = load_checkpoint_file(tmp_path)
+    kept = seen[int(np.argmin(hist["objective"]))]
+    for k, v in saved.state_dict().items():
+        assert torch.equal(v, kept[k]), f"{k}: the checkpoint is the best average"
+    assert meta["finetune"]["ema_decay"] == 0.8
 
 
 # ----------------------------------------------------------------------------- the encoder alone, on the codec's objective

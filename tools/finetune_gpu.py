@@ -80,6 +80,9 @@ def main() -> int:
                         "codec's bins at mixed b before each validation (0: off); see labkit.finetune")
     p.add_argument("--freeze-bn", action="store_true",
                    help="whole-model runs: keep every BatchNorm's running statistics (eval mode); see labkit.finetune")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="judge and keep an exponential moving average of the weights with this decay per "
+                        "step (e.g. 0.999; 0: off), see labkit.finetune.WeightAverage")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (several runs share a machine)")
     p.add_argument("--device", default="cuda")
     args = p.parse_args()
@@ -101,7 +104,7 @@ def main() -> int:
                         warmup=args.warmup, final_lr_frac=args.final_lr_frac, rules=scale_rules(args.rules),
                         quantizer=args.quant, augment=args.augment, seed=cfg.seed, part=args.part,
                         ssim_weight=args.ssim_weight, freeze_bn=args.freeze_bn,
-                        recalibrate_bn=args.recalibrate_bn)
+                        recalibrate_bn=args.recalibrate_bn, ema_decay=args.ema)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     splits = training_splits(args.data_dir, cfg.seed)
