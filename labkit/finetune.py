@@ -107,6 +107,8 @@ class FinetuneConfig:
     #: keep an exponential moving average of the weights (and BatchNorm statistics) with this decay
     #: per step (0: off); validation judges, and the run keeps, the averaged weights (:class:`WeightAverage`)
     ema_decay: float = 0.0
+    #: side of the training crops (a multiple of 8); None: the run's own (``TrainConfig.crop``)
+    crop: int | None = None
 
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
@@ -126,6 +128,8 @@ class FinetuneConfig:
                              "(part='all', freeze_bn=False)")
         if self.ssim_weight is not None and not (math.isfinite(self.ssim_weight) and self.ssim_weight >= 0):
             raise ValueError(f"ssim_weight must be a finite number >= 0 (or None), got {self.ssim_weight}")
+        if self.crop is not None and (self.crop < 8 or self.crop % 8):
+            raise ValueError(f"crop must be a positive multiple of 8 (or None: the run's), got {self.crop}")
         if not (math.isfinite(self.ema_decay) and 0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be in [0, 1) (0: off; 0.999 averages about the last 1,000 steps), "
                              f"got {self.ema_decay}")
@@ -473,6 +477,7 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
     opt = torch.optim.AdamW(params, lr=ft.lr, weight_decay=cfg.weight_decay)
     # the whole model's loss and validation with this fine-tune's SSIM weight; the checkpoint keeps ``cfg``
     loss_cfg = cfg if encoder_only or ft.ssim_weight is None else dataclasses.replace(cfg, ssim_weight=ft.ssim_weight)
+    crop = ft.crop or cfg.crop  # the checkpoint keeps the run's own crop in ``cfg``
 
     #: part="encoder": each b's cost is divided by its value at the start on ``val``, so every b
     #: weighs by its relative gain (what a BD-rate counts) rather than b = 1's larger MSE dominating
@@ -486,7 +491,7 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
             rel = {k: v / start_cost[k] for k, v in vc["per_b"].items()}
             return {"objective": sum(rel.values()) / len(rel), "psnr": None, "bpp": None, "per_b": vc["per_b"]}
         if ft.recalibrate_bn:  # train mode left each layer the statistics of its last batches, each at one b
-            recalibrate_bn(model, images, cfg, batches=ft.recalibrate_bn, batch=ft.batch, rules=ft.rules,
+            recalibrate_bn(model, images, dataclasses.replace(cfg, crop=crop), batches=ft.recalibrate_bn, batch=ft.batch, rules=ft.rules,
                            part="all", seed=ft.seed + len(history["step"]))
         return validate_rd(model, val, loss_cfg, torch.device(cfg.device))
 
@@ -539,13 +544,13 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
             lr *= frac / ft.warmup
         for g in opt.param_groups:
             g["lr"] = lr
-        x = crop_batch(images, ft.batch, cfg.crop, ft.augment, gen)
+        x = crop_batch(images, ft.batch, crop, ft.augment, gen)
         b = py_rng.choice(list(cfg.train_bits))
         if encoder_only:
             loss = codec_objective(model, x, b, cfg.scale, priors, ft.ssim_weight) / start_cost[str(b)]
         else:
             res = rd_forward(model, x, b, cfg.scale, ft.rules, ft.quantizer, gen)
-            loss = distortion(res["x_hat"], x, loss_cfg) + cfg.rate_weight * rate_bpp(res, b, cfg.crop * cfg.crop)
+            loss = distortion(res["x_hat"], x, loss_cfg) + cfg.rate_weight * rate_bpp(res, b, crop * crop)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:

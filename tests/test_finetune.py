@@ -134,6 +134,9 @@ def test_config_refuses_unknown_settings():
         FT.FinetuneConfig(ssim_weight=-0.1)
     with pytest.raises(ValueError, match="ssim_weight"):
         FT.FinetuneConfig(ssim_weight=float("nan"))
+    for crop in (0, 60):
+        with pytest.raises(ValueError, match="crop"):
+            FT.FinetuneConfig(crop=crop)
     for decay in (1.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="ema_decay"):
             FT.FinetuneConfig(ema_decay=decay)
@@ -233,6 +236,20 @@ def test_finetune_with_an_average_judges_and_keeps_the_average_not_the_trained_w
     for k, v in saved.state_dict().items():
         assert torch.equal(v, kept[k]), f"{k}: the checkpoint is the best average"
     assert meta["finetune"]["ema_decay"] == 0.8
+
+
+def test_a_finetune_crop_sets_the_training_crops_and_the_checkpoint_keeps_the_runs_own(tmp_path, ticking_clock,
+                                                                                      monkeypatch):
+    ticking_clock(FT, 0.05)
+    sides = []
+    real = FT.crop_batch
+    monkeypatch.setattr(FT, "crop_batch", lambda images, n, crop, *a: sides.append(crop) or real(images, n, crop, *a))
+    ft = FT.FinetuneConfig(seconds=0.5, batch=2, validations=1, crop=40)
+    FT.finetune(_model(seed=8), _images(), _images(n=2, size=32).float().div(255), _cfg([2]), ft, tmp_path,
+                log=lambda line: None)
+    assert sides and set(sides) == {40}
+    _, meta = load_checkpoint_file(tmp_path)
+    assert meta["train"]["crop"] == 32 and meta["finetune"]["crop"] == 40
 
 
 # ----------------------------------------------------------------------------- the encoder alone, on the codec's objective

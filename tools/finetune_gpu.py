@@ -83,6 +83,8 @@ def main() -> int:
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="judge and keep an exponential moving average of the weights with this decay per "
                         "step (e.g. 0.999; 0: off), see labkit.finetune.WeightAverage")
+    p.add_argument("--crop", type=int, default=None,
+                   help="side of the training crops (a multiple of 8; default: the run's own)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (several runs share a machine)")
     p.add_argument("--device", default="cuda")
     args = p.parse_args()
@@ -104,7 +106,8 @@ def main() -> int:
                         warmup=args.warmup, final_lr_frac=args.final_lr_frac, rules=scale_rules(args.rules),
                         quantizer=args.quant, augment=args.augment, seed=cfg.seed, part=args.part,
                         ssim_weight=args.ssim_weight, freeze_bn=args.freeze_bn,
-                        recalibrate_bn=args.recalibrate_bn, ema_decay=args.ema)
+                        recalibrate_bn=args.recalibrate_bn, ema_decay=args.ema,
+                        crop=args.crop)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     splits = training_splits(args.data_dir, cfg.seed)
