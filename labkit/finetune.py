@@ -145,6 +145,11 @@ class FinetuneConfig:
         return strict_from_dict(cls, d)
 
 
+def _state_copy(model: nn.Module) -> dict[str, Tensor]:
+    """A copy of ``model``'s state (weights and buffers) that later steps leave alone."""
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
 class WeightAverage:
     """An exponential moving average of a model's state (weights and BatchNorm statistics).
 
@@ -167,24 +172,24 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
         self.model, self.decay, self.updates = model, decay, 0
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.state = _state_copy(model)
+        self._floats = [k for k, v in self.state.items() if v.is_floating_point()]
+        self._others = [k for k, v in self.state.items() if not v.is_floating_point()]  # num_batches_tracked
 
     @torch.no_grad()
     def update(self) -> None:
         """Move the average towards the model's current state (call after each step)."""
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         self.updates += 1
-        live = self.model.state_dict()
-        floats = [k for k, v in self.state.items() if v.is_floating_point()]
-        torch._foreach_lerp_([self.state[k] for k in floats], [live[k].detach() for k in floats], 1.0 - d)
-        for k, v in self.state.items():
-            if not v.is_floating_point():
-                v.copy_(live[k])
+        live = self.model.state_dict()  # detached views of the model's tensors
+        torch._foreach_lerp_([self.state[k] for k in self._floats], [live[k] for k in self._floats], 1.0 - d)
+        for k in self._others:
+            self.state[k].copy_(live[k])
 
     @contextlib.contextmanager
     def swapped_in(self) -> Iterator[None]:
         """The model holds the average inside the block and its trained state after it."""
-        trained = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        trained = _state_copy(self.model)
         self.model.load_state_dict(self.state)
         try:
             yield
@@ -491,8 +496,8 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
             rel = {k: v / start_cost[k] for k, v in vc["per_b"].items()}
             return {"objective": sum(rel.values()) / len(rel), "psnr": None, "bpp": None, "per_b": vc["per_b"]}
         if ft.recalibrate_bn:  # train mode left each layer the statistics of its last batches, each at one b
-            recalibrate_bn(model, images, dataclasses.replace(cfg, crop=crop), batches=ft.recalibrate_bn, batch=ft.batch, rules=ft.rules,
-                           part="all", seed=ft.seed + len(history["step"]))
+            recalibrate_bn(model, images, dataclasses.replace(cfg, crop=crop), batches=ft.recalibrate_bn,
+                           batch=ft.batch, rules=ft.rules, part="all", seed=ft.seed + len(history["step"]))
         return validate_rd(model, val, loss_cfg, torch.device(cfg.device))
 
     history: dict[str, Any] = {"step": [], "objective": [], "psnr": [], "bpp": [], "elapsed": []}
@@ -532,8 +537,7 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
                 log(f"step {step} t {time.perf_counter() - t0:.0f}s objective {vr['objective']:.5f} "
                     + (f"per b {vr['per_b']}" if encoder_only else f"psnr {vr['psnr']} bpp {vr['bpp']}"))
                 if vr["objective"] < best["objective"]:
-                    best = {"objective": vr["objective"], "step": step,
-                            "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                    best = {"objective": vr["objective"], "step": step, "state": _state_copy(model)}
                     save_best(time.perf_counter() - t0)
             next_val += 1
             if frac >= 1.0:
