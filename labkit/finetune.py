@@ -33,7 +33,7 @@ what the codec does, on a GPU with the training images held on the device:
   decode with. Measured once, in the 60-minute CPU recipe: the swings stayed and the weights kept
   were no better (NOTES.md); re-estimating once after a run (:func:`recalibrate_bn`,
   ``tools/recalibrate_bn.py``) is what paid;
-* **an average of the weights** (``ema_decay``): an exponential moving average of every weight
+* **an average of the weights** (``ema_decay`` or ``ema_power``): a moving average of every weight
   and BatchNorm statistic, updated after each step (:class:`WeightAverage`); validation judges the
   average and the run keeps the best average, so the last steps' noise (a short CPU run's
   objective swung by ±5 % between checks) is averaged out rather than picked from;
@@ -107,6 +107,9 @@ class FinetuneConfig:
     #: keep an exponential moving average of the weights (and BatchNorm statistics) with this decay
     #: per step (0: off); validation judges, and the run keeps, the averaged weights (:class:`WeightAverage`)
     ema_decay: float = 0.0
+    #: instead of ``ema_decay``: the power γ of a power-function average (``WeightAverage``'s
+    #: ``power``), which spans the same share of any run; None: off
+    ema_power: float | None = None
     #: side of the training crops (a multiple of 8); None: the run's own (``TrainConfig.crop``)
     crop: int | None = None
 
@@ -133,6 +136,11 @@ class FinetuneConfig:
         if not (math.isfinite(self.ema_decay) and 0.0 <= self.ema_decay < 1.0):
             raise ValueError(f"ema_decay must be in [0, 1) (0: off; 0.999 averages about the last 1,000 steps), "
                              f"got {self.ema_decay}")
+        if self.ema_power is not None:
+            if not (math.isfinite(self.ema_power) and self.ema_power >= 0):
+                raise ValueError(f"ema_power must be a finite number >= 0 (or None: off), got {self.ema_power}")
+            if self.ema_decay:
+                raise ValueError("ema_decay and ema_power both ask for an average: give one of them")
         if not self.seconds > 0 or self.batch < 1 or self.validations < 1:
             raise ValueError(f"seconds, batch and validations must be positive, got {self.seconds}, "
                              f"{self.batch}, {self.validations}")
@@ -151,35 +159,57 @@ def _state_copy(model: nn.Module) -> dict[str, Tensor]:
 
 
 class WeightAverage:
-    """An exponential moving average of a model's state (weights and BatchNorm statistics).
+    """A moving average of a model's state (weights and BatchNorm statistics).
 
     After each optimiser step, :meth:`update` moves every floating-point entry of the average
-    towards the model's by ``1 - d`` with ``d = min(decay, (1 + n) / (10 + n))`` at the ``n``-th
-    update, the warm-up of TensorFlow's ``ExponentialMovingAverage``, so the average of a
-    short run is not held back by its starting weights. Integer entries (BatchNorm's
-    ``num_batches_tracked``) are copied.  :meth:`swapped_in` lends the average to the model for a
-    validation and puts the trained weights back after it.
+    towards the model's by ``1 - d``. Integer entries (BatchNorm's ``num_batches_tracked``) are
+    copied. :meth:`swapped_in` lends the average to the model for a validation and puts the
+    trained weights back after it. Two schedules for ``d`` at the ``t``-th update (``t = 1, 2, ...``):
+
+    * ``decay``: ``d = min(decay, t / (9 + t))``, an exponential average with the warm-up of
+      TensorFlow's ``ExponentialMovingAverage``, so a short run's average is not held back by its
+      starting weights. Until the cap is reached (``t`` about ``9 / (1 - decay)``: 9,000 updates
+      for 0.999, 30,000 for 0.9997) the warm-up rules, and it weighs update ``t`` about as ``t^8``;
+    * ``power`` (γ): ``d = (1 - 1/t)^(γ + 1)``, the power-function average of Karras et al. (2024,
+      "Analyzing and improving the training dynamics of diffusion models"): after ``T`` updates,
+      update ``t`` weighs ``(γ + 1) t^γ / T^(γ + 1)``, so the average spans the same share of any
+      run (its mean sits ``T / (γ + 2)`` updates back; relative width
+      ``sqrt((γ + 1) / ((γ + 2)^2 (γ + 3)))``: 0.09 at γ = 8, 0.14 at γ = 4). γ = 0 is the plain
+      mean of every step.
 
     Parameters
     ----------
     model : nn.Module
         The model being trained; the average starts as a copy of its state.
-    decay : float
-        In (0, 1): the weight of the old average per update.
+    decay : float, optional
+        In (0, 1): the weight of the old average per update, once the warm-up is over.
+    power : float, optional
+        γ >= 0 of the power-function average. Give ``decay`` or ``power``, not both.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
+    def __init__(self, model: nn.Module, decay: float | None = None, power: float | None = None) -> None:
+        if (decay is None) == (power is None):
+            raise ValueError("give the average a decay or a power, not both or neither")
+        if decay is not None and not 0.0 < decay < 1.0:
             raise ValueError(f"decay must be in (0, 1), got {decay}")
-        self.model, self.decay, self.updates = model, decay, 0
+        if power is not None and not (math.isfinite(power) and power >= 0.0):
+            raise ValueError(f"power must be a finite number >= 0, got {power}")
+        self.model, self.decay, self.power, self.updates = model, decay, power, 0
         self.state = _state_copy(model)
         self._floats = [k for k, v in self.state.items() if v.is_floating_point()]
         self._others = [k for k, v in self.state.items() if not v.is_floating_point()]  # num_batches_tracked
 
+    def weight_of_old(self) -> float:
+        """``d`` for the next update: the share of the old average it keeps."""
+        t = self.updates + 1
+        if self.power is not None:
+            return (1.0 - 1.0 / t) ** (self.power + 1.0)
+        return min(self.decay, t / (9 + t))
+
     @torch.no_grad()
     def update(self) -> None:
         """Move the average towards the model's current state (call after each step)."""
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        d = self.weight_of_old()
         self.updates += 1
         live = self.model.state_dict()  # detached views of the model's tensors
         torch._foreach_lerp_([self.state[k] for k in self._floats], [live[k] for k in self._floats], 1.0 - d)
@@ -363,7 +393,8 @@ def crop_batch(images: Tensor, batch: int, crop: int, augment: str = "flip",
 
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, images: Tensor, cfg: Any, *, batches: int = 200, batch: int = 16,
-                   rules: list[str] | None = None, part: str = "decoder", seed: int = 0) -> int:
+                   rules: list[str] | None = None, part: str = "decoder", seed: int = 0,
+                   crop: int | None = None) -> int:
     """Re-estimate BatchNorm running statistics for the latents the codec decodes.
 
     A run in train mode leaves each BatchNorm with an exponential average of its last batches'
@@ -393,6 +424,10 @@ def recalibrate_bn(model: nn.Module, images: Tensor, cfg: Any, *, batches: int =
         the coder prior, stay as they are); ``"all"``: every BatchNorm layer.
     seed : int
         Seeds the crops, the b and the rules.
+    crop : int, optional
+        Side of the crops (a multiple of 8, at most the images' side); None: ``cfg.crop``.  The
+        latent of a 64-pixel crop is 8 x 8, so 28 of its 64 positions touch the border, where
+        the convolutions' zero padding shifts the statistics that whole photos hardly see.
 
     Returns
     -------
@@ -403,6 +438,10 @@ def recalibrate_bn(model: nn.Module, images: Tensor, cfg: Any, *, batches: int =
         raise ValueError(f"part must be 'decoder' or 'all', got {part!r}")
     if batches < 1 or batch < 1:
         raise ValueError(f"batches and batch must be >= 1, got {batches} and {batch}")
+    side = cfg.crop if crop is None else crop
+    if side < 8 or side % 8 or side > min(images.shape[-2:]):
+        raise ValueError(f"crop must be a multiple of 8 between 8 and the images' side "
+                         f"{min(images.shape[-2:])}, got {side}")
     scope = model.decoder if part == "decoder" else model
     layers = [m for m in scope.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in layers]
@@ -415,7 +454,7 @@ def recalibrate_bn(model: nn.Module, images: Tensor, cfg: Any, *, batches: int =
     py_rng = random.Random(seed)
     try:
         for _ in range(batches):
-            x = crop_batch(images, batch, cfg.crop, "flip", gen)
+            x = crop_batch(images, batch, side, "flip", gen)
             rd_forward(model, x, py_rng.choice(list(cfg.train_bits)), cfg.scale, rules, "ste", gen)
     finally:
         for m, momentum in zip(layers, momenta):
@@ -502,7 +541,8 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
 
     history: dict[str, Any] = {"step": [], "objective": [], "psnr": [], "bpp": [], "elapsed": []}
     best: dict[str, Any] = {"objective": math.inf, "state": None, "step": 0}
-    average = WeightAverage(model, ft.ema_decay) if ft.ema_decay else None
+    average = (WeightAverage(model, power=ft.ema_power) if ft.ema_power is not None
+               else WeightAverage(model, decay=ft.ema_decay) if ft.ema_decay else None)
     record = dict(extra or {})
     step = 0
 

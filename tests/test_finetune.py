@@ -140,6 +140,11 @@ def test_config_refuses_unknown_settings():
     for decay in (1.0, -0.1, float("nan")):
         with pytest.raises(ValueError, match="ema_decay"):
             FT.FinetuneConfig(ema_decay=decay)
+    for power in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="ema_power"):
+            FT.FinetuneConfig(ema_power=power)
+    with pytest.raises(ValueError, match="one of them"):
+        FT.FinetuneConfig(ema_decay=0.999, ema_power=4.0)
 
 
 def test_finetune_keeps_the_best_weights_and_records_the_recipe(tmp_path, ticking_clock):
@@ -207,10 +212,35 @@ def test_weight_average_moves_towards_the_model_with_a_warm_up_and_copies_intege
         assert torch.equal(v, trained[k]), f"{k}: the trained state is back after the block"
     with pytest.raises(ValueError, match="decay"):
         FT.WeightAverage(model, 1.0)
+    for both_or_neither in ({}, {"decay": 0.9, "power": 2.0}):
+        with pytest.raises(ValueError, match="not both or neither"):
+            FT.WeightAverage(model, **both_or_neither)
 
 
+@pytest.mark.parametrize("power", [0.0, 1.0, 4.0])
+def test_a_power_average_weighs_step_t_as_t_to_the_power(power):
+    """The model holds the value t at update t. After T updates, update t's weight in the average,
+    (1 - d_t) times the later d_s, telescopes to (t^(γ+1) - (t-1)^(γ+1)) / T^(γ+1)."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    avg = FT.WeightAverage(model, power=power)
+    steps = 50
+    for t in range(1, steps + 1):
+        with torch.no_grad():
+            model.weight.fill_(float(t))
+        avg.update()
+    t = np.arange(1, steps + 1, dtype=np.float64)
+    weights = (t ** (power + 1) - (t - 1) ** (power + 1)) / steps ** (power + 1)
+    assert weights.sum() == pytest.approx(1.0)
+    assert float(avg.state["weight"]) == pytest.approx(float((weights * t).sum()), rel=1e-5)
+    if power == 0.0:
+        assert float(avg.state["weight"]) == pytest.approx(t.mean(), rel=1e-5)  # the plain mean
+    with pytest.raises(ValueError, match="power"):
+        FT.WeightAverage(model, power=-0.5)
+
+
+@pytest.mark.parametrize("averaging", [{"ema_decay": 0.8}, {"ema_power": 2.0}])
 def test_finetune_with_an_average_judges_and_keeps_the_average_not_the_trained_weights(tmp_path, ticking_clock,
-                                                                                           monkeypatch):
+                                                                                           monkeypatch, averaging):
     ticking_clock(FT, 0.05)
     lent: list[tuple[dict, dict]] = []  # (trained, average) at each validation
 
@@ -223,7 +253,7 @@ def test_finetune_with_an_average_judges_and_keeps_the_average_not_the_trained_w
     monkeypatch.setattr(FT, "WeightAverage", Recording)
     model = _model(seed=7)
     seen: list[dict] = []  # what the model held while each validation line was logged
-    ft = FT.FinetuneConfig(seconds=1.5, batch=2, validations=3, ema_decay=0.8)
+    ft = FT.FinetuneConfig(seconds=1.5, batch=2, validations=3, **averaging)
     hist = FT.finetune(model, _images(), _images(n=3, size=32).float().div(255), _cfg([2, 3]), ft, tmp_path,
                        log=lambda line: seen.append({k: v.clone() for k, v in model.state_dict().items()}))
     assert hist["steps"] > 3 and len(lent) == len(seen) == len(hist["objective"])
@@ -235,7 +265,8 @@ def test_finetune_with_an_average_judges_and_keeps_the_average_not_the_trained_w
     kept = seen[int(np.argmin(hist["objective"]))]
     for k, v in saved.state_dict().items():
         assert torch.equal(v, kept[k]), f"{k}: the checkpoint is the best average"
-    assert meta["finetune"]["ema_decay"] == 0.8
+    assert {k: meta["finetune"][k] for k in ("ema_decay", "ema_power")} == {"ema_decay": 0.0, "ema_power": None,
+                                                                          **averaging}
 
 
 def test_a_finetune_crop_sets_the_training_crops_and_the_checkpoint_keeps_the_runs_own(tmp_path, ticking_clock,
@@ -366,6 +397,19 @@ def test_recalibrate_bn_averages_the_codecs_bins_and_changes_no_weight():
     assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
     with pytest.raises(ValueError, match="part"):
         FT.recalibrate_bn(model, images, cfg, part="encoder")
+
+
+def test_recalibrate_bn_takes_crops_of_the_side_asked_for(monkeypatch):
+    sides = []
+    real = FT.crop_batch
+    monkeypatch.setattr(FT, "crop_batch", lambda images, n, crop, *a: sides.append(crop) or real(images, n, crop, *a))
+    model, cfg, images = _model(seed=5), _cfg([2]), _images()  # 48-pixel images, 32-pixel training crops
+    FT.recalibrate_bn(model, images, cfg, batches=2, batch=2, seed=1)
+    FT.recalibrate_bn(model, images, cfg, batches=2, batch=2, seed=1, crop=48)
+    assert sides == [32, 32, 48, 48]
+    for bad in (0, 20, 56):  # not a multiple of 8, or larger than the images
+        with pytest.raises(ValueError, match="crop"):
+            FT.recalibrate_bn(model, images, cfg, batches=1, batch=2, crop=bad)
 
 
 def test_finetune_with_recalibration_keeps_weights_judged_with_recalibrated_statistics(tmp_path, ticking_clock):

@@ -83,8 +83,14 @@ def main() -> int:
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="judge and keep an exponential moving average of the weights with this decay per "
                         "step (e.g. 0.999; 0: off), see labkit.finetune.WeightAverage")
+    p.add_argument("--ema-power", type=float, default=None, metavar="GAMMA",
+                   help="instead of --ema: a power-function average of the weights, step t weighing t^GAMMA "
+                        "(e.g. 4: its mean sits a sixth of the run back), see labkit.finetune.WeightAverage")
     p.add_argument("--crop", type=int, default=None,
                    help="side of the training crops (a multiple of 8; default: the run's own)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the fine-tune's batches, crops, flips and noise (default: the run's own seed); "
+                        "the train/validation/test split always follows the run's seed")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (several runs share a machine)")
     p.add_argument("--device", default="cuda")
     args = p.parse_args()
@@ -104,9 +110,10 @@ def main() -> int:
     cfg = TrainConfig.from_dict({**train_cfg, "device": args.device})
     ft = FinetuneConfig(seconds=args.seconds, lr=args.lr, batch=args.batch, validations=args.validations,
                         warmup=args.warmup, final_lr_frac=args.final_lr_frac, rules=scale_rules(args.rules),
-                        quantizer=args.quant, augment=args.augment, seed=cfg.seed, part=args.part,
+                        quantizer=args.quant, augment=args.augment, seed=cfg.seed if args.seed is None else args.seed,
+                        part=args.part,
                         ssim_weight=args.ssim_weight, freeze_bn=args.freeze_bn,
-                        recalibrate_bn=args.recalibrate_bn, ema_decay=args.ema,
+                        recalibrate_bn=args.recalibrate_bn, ema_decay=args.ema, ema_power=args.ema_power,
                         crop=args.crop)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

@@ -1,7 +1,7 @@
 """Re-estimate a checkpoint's BatchNorm statistics for the codec's bins (``labkit.finetune.recalibrate_bn``).
 
     python tools/recalibrate_bn.py RUN_DIR OUT_DIR [--part decoder] [--batches 200] [--batch 16]
-        [--rules search] [--train-config RUN] [--data-dir DIR]
+        [--rules search] [--crop N] [--train-config RUN] [--data-dir DIR]
 
 A GPU fine-tune in train mode leaves the statistics of its last batches, each at one b; until
 now a CPU decoder fit (36 minutes, ``tools/fit_decoder.py``) undid that.  This averages them over
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=200)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--rules", default="search")
+    p.add_argument("--crop", type=int, default=None,
+                   help="side of the crops (a multiple of 8; default: the run's training crop)")
     p.add_argument("--train-config", help="run folder whose config.json 'train' section gives the TrainConfig")
     p.add_argument("--data-dir", help="course-layout folder (default: the embedded pool)")
     p.add_argument("--threads", type=int, default=1)
@@ -44,10 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig.from_dict({**train, "model": meta["model"], "model_cfg": meta.get("model_cfg", {}), "device": "cpu"})
     images = torch.from_numpy(training_splits(a.data_dir, cfg.seed)["train"]).permute(0, 3, 1, 2).contiguous()
     n = recalibrate_bn(model, images, cfg, batches=a.batches, batch=a.batch, rules=scale_rules(a.rules),
-                       part=a.part, seed=cfg.seed)
+                       part=a.part, seed=cfg.seed, crop=a.crop)
     extra = checkpoint.run_facts(meta, "coder_prior")
     extra["bn_recalibration"] = {"from": str(a.run_dir), "part": a.part, "batches": a.batches, "batch": a.batch,
-                                 "rules": a.rules, "layers": n,
+                                 "crop": a.crop or cfg.crop, "rules": a.rules, "layers": n,
                                  "command": "python tools/recalibrate_bn.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     out = Path(a.out_dir)
     if a.part == "decoder" and isinstance(meta.get("coder_prior"), dict):
