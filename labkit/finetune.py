@@ -439,6 +439,7 @@ def recalibrate_bn(model: nn.Module, images: Tensor, cfg: Any, *, batches: int =
     if batches < 1 or batch < 1:
         raise ValueError(f"batches and batch must be >= 1, got {batches} and {batch}")
     side = cfg.crop if crop is None else crop
+    # checked here, before any statistic is reset, so a bad side leaves the model as it was
     if side < 8 or side % 8 or side > min(images.shape[-2:]):
         raise ValueError(f"crop must be a multiple of 8 between 8 and the images' side "
                          f"{min(images.shape[-2:])}, got {side}")
@@ -535,14 +536,17 @@ def finetune(model: nn.Module, images: Tensor, val: Tensor, cfg: Any, ft: Finetu
             rel = {k: v / start_cost[k] for k, v in vc["per_b"].items()}
             return {"objective": sum(rel.values()) / len(rel), "psnr": None, "bpp": None, "per_b": vc["per_b"]}
         if ft.recalibrate_bn:  # train mode left each layer the statistics of its last batches, each at one b
-            recalibrate_bn(model, images, dataclasses.replace(cfg, crop=crop), batches=ft.recalibrate_bn,
-                           batch=ft.batch, rules=ft.rules, part="all", seed=ft.seed + len(history["step"]))
+            recalibrate_bn(model, images, cfg, batches=ft.recalibrate_bn, batch=ft.batch, rules=ft.rules,
+                           part="all", seed=ft.seed + len(history["step"]), crop=crop)
         return validate_rd(model, val, loss_cfg, torch.device(cfg.device))
 
     history: dict[str, Any] = {"step": [], "objective": [], "psnr": [], "bpp": [], "elapsed": []}
     best: dict[str, Any] = {"objective": math.inf, "state": None, "step": 0}
-    average = (WeightAverage(model, power=ft.ema_power) if ft.ema_power is not None
-               else WeightAverage(model, decay=ft.ema_decay) if ft.ema_decay else None)
+    average = None
+    if ft.ema_power is not None:
+        average = WeightAverage(model, power=ft.ema_power)
+    elif ft.ema_decay:
+        average = WeightAverage(model, decay=ft.ema_decay)
     record = dict(extra or {})
     step = 0
 
