@@ -25,9 +25,10 @@
 # encoder job after a whole-model one prices bits with the start's coder prior, --prior-from).
 # FT_S is each job's budget in seconds (wall clock, validations included); every value lands in
 # the written config.json. START_DEFAULT / START_COURSE override the starting weights' folders.
+# EXTRA holds options every job's tools/finetune_gpu.py gets (e.g. "--ema 0.9997 --crop 128").
 set -u
 FT_S=${FT_S:-470} BATCH=${BATCH:-32} LR=${LR:-3e-4} DEVICE=${DEVICE:-cuda} RULES=${RULES-search}
-VALS=${VALS:-10} THREADS=${THREADS:-3}
+VALS=${VALS:-10} THREADS=${THREADS:-3} EXTRA=${EXTRA:-}
 JOBS=${JOBS:-"d-noise-strong:default:noise:strong d-ste-strong:default:ste:strong d-ste-flip:default:ste:flip c-ste-strong:course:ste:strong c-noise-strong:course:noise:strong"}
 WORK=${WORK:-/tmp/gpu_round}
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,10 +84,10 @@ job() {  # name data quant augment part lr ssim seconds start
     [ "$part" = all-fbn ] && { part=all; opts="$opts --freeze-bn"; }
     [ "$ssim" != - ] && opts="$opts --ssim-weight $ssim"
     [ "$part" = encoder ] && [ ! -f "$start/coder_prior.npz" ] && opts="$opts --prior-from $(start_of "$which")"
-    echo "[$name] train resae-rd-fast ($part) from $start for $secs s: quant $q, augment $aug, lr $lr, ssim $ssim, rules ${RULES:-trained}"
+    echo "[$name] train resae-rd-fast ($part) from $start for $secs s: quant $q, augment $aug, lr $lr, ssim $ssim, rules ${RULES:-trained}, extra '$EXTRA'"
     $PY tools/finetune_gpu.py "$start" "$d/$name" --train-config .gpu/train-$which --seconds "$secs" \
         --part "$part" --batch "$BATCH" --lr "$lr" --final-lr-frac 0.05 --warmup 0.05 --validations "$VALS" --device "$DEVICE" \
-        --threads "$THREADS" --quant "$q" --augment "$aug" ${RULES:+--rules "$RULES"} $opts >"$d.log" 2>&1
+        --threads "$THREADS" --quant "$q" --augment "$aug" ${RULES:+--rules "$RULES"} $opts $EXTRA >"$d.log" 2>&1
     echo "[$name] exit $?; $(tail -n 1 "$d.log")"
     cp "$d.log" "$d/$name/train.log" 2>/dev/null
     [ -f "$d/$name/model.pt" ] && tar -C "$d" --exclude=coder_prior.npz -cf "$OUT/$name.tar" "$name"
