@@ -110,9 +110,10 @@ HEADER_SIZE = _BODY.size + _CRC.size  # 22 bytes
 #: always means the same weights, so a file decodes to the same pixels forever.  When a name's
 #: shipped weights are replaced, the name gets a new id and the old id keeps the old weights
 #: under a ``-v1``-style name: id 7 was written as ``resae-rd-fast`` until 2026-11-27 and now
-#: reads ``resae-rd-fast-v1`` (the same weights); ``resae-rd-fast`` writes id 8.
+#: reads ``resae-rd-fast-v1`` (the same weights); id 8 was written as ``resae-rd-fast`` until
+#: 2026-11-28 and now reads ``resae-rd-fast-v2``; ``resae-rd-fast`` writes id 9.
 MODEL_IDS: dict[str, int] = {"ae1": 1, "ae2": 2, "resae": 3, "resae-ps": 4, "resae-wide": 5,
-                             "resae-rd": 6, "resae-rd-fast-v1": 7, "resae-rd-fast": 8}
+                             "resae-rd": 6, "resae-rd-fast-v1": 7, "resae-rd-fast-v2": 8, "resae-rd-fast": 9}
 
 #: Context mode <-> id; mirrors ``labkit.coder.CONTEXT_MODES`` (checked by a test).
 CONTEXT_IDS: dict[str, int] = {"none": 0, "channel": 1, "neighbor": 2, "neighbor+channel": 3, "learned": 4}

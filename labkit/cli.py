@@ -353,7 +353,7 @@ def _args_encode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--colour-map", default="auto", choices=("auto", "on", "off"),
                    help="fit a colour correction (one 12-byte map, or a blended grid of them for local colour) and "
                         "send the one that pays best, if any; auto = the model's default "
-                        "(on for resae-rd, resae-rd-fast and resae-rd-fast-v1, off for the seed's and the course's models)")
+                        "(on for resae-rd, resae-rd-fast and its earlier weights -v1 and -v2, off for the seed's and the course's models)")
     p.add_argument("--scale", type=_encode_scale, default="auto",
                    help="the stored scale ymax: auto = the rule the model was trained with (fast); search = try "
                         "several rules and keep the smallest file for its quality (for resae-rd-fast 2.5-14 %% fewer bits "

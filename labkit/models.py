@@ -268,6 +268,7 @@ _REGISTRY: dict[str, tuple[type[_AutoEncoder], dict[str, Any]]] = {
     "resae-rd": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd"]}),
     "resae-rd-fast": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd-fast"]}),
     "resae-rd-fast-v1": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd-fast-v1"]}),
+    "resae-rd-fast-v2": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd-fast-v2"]}),
 }
 #: Constructor defaults that a name adds on top of its class's (``resae-rd``: the
 #: rate-distortion model, wider and with twice the latent channels for the rate term to spend;
@@ -279,6 +280,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                       "decoder_blocks": [2, 1], "head": "shuffle"},
 }
 _DEFAULTS["resae-rd-fast-v1"] = _DEFAULTS["resae-rd-fast"]  # the same layout, its first weights (spec.SUPERSEDED)
+_DEFAULTS["resae-rd-fast-v2"] = _DEFAULTS["resae-rd-fast"]  # the same layout, its second weights
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 

@@ -24,6 +24,7 @@ STYLE: dict[str, dict[str, Any]] = {
     "resae-rd": dict(color="C6", marker="D", ls="-", label="ResAE-RD (ours, rate-distortion)"),
     "resae-rd-fast": dict(color="C8", marker="v", ls=":", label="ResAE-RD-fast (ours, light decoder, trained whole)"),
     "resae-rd-fast-v1": dict(color="C8", marker="1", ls="-.", label="ResAE-RD-fast v1 (resae-rd's symbols, light decoder)"),
+    "resae-rd-fast-v2": dict(color="C8", marker="2", ls="-.", label="ResAE-RD-fast v2 (trained whole, GPU 2026-11-27)"),
     "ae2": dict(color="C0", marker="s", ls="-", label="AE2 (course, noise)"),
     "ae1": dict(color="C9", marker="^", ls="-", label="AE1 (course, plain)"),
     "jpeg-matched": dict(color="C1", marker="x", ls="none", label="JPEG @ matched bpp (course)"),
@@ -34,7 +35,7 @@ STYLE: dict[str, dict[str, Any]] = {
     "jpeg2000": dict(color="C7", marker=".", ls="--", label="JPEG 2000"),
 }
 LABELS = {"raw": "RAW", "resae": "ResAE", "resae-rd": "ResAE-RD", "resae-rd-fast": "ResAE-RD-fast",
-          "resae-rd-fast-v1": "ResAE-RD-fast v1", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG",
+          "resae-rd-fast-v1": "ResAE-RD-fast v1", "resae-rd-fast-v2": "ResAE-RD-fast v2", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG",
           "jpeg-matched": "JPEG @ matched bpp", "jpeg-opt": "JPEG optimize", "webp": "WebP", "avif": "AVIF",
           "jpeg2000": "JPEG 2000", "ae1/ae2": "AE1 / AE2 (course)"}
 #: Where each learned model's "b=…" labels sit relative to its points (points, offset), so that

@@ -376,6 +376,8 @@ def training_summary(models: Sequence[str], weights_dir: str | os.PathLike[str],
         epochs: Any = meta.get("epochs_completed", len(h.get("epoch", [])))
         if "decoder_fit" in meta:  # a decoder fit counts steps (labkit.decoder_fit)
             epochs = _decoder_fit_stages(meta)
+        elif isinstance(more := meta.get("decoder_continuation"), Mapping) and more.get("steps"):
+            epochs = f"{epochs}, + {more['steps']} decoder steps"  # trained whole, then its decoder alone
         rows.append({"model": name, "params": meta.get("param_count"),
                      "epochs": epochs, "finetune_steps": _finetune_steps(meta),
                      "train_s": meta.get("train_seconds"), "device": meta.get("device"),

@@ -22,12 +22,13 @@ BITS: range = range(MIN_BITS, MAX_BITS + 1)
 
 #: Every registered model name, lower case (``labkit.models``' registry builds exactly
 #: these; a test checks it).  Torch-free, so the command line can offer them instantly.
-MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd", "resae-rd-fast", "resae-rd-fast-v1")
+MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd", "resae-rd-fast", "resae-rd-fast-v1",
+                                "resae-rd-fast-v2")
 
 #: Names whose shipped weights were replaced: the old weights stay under these names, so the
 #: files they wrote (their own model id in ``labkit.bitstream.MODEL_IDS``) keep decoding to the
 #: same pixels.  They can still encode; the report and the benchmarks show the current model.
-SUPERSEDED: dict[str, str] = {"resae-rd-fast-v1": "resae-rd-fast"}
+SUPERSEDED: dict[str, str] = {"resae-rd-fast-v1": "resae-rd-fast", "resae-rd-fast-v2": "resae-rd-fast"}
 
 #: The model the codec and the command line use when none is named: the rate-distortion
 #: model with the lighter decoder (``resae-rd``'s layout with one residual block less at 1/4 and
@@ -44,7 +45,7 @@ SAME_ENCODER: dict[str, str] = {"resae-rd-fast-v1": "resae-rd"}
 #: Whether each model name is trained with the quantization noise (AE1 is the course's plain
 #: autoencoder; ``labkit.models``' registry reads its recipes from here).
 MODEL_NOISE: dict[str, bool] = {"ae1": False, "ae2": True, "resae": True, "resae-rd": True,
-                               "resae-rd-fast": True, "resae-rd-fast-v1": True}
+                               "resae-rd-fast": True, "resae-rd-fast-v1": True, "resae-rd-fast-v2": True}
 
 #: The coder's context mode when none is asked for and the model ships no coder prior
 #: (see ``labkit.coder.CONTEXT_MODES``).
@@ -54,7 +55,7 @@ DEFAULT_CONTEXT = "neighbor"
 PRIOR_CONTEXT = "learned"
 #: Models whose codec sends a colour map (``labkit.colour``) by default, when it pays.  The
 #: seed's and the course's models keep the plain chain, so the seed's report stays comparable.
-COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd", "resae-rd-fast", "resae-rd-fast-v1")
+COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd", "resae-rd-fast", "resae-rd-fast-v1", "resae-rd-fast-v2")
 #: The encoder's trade-off for colour maps at each bit depth b: the MSE (images in [0, 1]) one
 #: bit per pixel must buy.  It is the slope of ``resae-rd``'s own rate-distortion curve at b (the
 #: geometric mean of the secants to b - 1 and b + 1) on the default validation tiles without
@@ -68,8 +69,8 @@ COLOUR_MAP_RATE_WEIGHTS: dict[int, float] = {1: 0.13, 2: 0.045, 3: 0.0068, 4: 0.
 #: ``Codec(scale=SCALE_SEARCH)``: instead of one rule for the stored scale ``ymax``, the encoder
 #: codes the image with each of :data:`SCALE_SEARCH_RULES` and keeps the file with the least
 #: ``MSE + colour_map_rate_weight(b) * bpp`` (whole file, colour map included).  The decoder only
-#: reads ``ymax``, so files stay the same format.  On the default test tiles it saves 5.1 % of the
-#: bits at equal PSNR and 2.3 % at equal SSIM against ``resae-rd-fast``'s trained p99.9 rule, at
+#: reads ``ymax``, so files stay the same format.  On the default test tiles it saves 5.4 % of the
+#: bits at equal PSNR and 2.9 % at equal SSIM against ``resae-rd-fast``'s trained p99.9 rule, at
 #: the cost of one decoder run per rule (``benchmarks/bench_rd.py --scale-search``, README.md).
 SCALE_SEARCH = "search"
 SCALE_SEARCH_RULES: tuple[str, ...] = ("p99.5", "p99.7", "p99.9", "p99.97", "max")
@@ -83,7 +84,8 @@ SCALE_SEARCH_RULES: tuple[str, ...] = ("p99.5", "p99.7", "p99.9", "p99.97", "max
 #: coarse and the bits are better kept; on small images (the 128 x 128 tiles) the error is texture
 #: more than cast and the floor cost bits where it bought no visible colour: applied to every size
 #: it moved ``resae-rd-fast``'s BD-rates against WebP on the default test tiles from -14.2 % to
-#: -13.5 % (SSIM) and +25.1 % to +27.1 % (PSNR) (``benchmarks/bench_rd.py``, NOTES.md).
+#: -13.5 % (SSIM) and +25.1 % to +27.1 % (PSNR) (the weights now named ``resae-rd-fast-v2``;
+#: ``benchmarks/bench_rd.py``, NOTES.md).
 COLOUR_FLOOR_DELTA_E = 6.0
 COLOUR_FLOOR_BITS: tuple[int, ...] = (2, 3, 4, 5)
 COLOUR_FLOOR_MIN_PIXELS = 256 * 256

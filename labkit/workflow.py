@@ -263,7 +263,7 @@ def finetune_config(run: Run, name: str) -> dict[str, Any] | None:
 def decoder_fit_config(run: Run, name: str) -> dict[str, Any] | None:
     """The DecoderFitConfig fields for retraining ``name``'s decoder, or None if it is trained whole.
 
-    A model whose shipped config records ``decoder_fit`` (``resae-rd-fast``) is made by
+    A model whose shipped config records ``decoder_fit`` (``resae-rd-fast-v1``) is made by
     :func:`labkit.decoder_fit.fit_decoder` from another model's encoder, unless the profile
     gives it a fine-tune (:func:`finetune_config`: then it is trained whole).  The profile's
     ``time_budget_s`` (then no second stage), ``max_steps``, ``batch_size`` and ``crop``
@@ -285,7 +285,7 @@ def decoder_fit_config(run: Run, name: str) -> dict[str, Any] | None:
 def train_models(run: Run, progress: bool = True) -> dict[str, dict[str, Any]]:
     """Train every model of the run into ``run_dir/<name>`` from its recorded config; return histories.
 
-    A decoder fit (``resae-rd-fast``) starts from its source model as trained in this run
+    A decoder fit (a checkpoint that records ``decoder_fit``) starts from its source model as trained in this run
     when the run has it (it is listed earlier), else from the shipped source weights.  A model
     whose shipped weights come with a coder prior (``labkit.coder_prior``) gets one fitted for
     the retrained weights from the same training images, so it codes as the shipped model does.

@@ -74,7 +74,7 @@ def test_ranges_match_the_coder_and_spec():
 
 def test_model_ids_are_append_only():
     assert bitstream.MODEL_IDS == {"ae1": 1, "ae2": 2, "resae": 3, "resae-ps": 4, "resae-wide": 5, "resae-rd": 6,
-                                   "resae-rd-fast-v1": 7, "resae-rd-fast": 8}
+                                   "resae-rd-fast-v1": 7, "resae-rd-fast-v2": 8, "resae-rd-fast": 9}
 
 
 @pytest.mark.parametrize("field,value,needle", [

@@ -442,19 +442,20 @@ def test_a_superseded_name_keeps_its_old_id_weights_and_pixels(load_model, real_
     the old-name alias, so a file written before decodes to the same pixels; the name writes a new id."""
     from labkit.codec import WEIGHTS_DIR
 
-    assert spec.SUPERSEDED == {"resae-rd-fast-v1": "resae-rd-fast"}
+    assert spec.SUPERSEDED == {"resae-rd-fast-v1": "resae-rd-fast", "resae-rd-fast-v2": "resae-rd-fast"}
     for old, new in spec.SUPERSEDED.items():
         assert old in spec.MODEL_NAMES and old in available_weights()
         assert bitstream.MODEL_IDS[old] < bitstream.MODEL_IDS[new]
         assert json.loads((WEIGHTS_DIR / old / "config.json").read_text())["superseded_by"] == new
         assert old not in profiles.MODELS, "the report shows the current weights"
     img = real_image(64, 72)
-    old = Codec(load_model("resae-rd-fast-v1"), 2, model_name="resae-rd-fast-v1").compress(img)
-    new = Codec(load_model("resae-rd-fast"), 2, model_name="resae-rd-fast").compress(img)
-    assert old.data[3] == 7 and new.data[3] == 8  # the header's model id byte
-    assert np.array_equal(labkit.codec.decode(old.data), old.recon)
-    assert np.array_equal(labkit.codec.decode(new.data), new.recon)
-    assert old.data[HEADER_SIZE:] != new.data[HEADER_SIZE:], "the current weights have their own encoder"
+    files = {name: Codec(load_model(name), 2, model_name=name).compress(img)
+             for name in ("resae-rd-fast-v1", "resae-rd-fast-v2", "resae-rd-fast")}
+    assert [files[name].data[3] for name in files] == [7, 8, 9]  # the header's model id byte
+    for out in files.values():
+        assert np.array_equal(labkit.codec.decode(out.data), out.recon)
+    payloads = {out.data[HEADER_SIZE:] for out in files.values()}
+    assert len(payloads) == 3, "each set of weights has its own encoder"
 
 
 # ----------------------------------------------------------------------------- golden

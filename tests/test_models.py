@@ -9,8 +9,9 @@ from labkit.models import MODEL_NAMES, UPSAMPLE_MODES, build_model, count_parame
 SMALL = {"ae1": {}, "ae2": {}, "resae": {"widths": [8, 8, 16]}, "resae-rd": {"widths": [8, 8, 16], "blocks": 1},
          "resae-rd-fast": {"widths": [8, 8, 16], "blocks": 1, "decoder_blocks": [1, 0]}}
 SMALL["resae-rd-fast-v1"] = SMALL["resae-rd-fast"]  # the same layout (labkit.spec.SUPERSEDED)
+SMALL["resae-rd-fast-v2"] = SMALL["resae-rd-fast"]
 #: Latent channels per registered name (resae-rd has twice the course's 16 for the rate term to spend).
-LATENT = {"ae1": 16, "ae2": 16, "resae": 16, "resae-rd": 32, "resae-rd-fast": 32, "resae-rd-fast-v1": 32}
+LATENT = {"ae1": 16, "ae2": 16, "resae": 16, "resae-rd": 32, "resae-rd-fast": 32, "resae-rd-fast-v1": 32, "resae-rd-fast-v2": 32}
 
 
 @pytest.fixture(autouse=True)

@@ -211,13 +211,12 @@ def test_training_summary_counts_a_decoder_fit_in_steps(tmp_path):
 
 
 def test_training_summary_names_every_stage_of_the_shipped_default_model():
-    """A decoder fit, two whole-model fine-tunes and a decoder continuation: no stage left out or garbled."""
+    """Epochs of whole training, two whole-model fine-tunes and a decoder continuation: no stage left out or garbled."""
     from labkit.paths import ROOT
 
     (row,) = report.training_summary(["resae-rd-fast"], ROOT / "labkit" / "weights", {})
     meta = json.loads((ROOT / "labkit" / "weights" / "resae-rd-fast" / "config.json").read_text())
-    assert "None" not in row["epochs"] and row["epochs"].startswith("decoder fit from resae-rd")
-    assert f"{meta['decoder_continuation']['steps']} decoder steps" in row["epochs"]
+    assert row["epochs"] == f"{meta['epochs_completed']}, + {meta['decoder_continuation']['steps']} decoder steps"
     assert row["finetune_steps"] == meta["finetune"]["steps"] + meta["previous_finetune"]["steps"]
     assert row["b_train"] == "1..5"
 

@@ -95,8 +95,13 @@ def test_the_cpu_profile_sets_a_budget_per_model_and_names_a_missing_one(tmp_pat
     assert ft.quantizer == "ste" and ft.augment == "strong" and ft.lr == 3e-4  # the shipped GPU steps' recipe
     assert ft.ssim_weight == train["finetune_ssim_weight"]  # the profile's loss for the fine-tune
     assert workflow.training_config(run, "resae-rd-fast")["model"] == "resae-rd-fast"
-    assert workflow.decoder_fit_config(workflow.resolve("full", fig_dir=str(tmp_path / "fig3")),
-                                       "resae-rd-fast")["source"] == "resae-rd"
+    # the full profile replays the shipped weights' stage A: trained whole, its recorded epochs, no clock
+    full = workflow.resolve("full", fig_dir=str(tmp_path / "fig3"))
+    assert workflow.decoder_fit_config(full, "resae-rd-fast") is None
+    recorded = json.loads((WEIGHTS_DIR / "resae-rd-fast" / "config.json").read_text())
+    replay = workflow.training_config(full, "resae-rd-fast")
+    assert replay["epochs"] == recorded["epochs_completed"] and replay["time_budget_s"] is None
+    assert replay["crop"] == recorded["train"]["crop"]
     assert set(budgets) == set(profiles.MODELS)  # every evaluated model is retrained within the hour
     # the profile's promise: every model, fine-tunes included, within 60 minutes
     assert sum(budgets.values()) + sum(finetunes.values()) <= 3600
