@@ -40,9 +40,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         sweep=SWEEP_DEFAULT, retrain=True, photos=PHOTOS,
         # 59 minutes of training in all; the LR schedule of each run follows its clock. The default
         # model gets the most: trained whole, then fine-tuned on the codec's bins (finetune_s,
-        # labkit.workflow.finetune_config; its BatchNorm statistics re-estimated at the end, 7 s), the
-        # recipe that brings it nearest its shipped weights in an hour; the fine-tune weighs 1 - SSIM
-        # 0.1 instead of the training recipe's 0.05 (the 60-minute recipe e, NOTES.md)
+        # labkit.workflow.finetune_config, keeping a moving average of its weights; its BatchNorm
+        # statistics re-estimated at the end on 128-pixel crops, 11 s), the recipe that brings it
+        # nearest its shipped weights in an hour; the fine-tune weighs 1 - SSIM 0.1 instead of the
+        # training recipe's 0.05 (the 60-minute recipe e, NOTES.md; the profile's fourth plan)
         train=dict(epochs=100000, crop=64, batch_size=16,
                    time_budget_s={"resae-rd": 480, "resae-rd-fast": 1020, "resae": 720, "ae2": 360,
                                   "ae1": 360},

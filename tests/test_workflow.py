@@ -147,6 +147,11 @@ def test_a_profile_finetune_continues_the_trained_model_in_its_folder(tmp_path):
     # its BatchNorm statistics are the re-estimate for the codec's bins, not the fine-tune's last batches
     recal = meta["bn_recalibration"]
     assert recal["batches"] == workflow.FINETUNE_RECALIBRATION_BATCHES and recal["layers"] > 0
+    from labkit.data import training_splits
+
+    side = min(training_splits(None, run.seed)["train"].shape[1:3])
+    assert recal["crop"] == min(workflow.FINETUNE_RECALIBRATION_CROP, side - side % 8)
+    assert ft["ema_decay"] == workflow.FINETUNE_EMA_DECAY  # the average is what was judged and kept
     tracked = [int(v) for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")]
     assert len(tracked) == recal["layers"] and set(tracked) == {workflow.FINETUNE_RECALIBRATION_BATCHES}
     row = report.training_summary(["resae"], tmp_path / "run", histories)[0]
