@@ -356,7 +356,7 @@ def _args_encode(p: argparse.ArgumentParser) -> None:
                         "(on for resae-rd, resae-rd-fast and its earlier weights -v1 and -v2, off for the seed's and the course's models)")
     p.add_argument("--scale", type=_encode_scale, default="auto",
                    help="the stored scale ymax: auto = the rule the model was trained with (fast); search = try "
-                        "several rules and keep the smallest file for its quality (for resae-rd-fast 2.5-14 %% fewer bits "
+                        "several rules and keep the smallest file for its quality (for resae-rd-fast 2-5 %% fewer bits "
                         "at equal PSNR, README; 3-4x the encode time); or a rule such as max or p99.9")
     p.add_argument("--refine", type=_refine_steps, nargs="?", const=None, default=0, metavar="STEPS",
                    help="refine the latent for the decoder before coding it (labkit.refine): smaller files for "
