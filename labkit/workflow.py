@@ -334,8 +334,8 @@ def train_models(run: Run, progress: bool = True) -> dict[str, dict[str, Any]]:
 #: its `resae-rd-fast` from +13.3 % / +20.4 % to +4.0 % / +13.8 % BD-rate (PSNR / SSIM) against the
 #: shipped weights, in 7 s (NOTES.md).
 FINETUNE_RECALIBRATION_BATCHES = 64
-#: ... on crops of this side (or the training images' own side, rounded down to a multiple of 8, where
-#: they are smaller): a 64-pixel training crop's 8 x 8 latent has 28 of its 64 positions on the border,
+#: The side of the crops that re-estimate runs on (the training images' own side, rounded down to a
+#: multiple of 8, where they are smaller): a 64-pixel training crop's 8 x 8 latent has 28 of its 64 positions on the border,
 #: where zero padding shifts every statistic, and whole photos hardly have borders.  With it the
 #: 60-minute recipe's weights went from +0.2 % / -0.5 % to -1.7 % / -1.9 % BD-rate against
 #: ``resae-rd-fast-v2`` on full-size photos (NOTES.md, "the thirteenth recipe").

@@ -26,9 +26,10 @@
 # FT_S is each job's budget in seconds (wall clock, validations included); every value lands in
 # the written config.json. START_DEFAULT / START_COURSE override the starting weights' folders.
 # EXTRA holds options every job's tools/finetune_gpu.py gets (e.g. "--ema 0.9997 --crop 128").
-# The lease carries the tracked tree (about 58 MB since 2026-11-28, most of it resae-rd and three sets of resae-rd-fast weights) plus .gpu/,
-# 64 MiB in all: start from tracked weights where you can (START_DEFAULT=labkit/weights/resae-rd-fast needs
-# no copy), and a course job's 8.7 MB of images then fit only without another start copy.
+# The lease carries the tracked tree (about 58 MB since 2026-11-28, most of it resae-rd and three sets
+# of resae-rd-fast weights) plus .gpu/, 64 MiB in all: start from tracked weights where you can
+# (START_DEFAULT=labkit/weights/resae-rd-fast needs no copy), and a course job's 8.7 MB of images then
+# fit only without another start copy.
 set -u
 FT_S=${FT_S:-470} BATCH=${BATCH:-32} LR=${LR:-3e-4} DEVICE=${DEVICE:-cuda} RULES=${RULES-search}
 VALS=${VALS:-10} THREADS=${THREADS:-3} EXTRA=${EXTRA:-}
