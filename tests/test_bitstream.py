@@ -1,6 +1,11 @@
 """The .lkc container: round trip, size, and a clear error for every kind of damage."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+from pathlib import Path
+
 import struct
 import zlib
 
@@ -428,3 +433,44 @@ def test_corrupt_compact_maps_are_clear_errors():
             bad[i] ^= 1 << bit
             with pytest.raises(BitstreamError):
                 unpack(bytes(bad))
+
+
+# ----------------------------------------------------------------------------- golden files of every version written
+
+GOLDEN = Path(__file__).parent / "golden" / "bitstream.json"
+
+
+def _golden_headers() -> dict[str, Header]:
+    """One header per container version labkit writes (2; 3, 4 and 5 with colour maps), fixed values only."""
+    smooth = (np.arange(48).reshape(4, 12) % 7 - 3) * 2          # even codes, smooth: stored compactly
+    noisy = np.random.default_rng(0).integers(-63, 64, (4, 12)) * 2
+    return {
+        "v2": make_header(),
+        "v3-one-map": make_header(model="resae-rd-fast", b=3, latent_channels=32, context="learned",
+                                  colour_map=bytes(range(1, 13))),
+        "v4-grid": make_header(model="resae-rd-fast", b=4, height=64, width=64, latent_channels=32,
+                               context="learned", colour_map=_grid_code((2, 2), noisy)),
+        "v5-one-map": make_header(model="resae-rd-fast", b=1, latent_channels=32, context="learned",
+                                  colour_map=_grid_code((1, 1), smooth[0])),
+        "v5-grid": make_header(model="resae-rd-fast", b=5, height=64, width=96, latent_channels=32,
+                               context="learned", colour_map=_grid_code((2, 2), smooth)),
+    }
+
+
+def test_every_written_version_matches_its_golden_bytes():
+    """Files of each version are pinned byte for byte, and the pinned bytes read back to their headers,
+    so a writer and a reader changed together cannot break the files already written.
+    Regenerate only on purpose: ``GENERATE_EXPECTED=1 pytest tests/test_bitstream.py -k golden``."""
+    payload = bytes(range(7)) * 3
+    got = {name: pack(h, payload).hex() for name, h in _golden_headers().items()}
+    if os.environ.get("GENERATE_EXPECTED") == "1":
+        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+        pytest.skip("golden file regenerated: this run would only be compared with itself")
+    expected = json.loads(GOLDEN.read_text())
+    assert sorted(expected) == sorted(got)
+    for name, h in _golden_headers().items():
+        data = bytes.fromhex(expected[name])
+        assert data[2] == int(name[1]), f"{name} is stored as version {data[2]}"
+        assert unpack(data) == (dataclasses.replace(h, version=data[2]), payload), \
+            f"the stored {name} file no longer reads back to its header"
+        assert got[name] == expected[name], f"{name}: the writer's bytes changed (old files still read: see above)"

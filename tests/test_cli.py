@@ -376,12 +376,18 @@ def test_console_script_and_module_entry_point(workdir):
     """pyproject's [project.scripts] installs `labkit` -> labkit.cli:main; `python -m labkit` runs the same."""
     scripts = (REPO / "pyproject.toml").read_text().split("\n[project.scripts]\n")[1].split("\n[")[0]
     assert scripts.strip() == 'labkit = "labkit.cli:main"'  # (tomllib would need Python 3.11; we support 3.10)
-    installed = Path(sys.executable).parent / "labkit"
-    if installed.exists():  # the venv made by `make setup`
-        r = subprocess.run([str(installed), "--version"], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0 and r.stdout.strip() == f"labkit {__import__('labkit').__version__}"
     r = run_cli("--version", cwd=workdir)
     assert r.returncode == 0 and r.stdout.startswith("labkit ")
+
+
+def test_installed_console_script_runs():
+    """The `labkit` script that `make setup`'s editable install put beside the interpreter."""
+    installed = Path(sys.executable).parent / "labkit"
+    if not installed.exists():
+        pytest.skip(f"no console script at {installed}: labkit is not installed in this interpreter's environment "
+                    "(`make setup` installs it)")
+    r = subprocess.run([str(installed), "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == f"labkit {__import__('labkit').__version__}"
 
 
 def test_model_names_are_case_insensitive_and_from_one_list(workdir, capsys):
@@ -438,29 +444,28 @@ print(json.dumps({"status": status, "heavy": heavy}), file=sys.stderr)
 """
 
 
-@pytest.mark.parametrize("argv,status,allowed", [
-    (["--help"], 0, []),
-    (["info", "good.lkc"], 0, []),
-    (["info", "good.lkc", "--json"], 0, []),
-    (["info", "missing.lkc"], 1, []),
-    (["reproduce", "--help"], 0, []),
-    (["grade", "--help"], 0, []),
-    (["encode", "img.png", "out.lkc", "--b", "9"], 2, []),
-    (["encode", "img.png", "out.lkc", "--model", "AE7"], 2, []),
-    (["encode", "--help"], 0, []),
-    (["decode", "missing.lkc", "out.png"], 1, []),
-    (["bench", "--context", "diagonal"], 2, []),
+@pytest.mark.parametrize("argv,status", [
+    (["--help"], 0),
+    (["info", "good.lkc"], 0),
+    (["info", "good.lkc", "--json"], 0),
+    (["info", "missing.lkc"], 1),
+    (["reproduce", "--help"], 0),
+    (["grade", "--help"], 0),
+    (["encode", "img.png", "out.lkc", "--b", "9"], 2),
+    (["encode", "img.png", "out.lkc", "--model", "AE7"], 2),
+    (["encode", "--help"], 0),
+    (["decode", "missing.lkc", "out.png"], 1),
+    (["bench", "--context", "diagonal"], 2),
 ], ids=["help", "info", "info-json", "info-missing", "reproduce-help", "grade-help", "enc-bad-b", "enc-bad-model",
         "enc-help", "dec-missing", "bench-bad-context"])
-def test_fast_paths_do_not_import_torch(workdir, lkc_bytes, argv, status, allowed):
+def test_fast_paths_do_not_import_torch(workdir, lkc_bytes, argv, status):
     """`labkit --help`, `info` and argument errors answer without torch (timed in benchmarks/bench_cli.py)."""
     (workdir / "good.lkc").write_bytes(lkc_bytes)
     r = subprocess.run([sys.executable, "-c", LIGHT_IMPORTS, *argv], cwd=workdir, env=cli_env(),
                        capture_output=True, text=True, timeout=120)
     report = json.loads(r.stderr.splitlines()[-1])
     assert report["status"] == status, r.stderr
-    assert "torch" not in report["heavy"]
-    assert set(report["heavy"]) <= set(allowed), report["heavy"]
+    assert report["heavy"] == [], report["heavy"]   # no torch, numpy, Pillow, codec or compiled coder
 
 
 # ----------------------------------------------------------------------------- process hygiene

@@ -317,7 +317,7 @@ def test_flipped_payload_never_crashes(mode):
                 y = decode(v, x.shape, A, mode, **kw)
             except PayloadError:
                 continue
-            assert y.shape == x.shape and int(y.max()) < A
+            assert y.shape == x.shape and int(y.max()) < A   # (with some contexts every variant is refused)
 
 
 def test_payload_end_is_exact():
