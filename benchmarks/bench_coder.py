@@ -22,7 +22,9 @@ maximum (as labkit.quant does) -- most mass at 0, a geometric-like tail.
     slows both alike.  Target: ratio (labkit / reference Msym/s) >= 1 at A = 16 and 32,
     encode and decode.
 (a) 1000 latents (``--quick``: 200), one ``encode``/``decode`` call per latent
-    through the public API (argument checks and allocation included);
+    through the public API (argument checks and allocation included), in every context
+    mode; ``learned`` starts from a table fitted (``labkit.coder_prior``) on as many latents
+    of the next seed, with the prior's increment and limit, as the codec codes it;
 (b) one 1-D stream of the same latents concatenated (4,096,000 symbols; ``--quick``:
     1,024,000), one call.  On 1-D input "channel" is "none" and "neighbor" sees only
     the left neighbour.
@@ -58,7 +60,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from labkit import coder  # noqa: E402
+from labkit import coder, coder_prior  # noqa: E402
 from labkit.speed import best_time, cpu_name  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -99,28 +101,40 @@ def _best(fn, repeats: int) -> float:
     return best_time(fn, repeats, warmup=False)
 
 
-def bench_ours(latents, A, mode, repeats, n_ideal):
+def prior_options(mode: str, A: int, n_lat: int, seed: int) -> dict:
+    """What the codec passes with a context that starts from a table (``coder.PRIOR_MODES``): the table,
+    fitted as ``labkit.coder_prior`` fits a model's from ``n_lat`` latents of another seed (held out from
+    the timed ones), and the increment and limit it is coded with; ``{}`` for the other contexts."""
+    if mode not in coder.PRIOR_MODES:
+        return {}
+    b = A.bit_length() - 1
+    training = make_latents(n_lat, A, seed=seed + 1)
+    table = coder_prior.table_from_counts(coder_prior.count(list(training), training.shape[1], b), b)
+    return {"prior": table, "increment": coder_prior.INCREMENT, "limit": coder_prior.LIMIT}
+
+
+def bench_ours(latents, A, mode, repeats, n_ideal, **options):
     shape = latents[0].shape
-    payloads = [coder.encode(x, A, mode) for x in latents]
+    payloads = [coder.encode(x, A, mode, **options) for x in latents]
     for x, p in zip(latents, payloads):
-        if not np.array_equal(coder.decode(p, shape, A, mode), x):
+        if not np.array_equal(coder.decode(p, shape, A, mode, **options), x):
             raise SystemExit(f"round trip failed: A={A} mode={mode}")
     enc = coder.encode
     dec = coder.decode
 
     def run_enc():
         for x in latents:
-            enc(x, A, mode)
+            enc(x, A, mode, **options)
 
     def run_dec():
         for p in payloads:
-            dec(p, shape, A, mode)
+            dec(p, shape, A, mode, **options)
 
     n_sym = sum(x.size for x in latents)
     t_enc = _best(run_enc, repeats)
     t_dec = _best(run_dec, repeats)
     k = min(n_ideal, len(latents))
-    over = [len(p) - coder.ideal_code_length_bits(x, A, mode) / 8 for x, p in zip(latents[:k], payloads[:k])]
+    over = [len(p) - coder.ideal_code_length_bits(x, A, mode, **options) / 8 for x, p in zip(latents[:k], payloads[:k])]
     return {
         "enc_msym_s": n_sym / t_enc / 1e6,
         "dec_msym_s": n_sym / t_dec / 1e6,
@@ -301,7 +315,7 @@ def run_bench(args) -> dict:
         if ref is not None:
             records.append({"data": "latents", "A": A, "coder": "constriction", "context": "static", **ref})
         for mode in coder.CONTEXT_MODES:
-            r = bench_ours(latents, A, mode, repeats, n_ideal)
+            r = bench_ours(latents, A, mode, repeats, n_ideal, **prior_options(mode, A, n_lat, args.seed))
             rec = {"data": "latents", "A": A, "coder": "labkit", "context": mode, **r}
             if ref is not None:
                 rec["enc_x_constriction"] = r["enc_msym_s"] / ref["enc_msym_s"]
