@@ -4,6 +4,7 @@
     python benchmarks/bench_rd.py --data-dir DIR --weights-dir W    # e.g. course128 with models trained on its train part
     python benchmarks/bench_rd.py --scale-search resae-rd-fast      # that model's encoder searches the scale per image
     python benchmarks/bench_rd.py --refine resae-rd-fast            # that model's encoder refines its latent (labkit.refine)
+    python benchmarks/bench_rd.py --data-dir DIR --weights-dir W --curves-from EARLIER.json   # W holds one retrained model
 
 Prints, for every model of ``labkit.profiles.MODELS`` found in the weights folder (others are
 skipped with a message): mean bpp/SSIM/PSNR per b beside JPEG at matched bpp (the course
@@ -12,6 +13,11 @@ of each proposal against every curve, each with the quality overlap it averages 
 out below ``labkit.rd.MIN_BD_OVERLAP``); and writes the numbers as JSON (default
 benchmarks/results/bench_rd[_<data>].json). Classic codecs use ``labkit.baselines.SWEEPS``,
 each from its lowest setting.
+
+``--curves-from`` compares a folder that holds only some models (one retrained on a course folder,
+say) with the rest of an earlier run on the same images: the missing models' curves, and JPEG at
+matched bpp when the reference model is missing, are read from that file and named in the output's
+``curves_from``; the classic codecs are measured again and checked against it.
 """
 from __future__ import annotations
 
@@ -47,22 +53,45 @@ def main() -> int:
                         "the JSON file name gets _refine")
     p.add_argument("--refine-steps", type=int, default=spec.REFINE_STEPS, metavar="N",
                    help=f"refinement steps for --refine (default {spec.REFINE_STEPS})")
+    p.add_argument("--curves-from", default=None, metavar="FILE",
+                   help="an earlier bench_rd result on the same images: the curves of the models missing from "
+                        "--weights-dir (and JPEG at matched bpp without the reference model) come from it")
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    earlier = json.loads(Path(args.curves_from).read_text()) if args.curves_from else None
     t0 = time.perf_counter()
     images = get_splits(args.data_dir, args.seed)["test"]
     wdir = Path(args.weights_dir) if args.weights_dir else WEIGHTS_DIR
     names, skipped = available(list(MODELS), wdir)
+    if not names:
+        raise SystemExit(f"no model of {', '.join(MODELS)} has weights in {wdir}")
+    if earlier is not None and earlier["n_images"] != len(images):
+        raise SystemExit(f"{args.curves_from} was measured on {earlier['n_images']} images, this run has {len(images)}: "
+                         "its curves are not comparable (same --data-dir and --seed needed)")
     for name, why in skipped.items():
-        print(f"{name}: {why}")
+        from_earlier = earlier is not None and name in earlier["curves"]
+        print(f"{name}: not in {wdir}; its curve comes from {args.curves_from}" if from_earlier else f"{name}: {why}")
     nets = {n: load_pretrained(n, wdir)[0] for n in names}
     scales = {n: spec.SCALE_SEARCH for n in args.scale_search}
     refine = {n: args.refine_steps for n in args.refine}
     learned = report.rounded(evaluate.evaluate_learned(nets, images, [1, 2, 3, 4, 5], args.context, progress=False,
                                                        scales=scales, refine=refine))
-    matched = report.rounded(evaluate.evaluate_matched_jpeg(images, evaluate.select(learned, codec=REFERENCE)))
+    matched = (report.rounded(evaluate.evaluate_matched_jpeg(images, evaluate.select(learned, codec=REFERENCE)))
+               if REFERENCE in names else [])
     sweeps = report.rounded(evaluate.evaluate_sweeps(images, SWEEPS, progress=False))
     curves = report.rounded(report.curves(learned, matched, sweeps, names, list(SWEEPS)))
+    borrowed: dict = {}
+    if earlier is not None:
+        taken = [n for n in MODELS if n not in names and n in earlier["curves"]]
+        taken += ["jpeg-matched"] if "jpeg-matched" not in curves and "jpeg-matched" in earlier["curves"] else []
+        for n in taken:
+            curves[n] = earlier["curves"][n]
+        differ = [n for n in SWEEPS if curves[n] != earlier["curves"].get(n)]
+        if differ:
+            print(f"warning: {', '.join(differ)} measure differently here than in {args.curves_from} "
+                  "(another codec library version?): the borrowed curves were made beside the old ones")
+        borrowed = {"file": args.curves_from, "curves": taken, "classic_codecs_differ": differ}
+        curves = {n: curves[n] for n in [*MODELS, "jpeg-matched", *SWEEPS] if n in curves}   # display order
     crit = report.criteria(curves, [report.COURSE_ANCHOR, "jpeg-matched"], bits=[1, 2, 3, 4, 5])
     bd = report.bd_rates(curves)
     floor = report.jpeg_floor(sweeps)
@@ -73,13 +102,16 @@ def main() -> int:
     print(f"JPEG's smallest files (q={floor['quality']}): mean {floor['mean_bpp']:.3f} bpp")
     print("\nmean per b: bpp / SSIM / PSNR")
     rows = []
-    for i, b in enumerate(curves[REFERENCE]["b"]):
+    shown = [n for n in [*MODELS, "jpeg-matched"] if n in curves]
+    for i, b in enumerate(curves[shown[0]]["b"]):
         row = {"b": b}
-        for n in names + ["jpeg-matched"]:
+        for n in shown:
             c = curves[n]
             row[n] = f"{c['bpp'][i]:.4f} / {c['ssim'][i]:.4f} / {c['psnr'][i]:.2f}"
         rows.append(row)
-    print(report.markdown_table(rows, ["b"] + names + ["jpeg-matched"]))
+    print(report.markdown_table(rows, ["b"] + shown))
+    if borrowed:
+        print(f"(curves of {', '.join(borrowed['curves'])} from {borrowed['file']})")
     print(f"\ncourse criteria ({report.criteria_rule()})")
     print(report.criteria_markdown(crit))
     print("\nBD-rate (negative = fewer bits at equal quality; Akima, over the stated overlap only)")
@@ -96,7 +128,8 @@ def main() -> int:
     out.write_text(json.dumps(jsonable({"data": data, "n_images": len(images), "weights": str(wdir),
                                          "sweeps": SWEEPS, "scales": scales, "refine": refine, "jpeg_floor": floor, "curves": curves,
                                          "criteria": crit,
-                                         "bd_rate": bd, "at_equal_rate": equal}), indent=1) + "\n")
+                                         "bd_rate": bd, "at_equal_rate": equal}
+                                        | ({"curves_from": borrowed} if borrowed else {})), indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 
