@@ -328,7 +328,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _args_grade(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="default", help="profile to rerun (default %(default)s)")
+    p.add_argument("--profile", default="default",
+                   help="profile to rerun, one that evaluates the shipped weights (default %(default)s; "
+                        "profiles that retrain do not repeat bit for bit)")
     p.add_argument("--reference", default=None, metavar="JSON",
                    help="reference metrics.json (default: the profile's figures/metrics.json as committed at git HEAD)")
     p.add_argument("--keep", default=None, metavar="DIR", help="write the fresh run here instead of a temporary folder")

@@ -131,3 +131,13 @@ def test_grade_compares_a_fresh_run_with_git_head(committed_repo, monkeypatch, c
     assert ("GRADE OK" in out) is (expected == 0)
     assert seen["out_dir"] != repo / "figures", "the fresh run must not be written over the reference"
     assert seen["executed_dir"].name == "grade-default"
+
+
+@pytest.mark.parametrize("profile,needle", [("smoke", "retrains its models"), ("full", "retrains its models"),
+                                            ("nope", "unknown profile 'nope'")])
+def test_grade_refuses_profiles_it_cannot_grade(profile, needle):
+    """Only profiles that evaluate fixed weights repeat within the tolerances; the error says which can."""
+    assert grade.gradable_profiles() == ["default"]
+    with pytest.raises(ValueError, match=needle) as err:
+        grade.run(profile=profile, progress=False)
+    assert "default" in str(err.value)
