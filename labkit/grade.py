@@ -105,8 +105,9 @@ def gradable_profiles() -> list[str]:
     """The profiles a grade can rerun: those that evaluate the shipped weights without training.
 
     A profile that retrains (``smoke``, ``cpu``, ``full``) is not bit-reproducible from run to run
-    (threaded float sums in training; a 3-step ``smoke`` rerun moved 49 and 102 of its 2,485 numbers
-    past the tolerances), so its numbers cannot be graded against a reference.
+    (threaded float sums in training: ``labkit reproduce -p profile smoke`` then a grade of that profile
+    moved 49 and 102 of its 2,485 numbers past the tolerances in two tries, 2026-11-28), so its numbers
+    cannot be graded against a reference.
     """
     from .profiles import PROFILES
 
