@@ -97,8 +97,9 @@ def _check_input(path: Path, what: str) -> None:
         raise ValueError(f"{what} {path} is not a regular file (a device or a pipe); save it to a file first")
 
 
-def _check_output(path: Path, source: Path | None = None, suffix: str | None = None) -> None:
-    """Refuse an output that is a folder, in a missing folder, or the input itself (``suffix``: for the hint)."""
+def _check_output(path: Path, source: Path | None = None, suffix: str | None = None, overwrite: bool = True) -> None:
+    """Refuse an output that is a folder, in a missing folder, the input itself, or (``overwrite=False``) an
+    existing file, so that a mistyped name cannot replace one (``suffix``: for the hint)."""
     from pathlib import Path
 
     parent = path.parent if str(path.parent) else Path(".")
@@ -109,6 +110,8 @@ def _check_output(path: Path, source: Path | None = None, suffix: str | None = N
         raise FileNotFoundError(f"output folder {parent} does not exist; create it first")
     if source is not None and path.exists() and source.exists() and path.samefile(source):
         raise ValueError(f"output {path} is the input file; choose another output name")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise FileExistsError(f"output {path} already exists; choose another name, or pass --overwrite to replace it")
 
 
 # ----------------------------------------------------------------------------- train
@@ -367,6 +370,12 @@ def _args_encode(p: argparse.ArgumentParser) -> None:
                         "steps; default 0 = off")
     _add_weights(p)
     p.add_argument("--force-suffix", action="store_true", help="allow an output name not ending in .lkc")
+    _add_overwrite(p)
+
+
+def _add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the output file if it exists (default: refuse, so a mistyped name cannot replace a file)")
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
@@ -374,7 +383,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
     src, dst = Path(args.input), Path(args.output)
     _check_input(src, "input image")
-    _check_output(dst, src, ".lkc")
+    _check_output(dst, src, ".lkc", overwrite=args.overwrite)
     if dst.suffix.lower() != ".lkc" and not args.force_suffix:
         raise ValueError(f"output {dst} should end in .lkc (pass --force-suffix to write it anyway)")
     from .bitstream import unpack
@@ -403,6 +412,7 @@ def _args_decode(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help=".lkc file")
     p.add_argument("output", help="output image, e.g. out.png")
     _add_weights(p)
+    _add_overwrite(p)
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
@@ -410,7 +420,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
     src, dst = Path(args.input), Path(args.output)
     _check_input(src, "input file")
-    _check_output(dst, src, ".png")
+    _check_output(dst, src, ".png", overwrite=args.overwrite)
     from .codec import decode_file
 
     image = decode_file(src, dst, weights_dir=args.weights)

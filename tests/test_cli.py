@@ -220,10 +220,12 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["encode", "img.png", "."], ["is a directory", "out.lkc"]),
     (["encode", "img.png", "out.lkc", "--weights", "nowhere"], ["weights folder", "does not exist"]),
     (["info", "/dev/null"], ["/dev/null", "not a regular file"]),
+    (["encode", "img.png", "good.lkc"], ["good.lkc already exists", "--overwrite"]),
+    (["decode", "good.lkc", "img.png"], ["img.png already exists", "--overwrite"]),
 ], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-no-weights", "enc-same", "dec-same", "dec-missing", "dec-txt",
         "dec-corrupt", "dec-truncated", "dec-short", "dec-format", "info-corrupt", "info-truncated", "info-missing",
         "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-out-dir", "enc-out-dir", "enc-weights",
-        "info-device"])
+        "info-device", "enc-exists", "dec-exists"])
 def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv, fragments):
     bad = bytearray(lkc_bytes)
     bad[bitstream.HEADER_SIZE + 3] ^= 0x80
@@ -232,12 +234,14 @@ def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv
     (workdir / "short.lkc").write_bytes(lkc_bytes[:10])
     (workdir / "good.lkc").write_bytes(lkc_bytes)
     before = listing(workdir)
+    contents = {f.name: f.read_bytes() for f in workdir.iterdir() if f.is_file()}
     monkeypatch.chdir(workdir)
     assert main(argv) == 1
     out = capsys.readouterr()
     assert_one_error_line(out.err, *fragments)
     assert out.out == ""
     assert listing(workdir) == before, "no output and no temp files"
+    assert {f.name: f.read_bytes() for f in workdir.iterdir() if f.is_file()} == contents, "no file replaced"
 
 
 @pytest.mark.parametrize("argv", [
@@ -726,3 +730,15 @@ def test_info_says_what_colour_map_a_file_carries(workdir, capsys, cmap, line):
     assert main(["info", str(workdir / "m.lkc"), "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["colour_grid"] == (None if cmap is None else [1, 1] if len(cmap) == 12 else [2, 3])
+
+
+def test_overwrite_replaces_an_existing_output(workdir, lkc_bytes, monkeypatch, capsys):
+    """--overwrite is the one way to replace a file, for encode and decode alike."""
+    monkeypatch.chdir(workdir)
+    (workdir / "good.lkc").write_bytes(lkc_bytes)
+    (workdir / "out.lkc").write_bytes(b"old")
+    (workdir / "out.png").write_bytes(b"old")
+    assert main(["encode", "img.png", "out.lkc", "--model", "ae1", "--overwrite"]) == 0
+    assert (workdir / "out.lkc").read_bytes()[:2] == b"LK"
+    assert main(["decode", "good.lkc", "out.png", "--overwrite"]) == 0
+    assert (workdir / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
