@@ -118,13 +118,14 @@ def check_gradable(profile: str) -> None:
     """Raise ValueError, saying what to do, unless :func:`gradable_profiles` holds ``profile``."""
     from .profiles import PROFILES
 
+    gradable = gradable_profiles()
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; the profiles are {', '.join(PROFILES)}, and "
-                         f"{', '.join(gradable_profiles())} can be graded")
-    if profile not in gradable_profiles():
+                         f"{', '.join(gradable)} can be graded")
+    if profile not in gradable:
         raise ValueError(f"profile {profile!r} retrains its models, and training does not repeat bit for bit, so "
                          f"its numbers cannot be graded within labkit.grade's tolerances; grade "
-                         f"{' or '.join(gradable_profiles())} (the shipped weights), or compare two runs of "
+                         f"{' or '.join(gradable)} (the shipped weights), or compare two runs of "
                          f"`labkit reproduce -p profile {profile}` by eye")
 
 

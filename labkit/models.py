@@ -267,8 +267,6 @@ _REGISTRY: dict[str, tuple[type[_AutoEncoder], dict[str, Any]]] = {
     "resae": (ResAE, {"noise": spec.MODEL_NOISE["resae"]}),
     "resae-rd": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd"]}),
     "resae-rd-fast": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd-fast"]}),
-    "resae-rd-fast-v1": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd-fast-v1"]}),
-    "resae-rd-fast-v2": (ResAE, {"noise": spec.MODEL_NOISE["resae-rd-fast-v2"]}),
 }
 #: Constructor defaults that a name adds on top of its class's (``resae-rd``: the
 #: rate-distortion model, wider and with twice the latent channels for the rate term to spend;
@@ -279,8 +277,10 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "resae-rd-fast": {"widths": [32, 96, 160], "blocks": 2, "upsample": "resize", "latent_channels": 32,
                       "decoder_blocks": [2, 1], "head": "shuffle"},
 }
-_DEFAULTS["resae-rd-fast-v1"] = _DEFAULTS["resae-rd-fast"]  # the same layout, its first weights (spec.SUPERSEDED)
-_DEFAULTS["resae-rd-fast-v2"] = _DEFAULTS["resae-rd-fast"]  # the same layout, its second weights
+for _old, _new in spec.SUPERSEDED.items():  # earlier weights of a name: its class, recipe and layout
+    _REGISTRY[_old] = (_REGISTRY[_new][0], {"noise": spec.MODEL_NOISE[_old]})
+    if _new in _DEFAULTS:
+        _DEFAULTS[_old] = _DEFAULTS[_new]
 MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 

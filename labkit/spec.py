@@ -20,15 +20,16 @@ MAX_BITS = 8
 #: Every bit depth the container can hold and the quantizer accepts.
 BITS: range = range(MIN_BITS, MAX_BITS + 1)
 
-#: Every registered model name, lower case (``labkit.models``' registry builds exactly
-#: these; a test checks it).  Torch-free, so the command line can offer them instantly.
-MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd", "resae-rd-fast", "resae-rd-fast-v1",
-                                "resae-rd-fast-v2")
-
 #: Names whose shipped weights were replaced: the old weights stay under these names, so the
 #: files they wrote (their own model id in ``labkit.bitstream.MODEL_IDS``) keep decoding to the
 #: same pixels.  They can still encode; the report and the benchmarks show the current model.
+#: Each takes its current name's layout, recipe and colour-map default (below, and
+#: ``labkit.models``' registry); a new one needs an entry here, a model id and a plot style.
 SUPERSEDED: dict[str, str] = {"resae-rd-fast-v1": "resae-rd-fast", "resae-rd-fast-v2": "resae-rd-fast"}
+
+#: Every registered model name, lower case (``labkit.models``' registry builds exactly
+#: these; a test checks it).  Torch-free, so the command line can offer them instantly.
+MODEL_NAMES: tuple[str, ...] = ("ae1", "ae2", "resae", "resae-rd", "resae-rd-fast", *SUPERSEDED)
 
 #: The model the codec and the command line use when none is named: the rate-distortion
 #: model with the lighter decoder (``resae-rd``'s layout with one residual block less at 1/4 and
@@ -44,8 +45,8 @@ SAME_ENCODER: dict[str, str] = {"resae-rd-fast-v1": "resae-rd"}
 
 #: Whether each model name is trained with the quantization noise (AE1 is the course's plain
 #: autoencoder; ``labkit.models``' registry reads its recipes from here).
-MODEL_NOISE: dict[str, bool] = {"ae1": False, "ae2": True, "resae": True, "resae-rd": True,
-                               "resae-rd-fast": True, "resae-rd-fast-v1": True, "resae-rd-fast-v2": True}
+MODEL_NOISE: dict[str, bool] = {"ae1": False, "ae2": True, "resae": True, "resae-rd": True, "resae-rd-fast": True}
+MODEL_NOISE.update({old: MODEL_NOISE[new] for old, new in SUPERSEDED.items()})
 
 #: The coder's context mode when none is asked for and the model ships no coder prior
 #: (see ``labkit.coder.CONTEXT_MODES``).
@@ -55,7 +56,8 @@ DEFAULT_CONTEXT = "neighbor"
 PRIOR_CONTEXT = "learned"
 #: Models whose codec sends a colour map (``labkit.colour``) by default, when it pays.  The
 #: seed's and the course's models keep the plain chain, so the seed's report stays comparable.
-COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd", "resae-rd-fast", "resae-rd-fast-v1", "resae-rd-fast-v2")
+COLOUR_MAP_MODELS: tuple[str, ...] = ("resae-rd", "resae-rd-fast")
+COLOUR_MAP_MODELS += tuple(old for old, new in SUPERSEDED.items() if new in COLOUR_MAP_MODELS)
 #: The encoder's trade-off for colour maps at each bit depth b: the MSE (images in [0, 1]) one
 #: bit per pixel must buy.  It is the slope of ``resae-rd``'s own rate-distortion curve at b (the
 #: geometric mean of the secants to b - 1 and b + 1) on the default validation tiles without
