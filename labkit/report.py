@@ -18,7 +18,7 @@ import numpy as np
 
 from . import plots, rd
 from .evaluate import Record, mean_curve, select
-from .profiles import REFERENCE, proposed
+from .profiles import MODELS, REFERENCE, proposed
 from .trainconfig import trained_bits
 
 Curves = dict[str, dict[str, list[float]]]
@@ -482,6 +482,66 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
                          + (f"; left out (overlap missing or < {100 * rd.MIN_BD_OVERLAP:.0f} % of the joint range): "
                             + ", ".join(out) if out else "") + ".")
     return {"headline": head, "text": "\n".join(lines)}
+
+
+def headline_table(head: Mapping[str, Any], anchors: Sequence[str] = ("webp", "resae")) -> str:
+    """The headline numbers of :func:`summary` as a short plain-text table, for a terminal.
+
+    What ``labkit reproduce`` and ``00_reproduce`` print at the end of a run: per b = 1..3 each
+    model's mean bpp, PSNR and SSIM (and JPEG at the matched bpp), the course criterion per
+    model, and each proposed model's BD-rates against ``anchors``.  Every number is one of
+    ``head``'s (``metrics.json``'s ``evaluate.summary.headline``), rounded for reading; the
+    file keeps them all.
+
+    Parameters
+    ----------
+    head : Mapping
+        The ``headline`` dict of :func:`summary`.
+    anchors : sequence of str
+        Codecs or models to quote BD-rates against, when ``head`` has them.
+
+    Returns
+    -------
+    str
+        About twenty lines, no trailing newline.
+    """
+    n = head.get("n_images")
+    lines = [f"Headline numbers{f' on {n} test images' if n else ''} (mean per image):",
+             f"  {'b':>2}  {'model':<22}{'bpp':>8}{'PSNR dB':>9}{'SSIM':>8}"]
+
+    def order(model: str) -> int:
+        return MODELS.index(model) if model in MODELS else len(MODELS)
+
+    for b in (1, 2, 3):
+        row = head.get(f"b{b}")
+        if not row:
+            continue
+        found = [k.removesuffix("_bpp") for k in row if k.endswith("_bpp")]
+        # the report's order (profiles.MODELS: the seed's, the proposed, the course's), JPEG last
+        names = sorted(found, key=lambda m: (m == "jpeg", order(m)))
+        for i, m in enumerate(names):
+            name = (f"JPEG at {label(row['jpeg_matched_to'])}'s bpp" if m == "jpeg" and "jpeg_matched_to" in row
+                    else label(m))
+            lines.append(f"  {str(b) if i == 0 else '':>2}  {name:<22}{row[f'{m}_bpp']:>8.3f}"
+                         f"{row[f'{m}_psnr']:>9.2f}{row[f'{m}_ssim']:>8.3f}")
+    for key, verdict in sorted(head.get("criterion", {}).items(), key=lambda kv: order(kv[0].partition("_vs_")[0])):
+        test, _, anchor = key.partition("_vs_")
+        held, failed, undef = verdict.get("holds_at", []), verdict.get("fails_at", []), verdict.get("undefined_at", [])
+        text = f"holds at b = {', '.join(map(str, held))}" if held else "holds at no b"
+        text += f"; fails at b = {', '.join(map(str, failed))}" if failed else ""
+        text += f"; cannot be read at b = {', '.join(map(str, undef))}" if undef else ""
+        lines.append(f"Course criterion, {label(test)} vs {label(anchor)}: {text}")
+    psnr, ssim = head.get("bd_rate_psnr_pct", {}), head.get("bd_rate_ssim_pct", {})
+
+    def pct(v: Any) -> str:
+        return "left out" if v is None or not math.isfinite(v) else f"{v:+.1f} %"
+
+    for test in sorted(proposed(list(dict.fromkeys([*ssim, *psnr]))), key=order):
+        parts = [f"vs {label(a)} SSIM {pct(ssim.get(test, {}).get(a))}, PSNR {pct(psnr.get(test, {}).get(a))}"
+                 for a in anchors if a != test and (a in ssim.get(test, {}) or a in psnr.get(test, {}))]
+        if parts:
+            lines.append(f"BD-rate of {label(test)} (negative = fewer bits): " + "; ".join(parts))
+    return "\n".join(lines)
 
 
 def _fmt_range(r: Sequence[float] | None) -> str:

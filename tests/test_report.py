@@ -237,3 +237,28 @@ def test_rd_curves_keep_every_b_label_inside_the_axes():
     assert inner.get_ha() == "right" and inner.xyann[0] < 0
     import matplotlib.pyplot as plt
     plt.close(fig)
+
+
+def test_headline_table_quotes_the_headline_in_the_reports_order():
+    head = {"n_images": 2,
+            "b1": {"resae-rd-fast_bpp": 0.05, "resae-rd-fast_psnr": 24.83, "resae-rd-fast_ssim": 0.7126,
+                   "ae2_bpp": 0.061, "ae2_psnr": 18.29, "ae2_ssim": 0.24, "resae_bpp": 0.0662,
+                   "resae_psnr": 16.195, "resae_ssim": 0.5084, "jpeg_bpp": 0.454, "jpeg_psnr": 21.83,
+                   "jpeg_ssim": 0.622, "jpeg_matched_to": "resae", "jpeg_bits_ratio": 6.9},
+            "criterion": {"resae-rd-fast_vs_ae2": {"holds_at": [2, 3], "fails_at": [4], "undefined_at": [5]}},
+            "bd_rate_ssim_pct": {"resae-rd-fast": {"webp": -23.74, "resae": -62.45, "jpeg": -80.0}},
+            "bd_rate_psnr_pct": {"resae-rd-fast": {"webp": None, "resae": -82.1, "jpeg": -80.0}}}
+    text = report.headline_table(head)
+    lines = text.splitlines()
+    assert lines[0] == "Headline numbers on 2 test images (mean per image):"
+    rows = [ln.split() for ln in lines[2:6]]
+    assert rows[0] == ["1", "ResAE", "0.066", "16.20", "0.508"]            # the seed's model first
+    assert rows[1] == ["ResAE-RD-fast", "0.050", "24.83", "0.713"]
+    assert rows[2] == ["AE2", "0.061", "18.29", "0.240"]
+    assert rows[3] == ["JPEG", "at", "ResAE's", "bpp", "0.454", "21.83", "0.622"]  # JPEG last
+    assert "Course criterion, ResAE-RD-fast vs AE2: holds at b = 2, 3; fails at b = 4; cannot be read at b = 5" in text
+    assert ("BD-rate of ResAE-RD-fast (negative = fewer bits): vs WebP SSIM -23.7 %, PSNR left out; "
+            "vs ResAE SSIM -62.5 %, PSNR -82.1 %") in text
+    assert "JPEG SSIM" not in text                                             # only the anchors asked for
+    assert report.headline_table({}) == ("Headline numbers (mean per image):\n"
+                                         f"  {'b':>2}  {'model':<22}{'bpp':>8}{'PSNR dB':>9}{'SSIM':>8}")
