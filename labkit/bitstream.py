@@ -377,13 +377,33 @@ def pack(header: Header, payload: bytes) -> bytes:
     return body + _CRC.pack(crc) + extra + bytes(payload)
 
 
-def unpack(data: bytes) -> tuple[Header, bytes]:
+class ChecksumError(BitstreamError):
+    """The file's CRC does not match its bytes: it was cut, extended or changed after it was written."""
+
+
+def _crc_message(version: int, size_tag: int, payload_size: int) -> str:
+    """Why the CRC failed, as far as the header's payload-length nibble can tell (version 2 and later)."""
+    if version >= 2 and size_tag != payload_size & 0x0F:
+        return (f"truncated or extended .lkc file: the header records a payload of {size_tag} bytes modulo 16 but "
+                f"the file carries {payload_size} ({payload_size & 0x0F} modulo 16), and the CRC does not match; "
+                "copy the file again or re-encode the source image")
+    return ("CRC mismatch: bytes of the .lkc file were changed (or it was cut by a multiple of 16 bytes); "
+            "copy the file again or re-encode the source image")
+
+
+def unpack(data: bytes, *, verify: bool = True) -> tuple[Header, bytes]:
     """Parse and validate a ``.lkc`` byte string into ``(header, payload)``.
 
     Raises :class:`BitstreamError` for wrong magic, unknown version, truncation,
-    CRC mismatch or fields that are out of range.
+    CRC mismatch (:class:`ChecksumError`, which says whether the length changed) or fields
+    that are out of range.  ``verify=False`` skips only the CRC, for ``labkit info`` to show
+    a damaged file's header; nothing may be decoded from such a parse.
     """
     data = bytes(data)
+    if not data:
+        raise BitstreamError("empty file (0 bytes), not a labkit .lkc file; pass a file written by `labkit encode`")
+    if len(data) < 3 and MAGIC.startswith(data):
+        raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
     if len(data) < 3 or data[:2] != MAGIC:
         raise BitstreamError("not a labkit .lkc file (wrong magic bytes); pass a file written by `labkit encode`")
     if data[2] not in READ_VERSIONS:
@@ -410,8 +430,8 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
                              f"map need {start}")
     body, (crc,), payload = data[:_BODY.size], _CRC.unpack_from(data, _BODY.size), data[start:]
     stored_map = data[HEADER_SIZE:start] if start > HEADER_SIZE else None
-    if zlib.crc32(payload, zlib.crc32(stored_map or b"", zlib.crc32(body))) != crc:
-        raise BitstreamError("CRC mismatch: the .lkc file is corrupted or truncated; re-encode the source image")
+    if verify and zlib.crc32(payload, zlib.crc32(stored_map or b"", zlib.crc32(body))) != crc:
+        raise ChecksumError(_crc_message(data[2], data[5] >> 4, len(payload)))
     _, version, model_id, nib, k, height, width, channels, ymax, inc, limit = _BODY.unpack(body)
     model = _name_for(MODEL_IDS, model_id, "model", "the file was written by a newer labkit")
     context = _name_for(CONTEXT_IDS, nib & 0x0F, "context mode", "the file was written by a newer labkit")
@@ -419,7 +439,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     expected_tag = len(payload) & 0x0F if version >= 2 else 0
     _check(version >= 2 or size_tag == 0,
            f"corrupt .lkc header: log2 downsample {k | size_tag << 4} > 15; re-encode the source image")
-    if size_tag != expected_tag:
+    if verify and size_tag != expected_tag:
         raise BitstreamError(
             f"corrupt .lkc file: the header records a payload of {size_tag} bytes modulo 16, but the file "
             f"carries {len(payload)} ({expected_tag} modulo 16): it was cut or extended (and its CRC "

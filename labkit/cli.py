@@ -436,6 +436,10 @@ def _args_info(p: argparse.ArgumentParser) -> None:
 def info_record(path: str | Path) -> dict:
     """Every header field of the ``.lkc`` file at ``path`` plus sizes and bpp (CRC checked).
 
+    A file whose CRC fails but whose header still parses (cut short, extended or with
+    changed bytes) is described all the same, with ``crc_ok`` False and ``crc_error`` saying
+    what is wrong, so that ``labkit info`` can show what the damaged file claims to be.
+
     Parameters
     ----------
     path : str or Path
@@ -451,18 +455,28 @@ def info_record(path: str | Path) -> dict:
     import dataclasses
     from pathlib import Path
 
-    from .bitstream import HEADER_SIZE, unpack
+    from .bitstream import HEADER_SIZE, ChecksumError, unpack
     from .spec import bits_per_pixel
 
     data = Path(path).read_bytes()
-    h, payload = unpack(data)
+    crc_error = None
+    try:
+        h, payload = unpack(data)
+    except ChecksumError as err:
+        try:
+            h, payload = unpack(data, verify=False)  # what the damaged header says; nothing is decoded from it
+        except ValueError:
+            raise err from None
+        crc_error = str(err)
     record = dataclasses.asdict(h)
     record["colour_map"] = h.colour_map.hex() if h.colour_map is not None else None  # JSON-safe
     record["colour_grid"] = list(h.colour_grid) if h.colour_grid is not None else None
     record.update(latent_shape=list(h.latent_shape), symbols=1 << h.b, file=str(path), bytes=len(data),
                   header_bytes=len(data) - len(payload), payload_bytes=len(payload),
                   colour_map_bytes=len(data) - len(payload) - HEADER_SIZE,
-                  bpp=bits_per_pixel(len(data), h.height, h.width), crc_ok=True)
+                  bpp=bits_per_pixel(len(data), h.height, h.width), crc_ok=crc_error is None)
+    if crc_error is not None:
+        record["crc_error"] = crc_error
     return record
 
 
@@ -475,7 +489,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         import json
 
         print(json.dumps(r, indent=1))
-        return 0
+        return _info_verdict(r)
     c, lh, lw = r["latent_shape"]
     cmap = r["colour_map_bytes"]  # as stored (compact in version 5)
     # "header" as in --json's header_bytes: the fixed header and, when sent, the colour map (side information)
@@ -500,8 +514,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
               f"{gains.min():.3f}..{gains.max():.3f}, offsets {offsets.min():+.4f}..{offsets.max():+.4f}")
     else:
         print("colour map  none")
-    print(f"format      version {r['version']}, CRC ok")
-    return 0
+    print(f"format      version {r['version']}, " + ("CRC ok" if r["crc_ok"] else "CRC MISMATCH: the fields above "
+                                                          "are what the damaged file says, and it will not decode"))
+    return _info_verdict(r)
+
+
+def _info_verdict(record: dict) -> int:
+    """0 for a sound file; for a damaged one, its error on stderr (as every error) and 1."""
+    if record["crc_ok"]:
+        return 0
+    print(f"labkit: error: {record['crc_error']}", file=sys.stderr)
+    return 1
 
 
 # ----------------------------------------------------------------------------- demo / bench

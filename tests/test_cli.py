@@ -206,11 +206,11 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["decode", "missing.lkc", "out.png"], ["missing.lkc", "does not exist"]),
     (["decode", "notes.txt", "out.png"], ["not a labkit .lkc file"]),
     (["decode", "corrupt.lkc", "out.png"], ["CRC mismatch"]),
-    (["decode", "truncated.lkc", "out.png"], ["CRC mismatch"]),
+    (["decode", "truncated.lkc", "out.png"], ["truncated or extended", "carries"]),
     (["decode", "short.lkc", "out.png"], ["truncated"]),
     (["decode", "good.lkc", "out.unknownfmt"], ["cannot tell the image format", ".png"]),
-    (["info", "corrupt.lkc"], ["CRC mismatch"]),
-    (["info", "truncated.lkc"], ["CRC mismatch"]),
+    (["info", "short.lkc"], ["truncated", "needs 22"]),
+    (["info", "empty.lkc"], ["empty file"]),
     (["info", "missing.lkc"], ["missing.lkc", "does not exist"]),
     (["encode", ".", "out.lkc"], ["is a directory"]),
     (["decode", ".", "out.png"], ["is a directory"]),
@@ -223,7 +223,7 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["encode", "img.png", "good.lkc"], ["good.lkc already exists", "--overwrite"]),
     (["decode", "good.lkc", "img.png"], ["img.png already exists", "--overwrite"]),
 ], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-no-weights", "enc-same", "dec-same", "dec-missing", "dec-txt",
-        "dec-corrupt", "dec-truncated", "dec-short", "dec-format", "info-corrupt", "info-truncated", "info-missing",
+        "dec-corrupt", "dec-truncated", "dec-short", "dec-format", "info-short", "info-empty", "info-missing",
         "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-out-dir", "enc-out-dir", "enc-weights",
         "info-device", "enc-exists", "dec-exists"])
 def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv, fragments):
@@ -232,6 +232,7 @@ def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv
     (workdir / "corrupt.lkc").write_bytes(bytes(bad))
     (workdir / "truncated.lkc").write_bytes(lkc_bytes[:-3])
     (workdir / "short.lkc").write_bytes(lkc_bytes[:10])
+    (workdir / "empty.lkc").write_bytes(b"")
     (workdir / "good.lkc").write_bytes(lkc_bytes)
     before = listing(workdir)
     contents = {f.name: f.read_bytes() for f in workdir.iterdir() if f.is_file()}
@@ -742,3 +743,29 @@ def test_overwrite_replaces_an_existing_output(workdir, lkc_bytes, monkeypatch, 
     assert (workdir / "out.lkc").read_bytes()[:2] == b"LK"
     assert main(["decode", "good.lkc", "out.png", "--overwrite"]) == 0
     assert (workdir / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("damage,error", [
+    (lambda d: d[:-3], "truncated or extended .lkc file: the header records a payload of"),
+    (lambda d: d + b"\0", "truncated or extended .lkc file"),
+    (lambda d: d[:bitstream.HEADER_SIZE + 3] + bytes([d[bitstream.HEADER_SIZE + 3] ^ 0x80]) + d[bitstream.HEADER_SIZE + 4:],
+     "CRC mismatch: bytes of the .lkc file were changed"),
+], ids=["cut", "extended", "flipped"])
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_info_shows_what_a_damaged_file_claims_and_fails(workdir, lkc_bytes, capsys, damage, error, as_json):
+    """`info` on a file whose CRC fails prints its header, marked, then the one error line, and exits 1."""
+    (workdir / "bad.lkc").write_bytes(damage(lkc_bytes))
+    before = (workdir / "bad.lkc").read_bytes()
+    assert main(["info", str(workdir / "bad.lkc"), *(["--json"] if as_json else [])]) == 1
+    out = capsys.readouterr()
+    assert_one_error_line(out.err, error)
+    good = bitstream.unpack(lkc_bytes)[0]
+    if as_json:
+        r = json.loads(out.out)
+        assert r["crc_ok"] is False and r["crc_error"] in out.err
+        assert (r["model"], r["b"], r["width"], r["height"]) == (good.model, good.b, good.width, good.height)
+    else:
+        assert f"{good.width}x{good.height} RGB" in out.out and f"model       {good.model} " in out.out
+        assert out.out.splitlines()[-1].endswith("CRC MISMATCH: the fields above are what the damaged file says, "
+                                                 "and it will not decode")
+    assert (workdir / "bad.lkc").read_bytes() == before

@@ -283,7 +283,7 @@ def small_file(make_codec, crop) -> bytes:
 @pytest.mark.parametrize("decoder", ["module", "codec"])
 def test_corrupt_files_raise_bitstream_error(make_codec, small_file, decoder):
     decode = labkit.codec.decode if decoder == "module" else make_codec("ae1", 2).decode
-    assert len(small_file) > HEADER_SIZE + 2
+    assert len(small_file) > HEADER_SIZE + 16
     flipped = bytearray(small_file)
     flipped[HEADER_SIZE + 1] ^= 0x10  # one bit in the payload
     with pytest.raises(BitstreamError, match="CRC mismatch"):
@@ -292,12 +292,18 @@ def test_corrupt_files_raise_bitstream_error(make_codec, small_file, decoder):
     header_flip[8] ^= 0x01  # width
     with pytest.raises(BitstreamError, match="CRC mismatch"):
         decode(bytes(header_flip))
-    with pytest.raises(BitstreamError, match="CRC mismatch"):
-        decode(small_file[:-1])  # truncated payload
+    with pytest.raises(BitstreamError, match="truncated or extended .lkc file: the header records a payload of"):
+        decode(small_file[:-1])  # truncated payload: the length nibble tells
+    with pytest.raises(BitstreamError, match="CRC mismatch: bytes of the .lkc file were changed"):
+        decode(small_file[:-16])  # cut by 16: only the CRC tells
     with pytest.raises(BitstreamError, match="truncated"):
         decode(small_file[:HEADER_SIZE - 1])  # truncated header
-    with pytest.raises(BitstreamError, match="magic"):
+    with pytest.raises(BitstreamError, match="truncated .lkc file: 2 bytes"):
+        decode(small_file[:2])  # the magic's bytes, and no more
+    with pytest.raises(BitstreamError, match="empty file"):
         decode(b"")
+    with pytest.raises(BitstreamError, match="magic"):
+        decode(b"PK\x03\x04")
     with pytest.raises(BitstreamError, match="magic"):
         decode(b"\x89PNG\r\n\x1a\n" + small_file)
 
