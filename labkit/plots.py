@@ -110,13 +110,59 @@ def comparison_grid(originals: Sequence[np.ndarray], columns: Mapping[str, Seque
 
 def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str = "ssim",
               title: str = "", xlim: tuple[float, float] | None = None,
-              annotate: Mapping[str, Sequence[str]] | None = None) -> plt.Figure:
-    """One line per codec: mean ``metric`` (``ssim`` or ``psnr``) against mean real bpp."""
-    fig, ax = plt.subplots(figsize=(6.2, 4.3))
+              annotate: Mapping[str, Sequence[str]] | None = None,
+              zoom: Sequence[str] | None = None) -> plt.Figure:
+    """One line per codec: mean ``metric`` (``ssim`` or ``psnr``) against mean real bpp.
+
+    Parameters
+    ----------
+    curves : Mapping
+        Per codec its ``bpp`` and ``metric`` lists (``b`` for the learned models).
+    metric : {"ssim", "psnr"}
+        The quality axis.
+    title : str
+        Title of the (first) panel; default names the metric.
+    xlim : (float, float), optional
+        The first panel's bpp range; default 0 to 1.6 times the learned codecs' largest bpp.
+    annotate : Mapping, optional
+        Per model the labels (``b=1`` ...) written beside its points.
+    zoom : sequence of str, optional
+        Models (e.g. the rate-distortion ones) to show again in a second panel, zoomed to their
+        bpp range and to the quality every codec reaches there, so that curves crowded into
+        the first panel's left edge (where these models and WebP compete) can be read.  Names
+        not in ``curves`` are ignored; none left: one panel.
+    """
+    zoomed = [n for n in (zoom or ()) if n in curves and curves[n].get("bpp")]
+    fig, axes = plt.subplots(1, 2 if zoomed else 1, figsize=(11.0 if zoomed else 6.2, 4.3), squeeze=False)
+    ax = axes[0, 0]
     if xlim is None:  # zoom on the learned codecs' range; classic sweeps run far beyond it
         learned = [max(c["bpp"]) for n, c in curves.items() if "b" in c and c["bpp"]]
         if learned:
             xlim = (0.0, 1.6 * max(learned))
+    # with a zoom panel, the zoomed models' "b=" labels are written there only
+    _rd_panel(ax, curves, metric, xlim, {n: v for n, v in (annotate or {}).items() if n not in zoomed})
+    heading = title or f"Mean {'SSIM' if metric == 'ssim' else 'PSNR'} vs bpp"
+    if not zoomed:
+        ax.set_title(heading + (" (zoomed to the learned codecs' range)" if xlim else ""))
+    else:
+        fig.suptitle(heading)
+        ax.set_title("the learned codecs' range" if xlim else "every codec", fontsize=9)
+        zx = (0.0, 1.2 * max(max(curves[n]["bpp"]) for n in zoomed))
+        zax = axes[0, 1]
+        _rd_panel(zax, curves, metric, zx, {n: v for n, v in (annotate or {}).items() if n in zoomed})
+        zax.set_ylim(*_zoom_ylim(curves, metric, zoomed, zx))
+        zax.set_title(f"zoomed on {' and '.join(label(n) for n in zoomed)}", fontsize=9)
+        zax.set_ylabel("")
+    # outside the axes, so that it hides no point or label
+    axes[0, -1].legend(*ax.get_legend_handles_labels(), fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                       borderaxespad=0.0)
+    fig.tight_layout()
+    return fig
+
+
+def _rd_panel(ax: plt.Axes, curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str,
+              xlim: tuple[float, float] | None, annotate: Mapping[str, Sequence[str]] | None) -> None:
+    """Draw every curve of ``curves`` on ``ax`` (see :func:`rd_curves`), labels kept inside ``xlim``."""
     annotated = [n for n in curves if annotate and n in annotate]
     for name, c in curves.items():
         order = np.argsort(c["bpp"])
@@ -135,12 +181,27 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
     if xlim:
         ax.set_xlim(*xlim)
     ax.margins(y=0.08)
-    ax.set_title(title or f"Mean {'SSIM' if metric == 'ssim' else 'PSNR'} vs bpp"
-                 + (" (zoomed to the learned codecs' range)" if xlim else ""))
-    # outside the axes, so that it hides no point or label
-    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    fig.tight_layout()
-    return fig
+
+
+def _zoom_ylim(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str, zoomed: Sequence[str],
+               xlim: tuple[float, float]) -> tuple[float, float]:
+    """Quality range of the zoom panel: from the zoomed models' lowest point to the best any codec
+    reaches inside ``xlim`` (points inside it, and each curve where it crosses the right edge)."""
+    low = min(min(curves[n][metric]) for n in zoomed)
+    high = max(max(curves[n][metric]) for n in zoomed)
+    for c in curves.values():
+        x, y = np.asarray(c["bpp"], float), np.asarray(c[metric], float)
+        if x.size == 0:
+            continue
+        order = np.argsort(x)
+        x, y = x[order], y[order]
+        inside = y[x <= xlim[1]]
+        if inside.size:
+            high = max(high, float(inside.max()))
+        if x[0] <= xlim[1] <= x[-1]:
+            high = max(high, float(np.interp(xlim[1], x, y)))
+    pad = 0.06 * (high - low or 1.0)
+    return low - pad, high + pad
 
 
 def difference_view(original: np.ndarray, recons: Mapping[str, Mapping[str, Any]], title: str = "") -> plt.Figure:

@@ -262,3 +262,31 @@ def test_headline_table_quotes_the_headline_in_the_reports_order():
     assert "JPEG SSIM" not in text                                             # only the anchors asked for
     assert report.headline_table({}) == ("Headline numbers (mean per image):\n"
                                          f"  {'b':>2}  {'model':<22}{'bpp':>8}{'PSNR dB':>9}{'SSIM':>8}")
+
+
+def test_rd_curves_zoom_panel_shows_the_zoomed_models_and_what_competes_there():
+    import matplotlib.pyplot as plt
+    import matplotlib.text
+
+    from labkit import plots
+
+    curves = {"resae": {"b": [1, 2], "bpp": [0.3, 0.8], "psnr": [20.0, 25.0]},
+              "resae-rd": {"b": [1, 2, 3], "bpp": [0.05, 0.1, 0.2], "psnr": [24.0, 26.0, 27.5]},
+              "webp": {"quality": [0, 50], "bpp": [0.1, 0.5], "psnr": [27.0, 31.0]}}
+    fig = plots.rd_curves(curves, "psnr", annotate=report.b_labels(curves, ["resae", "resae-rd"]),
+                          zoom=["resae-rd", "not-there"])
+    whole, zoom = fig.axes[:2]
+    assert zoom.get_xlim() == pytest.approx((0.0, 0.24))                  # 1.2 x the zoomed model's largest bpp
+    low, high = zoom.get_ylim()
+    webp_at_edge = 27.0 + (0.24 - 0.1) / 0.4 * 4.0                          # WebP where it leaves the panel
+    assert low < 24.0 and webp_at_edge < high < webp_at_edge + 0.5
+    def labels(ax):
+        return {t.get_text() + ":" + t.get_color() for t in ax.texts if isinstance(t, matplotlib.text.Annotation)}
+    rd = plots.style_for("resae-rd")["color"]
+    assert labels(zoom) == {f"b={b}:{rd}" for b in (1, 2, 3)}              # b labels of the zoomed model, there
+    assert not any(rd in t for t in labels(whole)) and labels(whole)        # and only the others' in the first panel
+    assert fig._suptitle.get_text() == "Mean PSNR vs bpp"
+    plt.close(fig)
+    one = plots.rd_curves(curves, "psnr", zoom=["not-there"])              # nothing to zoom on: one panel, as before
+    assert len(one.axes) == 1 and "zoomed to the learned codecs' range" in one.axes[0].get_title()
+    plt.close(one)
