@@ -148,8 +148,11 @@ class Codec:
         ``"learned"`` mode starts its models from.  Default: the model's ``coder_prior``
         attribute, which :func:`labkit.checkpoint.load` sets from the tables shipped beside the
         weights (so :meth:`from_pretrained` and :meth:`from_checkpoint` have them).
-    model_name : str
-        Name written into files (must have a bitstream id).
+    model_name : str, optional
+        Name written into files (must have a bitstream id), which picks the weights that decode
+        them.  Default: the name the network carries (``model.config["name"]``, set by
+        :func:`labkit.models.build_model` and so by every checkpoint load); a network without
+        one is refused rather than labelled with another model's name.
     increment, limit : int, optional
         Coder model settings (default: the coder's; in the ``"learned"`` mode
         :data:`labkit.coder_prior.INCREMENT` and :data:`labkit.coder_prior.LIMIT`).
@@ -183,7 +186,7 @@ class Codec:
     """
 
     def __init__(self, model: torch.nn.Module, b: int, context: str | None = None, *,
-                 model_name: str = "resae", increment: int | None = None, limit: int | None = None,
+                 model_name: str | None = None, increment: int | None = None, limit: int | None = None,
                  scale: str | None = None, tile: int | None = None, colour_map: bool | None = None,
                  refine: int = 0, coder_prior: Mapping[int, np.ndarray] | None = None) -> None:
         try:
@@ -214,6 +217,12 @@ class Codec:
             raise CodecError(f"context mode {context!r} needs the model's coder prior for b={b}, and this model "
                              f"has {'none' if not self.coder_prior else 'one only for b=' + ', '.join(map(str, sorted(self.coder_prior)))}; "
                              f"use context {DEFAULT_CONTEXT!r}")
+        if model_name is None:
+            model_name = (getattr(model, "config", None) or {}).get("name")
+            if model_name is None:
+                raise CodecError("this network carries no model name (labkit.models.build_model and checkpoint loads "
+                                 "give one); pass model_name=, the registered model whose weights will decode the "
+                                 "files")
         if model_name not in bitstream.MODEL_IDS:
             raise CodecError(f"model name {model_name!r} has no bitstream id; known: {', '.join(bitstream.MODEL_IDS)}")
         self.model = optimize_for_inference(model)  # BN folded, channels-last: same outputs, faster
@@ -257,7 +266,8 @@ class Codec:
         ``model_name=``); decoding such files later needs weights under that name.
         """
         model, config = load_checkpoint_file(path)
-        kw.setdefault("model_name", config.get("model", "resae"))
+        if config.get("model") is not None:
+            kw.setdefault("model_name", config["model"])
         return cls(model, b, context, **kw)
 
     # -- the chain ------------------------------------------------------------------

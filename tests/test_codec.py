@@ -271,6 +271,23 @@ def test_model_name_without_bitstream_id(load_model):
         Codec(load_model("ae1"), 2, model_name="my-model")
 
 
+def test_a_bare_network_names_itself_in_its_files(load_model, crop):
+    """Codec(model, b) writes the name the network carries, so decode() picks the right weights
+    (it used to write "resae" for any network, and AE2's files decoded through ResAE at 3.8 dB)."""
+    import torch
+
+    ae2 = load_model("ae2")
+    data = Codec(ae2, 2).encode(crop)
+    assert bitstream.unpack(data)[0].model == "ae2"
+    assert metrics.psnr(crop, labkit.codec.decode(data)) == pytest.approx(
+        metrics.psnr(crop, Codec(ae2, 2).decode(data)), abs=1e-9)
+    nameless = torch.nn.Module()
+    nameless.encoder, nameless.decoder = ae2.encoder, ae2.decoder
+    with pytest.raises(CodecError, match="carries no model name.*pass model_name="):
+        Codec(nameless, 2)
+    assert Codec(ae2, 2, model_name="ae2").model_name == "ae2"      # explicit names still rule
+
+
 def test_errors_are_value_errors():
     assert issubclass(CodecError, ValueError) and issubclass(BitstreamError, ValueError)
 
