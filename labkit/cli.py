@@ -106,6 +106,8 @@ def _check_output(path: Path, source: Path | None = None, suffix: str | None = N
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory; pass a file name inside it, such as "
                                 f"{path / ('out' + (suffix or ''))}")
+    if parent.exists() and not parent.is_dir():
+        raise NotADirectoryError(f"output folder {parent} is a file, not a folder; pass an output name in a folder")
     if not parent.is_dir():
         raise FileNotFoundError(f"output folder {parent} does not exist; create it first")
     if source is not None and path.exists() and source.exists() and path.samefile(source):
@@ -162,6 +164,9 @@ def _args_train(p: argparse.ArgumentParser) -> None:
                    help="folder with train/ (and test/) in the course layout; default: the embedded photos")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder: model.pt, config.json, history.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an OUT that already holds a run (its files are replaced); without it "
+                        "such an OUT is refused unless --resume")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (epoch lines still print)")
 
 
@@ -227,12 +232,38 @@ def _train_config(args: argparse.Namespace):  # -> labkit.train.TrainConfig
     )
 
 
+#: The files a training run writes into its folder (``labkit.train.fit``).
+RUN_FILES = ("model.pt", "config.json", "history.json", "last.pt")
+
+
+def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a ``labkit train --out`` that is a file, lies under a file, or already holds a run that
+    neither ``--resume`` continues nor ``--overwrite`` replaces.
+
+    Forgetting ``--resume`` used to replace a run's weights (hours of training) without a word.
+    """
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; pass a folder for the run (it is created if missing)")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"--out {out}: {parent} is a file, not a folder")
+            break
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and not resume and not overwrite:
+        raise FileExistsError(f"--out {out} already holds a training run ({', '.join(held)}); pass --resume to "
+                              "continue it, --overwrite to start afresh and replace it, or another --out")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .data import training_splits
     from .models import build_model
     from .train import fit
 
+    from pathlib import Path
+
     cfg = _train_config(args)
+    check_run_folder(Path(args.out), resume=args.resume, overwrite=args.overwrite)  # before any data or training
     splits = training_splits(args.data_dir, seed=args.seed)  # default data: random crops of 192px windows
     model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
     fit(model, splits["train"], splits.get("val"), cfg, out_dir=args.out,

@@ -48,6 +48,8 @@ def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[i
     for name, why in skipped.items():
         print(f"labkit demo: {name}: {why}", file=sys.stderr)
     test = default_dataset("test")
+    if n_images > len(test):
+        raise ValueError(f"--images {n_images} is more than the {len(test)} embedded test tiles; pass at most {len(test)}")
     images = test[spread_indices(len(test), n_images)]
     models = {name: load_pretrained(name, wdir)[0] for name in names}
     learned = evaluate_learned(models, images, bits, context, keep_recon=True, progress=False)

@@ -474,7 +474,8 @@ def _fit(model: nn.Module, train_images: np.ndarray, val_images: np.ndarray | No
     say(f"resuming {run.out} at epoch {run.epoch + 1}/{cfg.epochs}" if run.epoch else
         f"train {cfg.model} ({count_parameters(model):,} params) on {device} | {len(loader.dataset)} train / "
         f"{0 if val is None else len(val)} val images | b={cfg.train_bits} noise={cfg.use_noise} "
-        f"| {cfg.epochs} epochs x {len(loader)} steps")
+        f"| {cfg.epochs} epochs x {len(loader)} steps"
+        + (f", stopping at step {total_steps}" if total_steps < cfg.epochs * len(loader) else ""))
     budget_msg = f"time budget {cfg.time_budget_s or 0:g}s reached"
     run.stop_reason = budget_msg if run.out_of_time() else None  # a resumed run may already be done
     last_save = time.perf_counter()

@@ -216,6 +216,7 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["decode", ".", "out.png"], ["is a directory"]),
     (["encode", "img.png", "nofolder/out.lkc"], ["nofolder", "does not exist", "create it first"]),
     (["decode", "good.lkc", "nofolder/out.png"], ["nofolder", "does not exist"]),
+    (["decode", "good.lkc", "img.png/out.png"], ["output folder img.png is a file, not a folder"]),
     (["decode", "good.lkc", "."], ["is a directory", "out.png"]),
     (["encode", "img.png", "."], ["is a directory", "out.lkc"]),
     (["encode", "img.png", "out.lkc", "--weights", "nowhere"], ["weights folder", "does not exist"]),
@@ -224,7 +225,7 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["decode", "good.lkc", "img.png"], ["img.png already exists", "--overwrite"]),
 ], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-no-weights", "enc-same", "dec-same", "dec-missing", "dec-txt",
         "dec-corrupt", "dec-truncated", "dec-short", "dec-format", "info-short", "info-empty", "info-missing",
-        "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-out-dir", "enc-out-dir", "enc-weights",
+        "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-file-folder", "dec-out-dir", "enc-out-dir", "enc-weights",
         "info-device", "enc-exists", "dec-exists"])
 def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv, fragments):
     bad = bytearray(lkc_bytes)
@@ -289,10 +290,13 @@ def test_demo_writes_png(tmp_path, capsys):
 
 @pytest.mark.parametrize("out,fragments", [("d.lkc", ["should end in .png"]),
                                             ("nodir/d.png", ["nodir", "does not exist", "create it first"]),
-                                            (".", ["is a directory", "out.png"])])
+                                            (".", ["is a directory", "out.png"]),
+                                            ("d.png --images 100", ["--images 100 is more than the 31 embedded test "
+                                                                    "tiles", "at most 31"])])
 def test_demo_refuses_an_output_it_cannot_write_as_named(tmp_path, capsys, monkeypatch, out, fragments):
     monkeypatch.chdir(tmp_path)
-    assert main(["demo", "--out", out, "--images", "1", "--bits", "2"]) == 1
+    out, *more = out.split()
+    assert main(["demo", "--out", out, "--images", "1", "--bits", "2", *more]) == 1
     assert_one_error_line(capsys.readouterr().err, *fragments)
     assert listing(tmp_path) == set()  # nothing made, not even the folder
 
@@ -710,6 +714,27 @@ def test_train_tiny_run_on_a_course_folder(tmp_path, eval_tiles, capsys):
     assert config["train"]["batch_size"] == 2 and config["train"]["max_steps"] == 2
     assert len(json.loads((out / "history.json").read_text())["epoch"]) == 1
     assert (out / "model.pt").is_file()
+
+    # the same --out again: refused before any work unless --resume or --overwrite (it replaced the run before)
+    saved = {f.name: f.read_bytes() for f in out.iterdir()}
+    again = ["train", "--model", "ResAE", "--model-cfg", '{"widths": [8, 8, 8]}', "--data-dir", str(tmp_path / "data"),
+             "--epochs", "1", "--max-steps", "2", "--batch-size", "2", "--crop", "32", "--max-val-images", "1",
+             "--device", "cpu", "--checkpoint-every", "0", "--no-progress", "--out", str(out)]
+    assert main(again) == 1
+    assert_one_error_line(capsys.readouterr().err, f"--out {out} already holds a training run (model.pt, config.json, "
+                          "history.json, last.pt); pass --resume to continue it, --overwrite")
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == saved
+    assert main([*again, "--overwrite", "--seed", "3"]) == 0
+    assert (out / "model.pt").read_bytes() != saved["model.pt"]
+
+
+def test_train_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "tile.png").write_bytes(b"not a folder")
+    for out, fragment in ((tmp_path / "tile.png", "is a file; pass a folder"),
+                          (tmp_path / "tile.png" / "run", "tile.png is a file, not a folder")):
+        assert main(["train", "--out", str(out), "--max-steps", "1"]) == 1
+        assert_one_error_line(capsys.readouterr().err, fragment)
+    assert (tmp_path / "tile.png").read_bytes() == b"not a folder"
 
 
 @pytest.mark.parametrize("cmap, line", [

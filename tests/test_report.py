@@ -290,3 +290,22 @@ def test_rd_curves_zoom_panel_shows_the_zoomed_models_and_what_competes_there():
     one = plots.rd_curves(curves, "psnr", zoom=["not-there"])              # nothing to zoom on: one panel, as before
     assert len(one.axes) == 1 and "zoomed to the learned codecs' range" in one.axes[0].get_title()
     plt.close(one)
+
+
+@pytest.mark.parametrize("rows", [3, 6])
+def test_comparison_grid_title_clears_the_column_heads(rows):
+    """A two-line title over a grid of 3+ rows (labkit demo: 6) used to be drawn through the column heads."""
+    import matplotlib.pyplot as plt
+
+    from labkit import plots
+
+    img = np.zeros((16, 16, 3), np.uint8)
+    rec = {"recon": img, "ssim": 0.5, "bpp": 0.1, "caption": "SSIM 0.5\nq=1: 1.0x"}
+    fig = plots.comparison_grid([img] * rows, {"resae": [rec] * rows, "jpeg": [rec] * rows},
+                                title="labkit demo.  Under each picture: SSIM and real bpp.\nJPEG: the Pillow quality")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    heads = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
+    assert heads and title.y0 >= max(h.y1 for h in heads)
+    plt.close(fig)
