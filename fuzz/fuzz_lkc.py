@@ -51,17 +51,34 @@ FIELDS = [(2, 1), (3, 1), (4, 1), (5, 1), (6, 2), (8, 2), (10, 1), (11, 4), (15,
 
 
 def fix_crc(data: bytes, fix_size: bool) -> bytes:
-    """``data`` with the size nibble (optionally) and the CRC recomputed."""
+    """``data`` with the size nibble (optionally) and the CRC recomputed.
+
+    A file flagged as having its CRC over the decoder's weights (version byte + 0x80) gets its CRC
+    started from the shipped weights' tag of the model id it names (0 for an id without weights),
+    as ``labkit.bitstream.unpack`` checks it.
+    """
+    from labkit import bitstream
+
     if len(data) < HEADER or data[:2] != b"LK":
         return data
     buf = bytearray(data)
-    start = HEADER + (COLOUR_MAP if buf[2] == 3 else 0)  # where the payload starts
-    if buf[2] == 4 and len(buf) > HEADER:
+    layout = buf[2] & 0x7F
+    start = HEADER + (COLOUR_MAP if layout == 3 else 0)  # where the payload starts
+    if layout == 4 and len(buf) > HEADER:
         start += 1 + COLOUR_MAP * ((buf[HEADER] >> 4) + 1) * ((buf[HEADER] & 0x0F) + 1)
+    if layout == 5:
+        try:
+            start = bitstream._expand_colour_map(bytes(buf), HEADER)[1]
+        except bitstream.BitstreamError:
+            pass
     if fix_size:
         buf[5] = (buf[5] & 0x0F) | ((max(0, len(buf) - start) & 0x0F) << 4)
+    seed = 0
+    if buf[2] & bitstream.WEIGHTS_FLAG:
+        named = next((n for n, i in bitstream.MODEL_IDS.items() if i == buf[3]), "")
+        seed = bitstream.SHIPPED_WEIGHTS_TAGS.get(named, 0)
     body, rest = bytes(buf[:BODY]), bytes(buf[HEADER:])  # rest = colour map (if any) + payload
-    buf[BODY:HEADER] = struct.pack("<I", zlib.crc32(rest, zlib.crc32(body)))
+    buf[BODY:HEADER] = struct.pack("<I", zlib.crc32(rest, zlib.crc32(body, seed)))
     return bytes(buf)
 
 

@@ -5,7 +5,8 @@ Every byte of the file counts in bpp, so the header is packed by hand.  Layout
 
     0   2  magic            b"LK"
     2   1  version          2, 3 with a colour map, 4 with a grid of them, 5 with either coded compactly
-                            (below); 1 is still read
+                            (below); 1 is still read; + 0x80 (WEIGHTS_FLAG): the CRC starts from the
+                            decoder's weights tag (below)
     3   1  model id         MODEL_IDS (ae1=1, ae2=2, resae=3, ...)
     4   1  b | context      high nibble: b - 1 (b in labkit.spec.BITS, 1..8); low nibble: context mode id
     5   1  log2 downsample  low nibble: k (0..15), the network's total stride is 2**k;
@@ -47,6 +48,13 @@ when every map parameter is even, as ``labkit.colour``'s encoder makes them)::
 
 The decoder expands them to the version-3/4 code (``Header.colour_map``), so every reader applies
 the same map.  Neighbouring nodes differ little, so this takes about half the bytes of version 4.
+
+Since 2026-11-28 labkit writes versions 2 and 5 with WEIGHTS_FLAG set (0x82, 0x85): the CRC-32 then
+starts from the 32-bit tag of the weights that wrote the file (``labkit.checkpoint.decoder_tag``: the
+decoder's tensors and the coder prior), not from 0.  The file does not grow, and a file written with
+a user's own weights under a shipped name (their ``ae1``) is refused by the shipped weights instead of
+decoding to noise; :func:`unpack` checks the shipped weights' tag (``SHIPPED_WEIGHTS_TAGS``) unless told
+another.
 
 The latent shape is derived, not stored: ``(C, ceil(H / 2**k), ceil(W / 2**k))``.
 The CRC covers header and payload, so truncation and bit flips are caught before
@@ -92,6 +100,16 @@ COLOUR_GRID_VERSION = 4
 COMPACT_MAP_VERSION = 5
 #: Versions :func:`unpack` reads (2 and 5 are written by the codec; 3 and 4 for maps with odd codes).
 READ_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5)
+#: Set in the version byte (over versions 2..5) when the CRC starts from the decoder's weights tag
+#: (``Header.weights_tag``, :func:`labkit.checkpoint.decoder_tag`): what labkit writes since 2026-11-28.
+WEIGHTS_FLAG = 0x80
+#: The weights tag of each model's shipped weights (``labkit/weights/<name>``), so that a file written
+#: with them is checked without loading them (``labkit info``); a test recomputes every one.  A name's
+#: shipped weights never change (see ``MODEL_IDS``), so neither does its tag.
+SHIPPED_WEIGHTS_TAGS: dict[str, int] = {
+    "ae1": 0xE3550067, "ae2": 0xDD1A7DE6, "resae": 0xC5A29C87, "resae-rd": 0xD0C9240F,
+    "resae-rd-fast-v1": 0xA8B87F6C, "resae-rd-fast-v2": 0x8B40C05D, "resae-rd-fast": 0xE6AC4F3E,
+}
 #: Exp-Golomb order of the compact colour-map coding (version 5).
 MAP_GOLOMB_ORDER = 2
 #: Largest ``|code / 2|`` of a compact colour map (the 8-bit code's reach, even values).
@@ -143,6 +161,10 @@ class Header:
     #: version 5 when every parameter is even, else as version 3 or 4; the ``version`` field need
     #: not say so.
     colour_map: bytes | None = None
+    #: Fingerprint of the decoder's weights (:func:`labkit.checkpoint.decoder_tag`) the CRC starts
+    #: from, flagged in the version byte (:data:`WEIGHTS_FLAG`); None: a file from before 2026-11-28
+    #: (its CRC covers the bytes only).  :func:`unpack` returns the tag it checked the CRC with.
+    weights_tag: int | None = None
 
     @property
     def colour_grid(self) -> tuple[int, int] | None:
@@ -186,6 +208,9 @@ def validate_header(h: Header) -> None:
            f"unsupported format version {h.version}; this labkit reads versions "
            f"{', '.join(map(str, READ_VERSIONS))}")
     _check_colour_map(h)
+    _check(h.weights_tag is None or (_is_int(h.weights_tag) and 0 <= h.weights_tag <= 0xFFFFFFFF),
+           f"weights tag {h.weights_tag!r} must be None or a 32-bit unsigned integer")
+    _check(h.weights_tag is None or h.version >= 2, "a version-1 file carries no weights tag")
     _check(h.model in MODEL_IDS, f"unknown model {h.model!r}; known models: {', '.join(MODEL_IDS)}")
     try:
         b = spec.check_bits(h.b)
@@ -365,39 +390,62 @@ def _body(h: Header, payload_size: int) -> bytes:
            "at its default")
     nib = ((h.b - 1) << 4) | CONTEXT_IDS[h.context]
     k = (h.downsample.bit_length() - 1) | ((payload_size & 0x0F) << 4)
-    return _BODY.pack(MAGIC, version, MODEL_IDS[h.model], nib, k, h.height, h.width,
+    flag = WEIGHTS_FLAG if h.weights_tag is not None else 0
+    return _BODY.pack(MAGIC, version | flag, MODEL_IDS[h.model], nib, k, h.height, h.width,
                       h.latent_channels, h.ymax, h.increment, h.limit)
 
 
+def _crc(body: bytes, stored_map: bytes, payload: bytes, weights_tag: int | None) -> int:
+    """The file's CRC-32: of the fixed header, the map as stored and the payload, started from the weights tag."""
+    return zlib.crc32(payload, zlib.crc32(stored_map, zlib.crc32(body, weights_tag or 0)))
+
+
 def pack(header: Header, payload: bytes) -> bytes:
-    """Serialise ``header`` (with its colour map, if any) and ``payload`` into one ``.lkc`` byte string."""
+    """Serialise ``header`` (with its colour map, if any) and ``payload`` into one ``.lkc`` byte string.
+
+    With ``header.weights_tag`` set (what the codec writes) the version byte carries
+    :data:`WEIGHTS_FLAG` and the CRC starts from the tag, which costs no byte.
+    """
     body = _body(header, len(payload))
     extra = stored_colour_map(header.colour_map) if header.colour_map is not None else b""
-    crc = zlib.crc32(payload, zlib.crc32(extra, zlib.crc32(body)))
-    return body + _CRC.pack(crc) + extra + bytes(payload)
+    return body + _CRC.pack(_crc(body, extra, payload, header.weights_tag)) + extra + bytes(payload)
 
 
 class ChecksumError(BitstreamError):
     """The file's CRC does not match its bytes: it was cut, extended or changed after it was written."""
 
 
-def _crc_message(version: int, size_tag: int, payload_size: int) -> str:
-    """Why the CRC failed, as far as the header's payload-length nibble can tell (version 2 and later)."""
+def _crc_message(version: int, size_tag: int, payload_size: int, weights: str | None = None) -> str:
+    """Why the CRC failed, as far as the header's payload-length nibble can tell (version 2 and later).
+
+    ``weights``: for a file whose CRC covers the decoder's weights, whose weights it was checked
+    against (another cause the message must name), else None.
+    """
     if version >= 2 and size_tag != payload_size & 0x0F:
         return (f"truncated or extended .lkc file: the header records a payload of {size_tag} bytes modulo 16 but "
                 f"the file carries {payload_size} ({payload_size & 0x0F} modulo 16), and the CRC does not match; "
                 "copy the file again or re-encode the source image")
+    if weights is not None:
+        return (f"CRC mismatch: bytes of the .lkc file were changed, or it was written with other weights than "
+                f"{weights}; decode it with the weights that wrote it (labkit decode --weights DIR, "
+                "labkit.codec.decode(data, weights_dir=DIR)), or copy the file again")
     return ("CRC mismatch: bytes of the .lkc file were changed (or it was cut by a multiple of 16 bytes); "
             "copy the file again or re-encode the source image")
 
 
-def unpack(data: bytes, *, verify: bool = True) -> tuple[Header, bytes]:
+def unpack(data: bytes, *, verify: bool = True, weights_tag: int | None = None) -> tuple[Header, bytes]:
     """Parse and validate a ``.lkc`` byte string into ``(header, payload)``.
 
     Raises :class:`BitstreamError` for wrong magic, unknown version, truncation,
     CRC mismatch (:class:`ChecksumError`, which says whether the length changed) or fields
     that are out of range.  ``verify=False`` skips only the CRC, for ``labkit info`` to show
     a damaged file's header; nothing may be decoded from such a parse.
+
+    A file whose CRC covers its decoder's weights (:data:`WEIGHTS_FLAG`) is checked against
+    ``weights_tag``, the tag of the weights that will decode it (``labkit.codec`` passes its
+    own), or by default against the shipped weights of the model it names
+    (:data:`SHIPPED_WEIGHTS_TAGS`): a file written with other weights is refused, not decoded
+    to noise.
     """
     data = bytes(data)
     if not data:
@@ -406,17 +454,20 @@ def unpack(data: bytes, *, verify: bool = True) -> tuple[Header, bytes]:
         raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
     if len(data) < 3 or data[:2] != MAGIC:
         raise BitstreamError("not a labkit .lkc file (wrong magic bytes); pass a file written by `labkit encode`")
-    if data[2] not in READ_VERSIONS:
+    flagged = bool(data[2] & WEIGHTS_FLAG)
+    layout = data[2] & ~WEIGHTS_FLAG
+    if layout not in READ_VERSIONS or (flagged and layout < 2):
         raise BitstreamError(f"unsupported .lkc format version {data[2]}; this labkit reads versions "
-                             f"{', '.join(map(str, READ_VERSIONS))} (upgrade labkit or re-encode)")
+                             f"{', '.join(map(str, READ_VERSIONS))}, and 2..5 with their CRC over the weights "
+                             f"(+{WEIGHTS_FLAG}) (upgrade labkit or re-encode)")
     if len(data) < HEADER_SIZE:
         raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, the header alone needs {HEADER_SIZE}")
     start, expanded = HEADER_SIZE, None
-    if data[2] == COMPACT_MAP_VERSION:
+    if layout == COMPACT_MAP_VERSION:
         expanded, start = _expand_colour_map(data, HEADER_SIZE)
-    elif data[2] == COLOUR_MAP_VERSION:
+    elif layout == COLOUR_MAP_VERSION:
         start += COLOUR_MAP_BYTES
-    elif data[2] == COLOUR_GRID_VERSION:
+    elif layout == COLOUR_GRID_VERSION:
         if len(data) == HEADER_SIZE:
             raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, a version-4 file needs its grid byte "
                                  f"after the {HEADER_SIZE}-byte header")
@@ -426,13 +477,22 @@ def unpack(data: bytes, *, verify: bool = True) -> tuple[Header, bytes]:
                                  "the source image")
         start += _grid_size(grid)
     if len(data) < start:
-        raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, a version-{data[2]} header and its colour "
+        raise BitstreamError(f"truncated .lkc file: {len(data)} bytes, a version-{layout} header and its colour "
                              f"map need {start}")
     body, (crc,), payload = data[:_BODY.size], _CRC.unpack_from(data, _BODY.size), data[start:]
     stored_map = data[HEADER_SIZE:start] if start > HEADER_SIZE else None
-    if verify and zlib.crc32(payload, zlib.crc32(stored_map or b"", zlib.crc32(body))) != crc:
-        raise ChecksumError(_crc_message(data[2], data[5] >> 4, len(payload)))
-    _, version, model_id, nib, k, height, width, channels, ymax, inc, limit = _BODY.unpack(body)
+    tag, against = None, None
+    if flagged:
+        named = next((n for n, i in MODEL_IDS.items() if i == data[3]), None)
+        tag = weights_tag if weights_tag is not None else SHIPPED_WEIGHTS_TAGS.get(named or "")
+        against = "these weights" if weights_tag is not None else f"the shipped {named!r} weights"
+        if verify and tag is None:
+            raise BitstreamError(f"this file's CRC covers the weights that decode it, and model {named!r} ships none "
+                                "here; decode it with the weights that wrote it (labkit decode --weights DIR)")
+    if verify and _crc(body, stored_map or b"", payload, tag) != crc:
+        raise ChecksumError(_crc_message(layout, data[5] >> 4, len(payload), against))
+    _, _, model_id, nib, k, height, width, channels, ymax, inc, limit = _BODY.unpack(body)
+    version = layout
     model = _name_for(MODEL_IDS, model_id, "model", "the file was written by a newer labkit")
     context = _name_for(CONTEXT_IDS, nib & 0x0F, "context mode", "the file was written by a newer labkit")
     k, size_tag = k & 0x0F, k >> 4
@@ -447,7 +507,7 @@ def unpack(data: bytes, *, verify: bool = True) -> tuple[Header, bytes]:
     colour_map = expanded if expanded is not None else stored_map
     header = Header(model=model, b=(nib >> 4) + 1, height=height, width=width, latent_channels=channels,
                     downsample=1 << k, ymax=float(ymax), context=context, increment=inc, limit=limit,
-                    version=version, colour_map=colour_map)
+                    version=version, colour_map=colour_map, weights_tag=tag)
     try:
         validate_header(header)
     except BitstreamError as err:

@@ -24,7 +24,7 @@ from .atomic import atomic_path, write_text
 from .models import build_model, count_parameters
 from .paths import WEIGHTS_DIR
 
-__all__ = ["CheckpointError", "model_identity", "save", "load", "check_state", "available_weights"]
+__all__ = ["CheckpointError", "model_identity", "save", "load", "check_state", "available_weights", "decoder_tag"]
 
 
 class CheckpointError(ValueError):
@@ -225,6 +225,46 @@ def check_state(model: nn.Module, state: Any, name: str, mcfg: Mapping[str, Any]
         + ". The weights were probably written by a different model or config: fix "
         "'model'/'model_cfg' in config.json to match the run that produced them, or retrain."
     )
+
+
+def decoder_tag(model: nn.Module, coder_prior: Mapping[int, Any] | None = None) -> int:
+    """A 32-bit fingerprint of everything a decoder reads a file with: the decoder's tensors and the coder prior.
+
+    ``.lkc`` files written since 2026-11-28 start their CRC from it (``labkit.bitstream``), so a
+    file refuses to decode with other weights than the ones that wrote it under the same model
+    name (a user's own ``ae1`` against the shipped one) instead of decoding to noise.  It is a
+    CRC-32 over each ``decoder.*`` entry of the state dict in name order (the name, then the
+    tensor's bytes as stored: little-endian, CPU) and over the prior tables by bit depth, so it
+    is the same on every machine, and the encoder's weights do not enter it (a retrained encoder
+    writes files the same decoder reads).
+
+    Parameters
+    ----------
+    model : nn.Module
+        A model with a ``decoder`` submodule, before ``labkit.inference.optimize_for_inference``
+        (which folds BatchNorm and so changes the tensors).
+    coder_prior : mapping of int to numpy.ndarray, optional
+        The model's coder prior tables (``labkit.coder_prior``); None or empty: none.
+
+    Returns
+    -------
+    int
+        The tag, 0 .. 2**32 - 1.
+    """
+    import zlib
+
+    import numpy as np
+
+    crc = 0
+    for name, tensor in sorted(model.state_dict().items()):
+        if not name.startswith("decoder."):
+            continue
+        crc = zlib.crc32(name.encode("utf-8"), crc)
+        crc = zlib.crc32(np.ascontiguousarray(tensor.detach().cpu().numpy()).tobytes(), crc)
+    for b, table in sorted((coder_prior or {}).items()):
+        crc = zlib.crc32(f"coder_prior/{int(b)}".encode("ascii"), crc)
+        crc = zlib.crc32(np.ascontiguousarray(table).tobytes(), crc)
+    return crc
 
 
 def available_weights(weights_dir: str | os.PathLike[str] | None = None) -> list[str]:

@@ -351,6 +351,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     merged = {**defaults, **params}
     if merged["profile"] not in PROFILES:  # before a kernel starts or a folder is made
         raise ValueError(f"unknown profile {merged['profile']!r}; choose one of {', '.join(PROFILES)}")
+    data_dir = merged.get("data_dir")
+    if data_dir is not None and not (Path(str(data_dir)) / "test").is_dir():  # not after 01_train has run
+        what = "does not exist" if not Path(str(data_dir)).exists() else "has no test/ folder"
+        raise FileNotFoundError(f"data_dir {data_dir} {what}; pass a folder in the course layout: train/ and test/ "
+                                "of 128x128 images")
     executed_dir = executed_dir_for(run_tag(str(merged["profile"]), merged.get("data_dir")))
     started = time.monotonic()
     run_notebook(REPRODUCE_NOTEBOOK, executed_dir, params, log_output=True)
@@ -425,7 +430,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     nbytes = encode_file(src, dst, model=args.model, b=args.b, context=args.context, weights_dir=args.weights,
                          colour_map=colour_map, scale=None if args.scale == "auto" else args.scale,
                          refine=REFINE_STEPS if args.refine is None else args.refine)
-    header, _ = unpack(dst.read_bytes())
+    header, _ = unpack(dst.read_bytes(), verify=False)  # just written (atomically) by this process
     bpp = bits_per_pixel(nbytes, header.height, header.width)
     print(f"{dst}: {nbytes} bytes, {bpp:.4f} bpp ({header.width}x{header.height}, model={header.model}, "
           f"b={header.b}, context={header.context}, colour map {_colour_map_words(header.colour_grid)})")
@@ -546,7 +551,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     else:
         print("colour map  none")
     print(f"format      version {r['version']}, " + ("CRC ok" if r["crc_ok"] else "CRC MISMATCH: the fields above "
-                                                          "are what the damaged file says, and it will not decode"))
+                                                          "are what the file says; the error below says why"))
     return _info_verdict(r)
 
 

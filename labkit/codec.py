@@ -30,7 +30,7 @@ from . import bitstream, coder, colour, quant, settings, spec
 from . import coder_prior as priors
 from .atomic import check_target, write_bytes
 from .bitstream import Header
-from .checkpoint import available_weights
+from .checkpoint import available_weights, decoder_tag
 from .imageio import DataError, as_rgb8
 from .inference import (auto_tiles, decode_tiled, decoder_margin, encode_tiled, encoder_margin,
                         optimize_for_inference)
@@ -225,6 +225,8 @@ class Codec:
                                  "files")
         if model_name not in bitstream.MODEL_IDS:
             raise CodecError(f"model name {model_name!r} has no bitstream id; known: {', '.join(bitstream.MODEL_IDS)}")
+        #: fingerprint of the decoder's weights and coder prior, which the files' CRC starts from
+        self.weights_tag = decoder_tag(model, self.coder_prior)  # before BatchNorm is folded
         self.model = optimize_for_inference(model)  # BN folded, channels-last: same outputs, faster
         self.b = b
         self.context = context
@@ -359,7 +361,8 @@ class Codec:
         h, w = size
         header = Header(model=self.model_name, b=self.b, height=h, width=w,
                         latent_channels=int(symbols.shape[0]), downsample=self.downsample, ymax=ymax,
-                        context=self.context, increment=self.increment, limit=self.limit, colour_map=cmap)
+                        context=self.context, increment=self.increment, limit=self.limit, colour_map=cmap,
+                        weights_tag=self.weights_tag)
         if header.latent_shape != symbols.shape:
             raise CodecError(f"model produced a latent of shape {symbols.shape}, expected {header.latent_shape} "
                              f"for a {h}x{w} image at stride {self.downsample}")
@@ -386,8 +389,21 @@ class Codec:
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress ``.lkc`` bytes written by this codec's model into a uint8 H x W x 3 array."""
-        header, payload = bitstream.unpack(data)
-        return self._decode_parsed(header, payload)
+        return self._decode_parsed(*self._unpack(data))
+
+    def _unpack(self, data: bytes) -> tuple[Header, bytes]:
+        """``bitstream.unpack`` with this codec's weights tag (the CRC of a file written since
+        2026-11-28 covers the weights).  When the CRC fails, a header that does not fit this codec
+        (another model's name, a coder prior these weights lack) says so: the more precise reason."""
+        try:
+            return bitstream.unpack(data, weights_tag=self.weights_tag)
+        except bitstream.ChecksumError as checksum:
+            try:
+                claimed = bitstream.unpack(data, verify=False)[0]
+            except bitstream.BitstreamError:
+                raise checksum from None
+            self.check_header(claimed)  # raises CodecError when the header does not fit these weights
+            raise
 
     def _decode_parsed(self, header: Header, payload: bytes) -> np.ndarray:
         return self._decode_with_symbols(header, payload)[1]
@@ -447,7 +463,7 @@ class Codec:
     def compress(self, image: Any) -> EncodeResult:
         """Encode then decode the real bytes: the reconstruction a receiver sees, and its bpp."""
         data = self.encode(image)
-        header, payload = bitstream.unpack(data)
+        header, payload = self._unpack(data)
         symbols, recon = self._decode_with_symbols(header, payload)
         return EncodeResult(data=data, recon=recon, bpp=spec.bits_per_pixel(len(data), header.height, header.width),
                             header=header, symbols=symbols)
@@ -467,13 +483,28 @@ _MODEL_CACHE: dict[tuple[str, str], Codec] = {}
 
 
 def decode(data: bytes, weights_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
-    """Decode any ``.lkc`` file: the model, b and coder settings all come from its header."""
-    header, payload = bitstream.unpack(data)
+    """Decode any ``.lkc`` file: the model, b and coder settings all come from its header.
+
+    The weights are the ones its header names, from ``weights_dir`` (default: the shipped
+    ones).  A file written since 2026-11-28 carries a CRC over the weights that wrote it, so a
+    file from other weights under the same name (a user's own ``ae1``) is refused with a
+    :class:`labkit.bitstream.ChecksumError` that says to pass their folder, instead of being
+    decoded to noise.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"decode takes the file's bytes, got {type(data).__name__}; for a path use "
+                         "decode(pathlib.Path(p).read_bytes()) or labkit.codec.decode_file")
+    try:
+        header, _ = bitstream.unpack(data)  # CRC first: against the shipped weights of the model it names
+    except bitstream.ChecksumError:
+        if weights_dir is None:
+            raise
+        header = bitstream.unpack(data, verify=False)[0]  # the codec checks the CRC against the weights in weights_dir
     key = (header.model, str(weights_dir or WEIGHTS_DIR))
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = Codec.from_pretrained(header.model, b=header.b, context=header.context,
                                                   weights_dir=weights_dir)
-    return _MODEL_CACHE[key]._decode_parsed(header, payload)
+    return _MODEL_CACHE[key].decode(data)
 
 
 def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],

@@ -69,7 +69,7 @@ def evaluate_learned(models: Mapping[str, torch.nn.Module], images: Sequence[np.
                                ideal_bits=coder.ideal_code_length_bits(r.symbols, 1 << b, codec.context,
                                                                        increment=codec.increment, limit=codec.limit,
                                                                        prior=codec.prior_table(codec.context, b)),
-                               header_bytes=len(r.data) - len(bitstream.unpack(r.data)[1]), context=codec.context)
+                               header_bytes=len(r.data) - len(bitstream.unpack(r.data, weights_tag=codec.weights_tag)[1]), context=codec.context)
             if keep_recon:
                 rec["recon"] = r.recon
             out.append(rec)

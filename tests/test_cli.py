@@ -588,7 +588,7 @@ def test_papermill_value_reads_like_papermill():
         assert type(ours) is type(theirs) and (ours == theirs or ours != ours), text
 
 
-def test_reproduce_runs_the_make_figures_notebook(capsys, monkeypatch):
+def test_reproduce_runs_the_make_figures_notebook(tmp_path, capsys, monkeypatch):
     import labkit.pipeline
 
     calls = []
@@ -607,7 +607,8 @@ def test_reproduce_runs_the_make_figures_notebook(capsys, monkeypatch):
     with pytest.raises(ValueError, match="unknown profile 'Default'; choose one of smoke, default"):
         cli._cmd_reproduce(cli.build_parser().parse_args(["reproduce", "-p", "profile", "Default"]))
     assert not calls  # refused before any notebook ran
-    assert main(["reproduce", "-p", "data_dir", "/data/course"]) == 0  # notebook default profile
+    (tmp_path / "course" / "test").mkdir(parents=True)
+    assert main(["reproduce", "-p", "data_dir", str(tmp_path / "course")]) == 0  # notebook default profile
     assert calls[0][1] == labkit.pipeline.NOTEBOOK_DIR / "executed" / "default-course"
     recipe = (REPO / "Makefile").read_text().split("\nfigures:")[1].split("\n\n")[0]
     assert cli.REPRODUCE_NOTEBOOK in recipe or "labkit reproduce" in recipe, "`make figures` runs the same notebook"
@@ -622,6 +623,19 @@ def test_reproduce_parameter_errors(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exc:
         main(["reproduce", "-p", "profile"])
     assert exc.value.code == 2
+
+
+def test_reproduce_checks_data_dir_before_any_notebook(tmp_path, capsys, monkeypatch):
+    """It used to run 01_train first and fail inside a nested notebook error."""
+    import labkit.pipeline
+
+    monkeypatch.setattr(labkit.pipeline, "run_notebook", lambda *a, **k: pytest.fail("must not run"))
+    assert main(["reproduce", "-p", "data_dir", str(tmp_path / "nowhere")]) == 1
+    assert_one_error_line(capsys.readouterr().err, "nowhere does not exist", "course layout: train/ and test/")
+    (tmp_path / "course" / "train").mkdir(parents=True)
+    assert main(["reproduce", "-p", "data_dir", str(tmp_path / "course")]) == 1
+    assert_one_error_line(capsys.readouterr().err, "course has no test/ folder")
+    assert not (tmp_path / "course" / "test").exists()
 
 
 def test_reproduce_failure_is_one_line(capsys, monkeypatch):
@@ -791,6 +805,6 @@ def test_info_shows_what_a_damaged_file_claims_and_fails(workdir, lkc_bytes, cap
         assert (r["model"], r["b"], r["width"], r["height"]) == (good.model, good.b, good.width, good.height)
     else:
         assert f"{good.width}x{good.height} RGB" in out.out and f"model       {good.model} " in out.out
-        assert out.out.splitlines()[-1].endswith("CRC MISMATCH: the fields above are what the damaged file says, "
-                                                 "and it will not decode")
+        assert out.out.splitlines()[-1].endswith("CRC MISMATCH: the fields above are what the file says; "
+                                                 "the error below says why")
     assert (workdir / "bad.lkc").read_bytes() == before

@@ -884,9 +884,9 @@ def rd_tile_files(load_model, eval_tiles) -> dict:
 def test_colour_map_is_sent_when_it_pays_and_lowers_the_error(rd_tile_files):
     tile, w, wo = rd_tile_files["tile"], rd_tile_files["with"], rd_tile_files["without"]
     stored = bitstream.stored_colour_map_bytes(w.header)  # compact (version 5): fewer than the code's 12
-    assert w.data[2] == 5 and w.header.colour_map is not None and len(w.header.colour_map) == 12
+    assert w.data[2] == 5 | bitstream.WEIGHTS_FLAG and w.header.colour_map is not None and len(w.header.colour_map) == 12
     assert 0 < stored < 12 and len(w.data) == len(wo.data) + stored
-    assert wo.data[2] == 2 and wo.header.colour_map is None
+    assert wo.data[2] == 2 | bitstream.WEIGHTS_FLAG and wo.header.colour_map is None
     assert w.data[22 + stored:] == wo.data[22:]  # same symbols, same payload: only the map is added
     assert metrics.psnr(tile, w.recon) > metrics.psnr(tile, wo.recon) + 0.5
 
@@ -902,7 +902,7 @@ def test_colour_map_is_left_out_when_it_does_not_pay(load_model, eval_tiles, mon
 
     monkeypatch.setattr(spec, "COLOUR_MAP_RATE_WEIGHTS", dict.fromkeys(range(1, 6), 1e6))  # bytes cost more than any gain
     data = Codec(load_model("resae-rd"), 2, model_name="resae-rd").encode(eval_tiles[0])
-    assert data[2] == 2
+    assert data[2] == 2 | bitstream.WEIGHTS_FLAG
 
 
 # ----------------------------------------------------------------------------- a grid of colour maps (version 4)
@@ -923,7 +923,7 @@ def test_colour_grid_is_sent_where_colour_errors_are_local(rd_photo_files):
     img, w, wo = rd_photo_files["img"], rd_photo_files["with"], rd_photo_files["without"]
     grid = w.header.colour_grid
     stored = bitstream.stored_colour_map_bytes(w.header)
-    assert w.data[2] == 5 and grid is not None and grid != (1, 1)
+    assert w.data[2] == 5 | bitstream.WEIGHTS_FLAG and grid is not None and grid != (1, 1)
     assert stored < colour.code_bytes(grid)  # the compact coding (version 5) is shorter
     assert len(w.data) == len(wo.data) + stored
     assert w.data[22 + stored:] == wo.data[22:]  # same payload: only the grid is added

@@ -1,0 +1,132 @@
+"""A file's CRC covers the weights that decode it (``labkit.checkpoint.decoder_tag``, ``bitstream.WEIGHTS_FLAG``).
+
+A new-user trial trained their own ``ae1``, encoded with it, and decoded without ``--weights``: the
+shipped ``ae1`` decoded the file to noise without a word, because the header names a model, not its
+weights.  Files written since 2026-11-28 start their CRC from a fingerprint of the decoder's
+weights and coder prior, at no cost in bytes, so that case is refused with what to do.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import labkit.codec
+from labkit import bitstream, checkpoint
+from labkit.bitstream import ChecksumError, Header
+from labkit.checkpoint import available_weights, decoder_tag
+from labkit.cli import main
+from labkit.codec import Codec, CodecError
+from labkit.paths import WEIGHTS_DIR
+
+
+def test_the_registry_holds_every_shipped_weights_tag(load_model):
+    """SHIPPED_WEIGHTS_TAGS is what decoder_tag computes from every shipped folder (and nothing else)."""
+    shipped = available_weights()
+    assert sorted(bitstream.SHIPPED_WEIGHTS_TAGS) == sorted(shipped)
+    for name in shipped:
+        model = load_model(name)
+        assert decoder_tag(model, model.coder_prior) == bitstream.SHIPPED_WEIGHTS_TAGS[name], name
+    assert len(set(bitstream.SHIPPED_WEIGHTS_TAGS.values())) == len(shipped)
+
+
+def test_the_tag_covers_the_decoder_and_the_prior_and_not_the_encoder(load_model):
+    import copy
+
+    model = copy.deepcopy(load_model("resae-rd-fast"))
+    tag = decoder_tag(model, model.coder_prior)
+    with torch.no_grad():
+        next(model.encoder.parameters()).view(-1)[0] += 1.0        # a retrained encoder: files the same decoder reads
+    assert decoder_tag(model, model.coder_prior) == tag
+    prior = {b: t.copy() for b, t in model.coder_prior.items()}
+    prior[3][0, 0, 0] += 1
+    assert decoder_tag(model, prior) != tag                         # the coder prior is part of the format
+    assert decoder_tag(model, None) != tag
+    with torch.no_grad():
+        next(model.decoder.parameters()).view(-1)[0] += 1e-6        # one decoder weight, one ulp-ish change
+    assert decoder_tag(model, model.coder_prior) != tag
+
+
+def test_container_round_trip_with_a_tag():
+    h = Header(model="ae1", b=2, height=16, width=24, latent_channels=16, downsample=8, ymax=1.5,
+               context="neighbor", weights_tag=0xDEADBEEF)
+    data = bitstream.pack(h, b"payload")
+    assert data[2] == 2 | bitstream.WEIGHTS_FLAG
+    assert len(data) == len(bitstream.pack(replace(h, weights_tag=None), b"payload"))   # no byte added
+    assert bitstream.unpack(data, weights_tag=0xDEADBEEF) == (h, b"payload")
+    with pytest.raises(ChecksumError, match="written with other weights than these weights; decode it with the "
+                                            "weights that wrote it"):
+        bitstream.unpack(data, weights_tag=0xDEADBEEE)
+    with pytest.raises(ChecksumError, match="other weights than the shipped 'ae1' weights"):
+        bitstream.unpack(data)                                      # default: the shipped ae1's tag
+    assert bitstream.unpack(data, verify=False)[0].model == "ae1"
+    shipped = replace(h, weights_tag=bitstream.SHIPPED_WEIGHTS_TAGS["ae1"])
+    assert bitstream.unpack(bitstream.pack(shipped, b"payload")) == (shipped, b"payload")
+    legacy = bitstream.pack(replace(h, weights_tag=None), b"payload")  # a file from before: CRC over the bytes only
+    assert legacy[2] == 2 and bitstream.unpack(legacy, weights_tag=0x1234)[0].weights_tag is None
+    with pytest.raises(bitstream.BitstreamError, match="unsupported .lkc format version 129"):
+        bitstream.unpack(bytes([*legacy[:2], 1 | bitstream.WEIGHTS_FLAG, *legacy[3:]]))
+    with pytest.raises(bitstream.BitstreamError, match="model 'resae-ps' ships none here"):
+        bitstream.unpack(bitstream.pack(replace(h, model="resae-ps"), b"payload"))
+    with pytest.raises(bitstream.BitstreamError, match="weights tag"):
+        bitstream.pack(replace(h, weights_tag=1 << 32), b"payload")
+
+
+@pytest.fixture(scope="module")
+def own_weights(tmp_path_factory):
+    """A weights folder holding "ae1" with another decoder: a user's own training run under a shipped name."""
+    root = tmp_path_factory.mktemp("own")
+    shutil.copytree(WEIGHTS_DIR / "ae1", root / "ae1")
+    state = torch.load(root / "ae1" / "model.pt", weights_only=True)
+    key = next(k for k in sorted(state) if k.startswith("decoder.") and k.endswith("weight"))
+    state[key] = state[key] * 0.99
+    torch.save(state, root / "ae1" / "model.pt")
+    return root
+
+
+def test_a_file_from_own_weights_is_refused_by_the_shipped_ones(own_weights, eval_tiles):
+    tile = eval_tiles[3]
+    own = Codec.from_pretrained("ae1", b=2, weights_dir=own_weights)
+    shipped = Codec.from_pretrained("ae1", b=2)
+    assert own.weights_tag != shipped.weights_tag == bitstream.SHIPPED_WEIGHTS_TAGS["ae1"]
+    data = own.encode(tile)
+    with pytest.raises(ChecksumError, match="other weights than the shipped 'ae1' weights.*--weights DIR"):
+        labkit.codec.decode(data)                                   # decoded to noise before
+    with pytest.raises(ChecksumError, match="other weights than these weights"):
+        shipped.decode(data)
+    mine = labkit.codec.decode(data, weights_dir=own_weights)
+    assert np.array_equal(mine, own.decode(data))
+    theirs = shipped.encode(tile)                                   # and the other way round
+    with pytest.raises(ChecksumError, match="other weights than these weights"):
+        labkit.codec.decode(theirs, weights_dir=own_weights)
+    assert np.array_equal(labkit.codec.decode(theirs), shipped.decode(theirs))
+
+
+def test_the_cli_says_which_weights_to_pass(own_weights, eval_tiles, tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(eval_tiles[5]).save(tmp_path / "tile.png")
+    assert main(["encode", str(tmp_path / "tile.png"), str(tmp_path / "t.lkc"), "--model", "ae1",
+                 "--weights", str(own_weights)]) == 0
+    capsys.readouterr()
+    assert main(["decode", str(tmp_path / "t.lkc"), str(tmp_path / "t.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other weights than the shipped 'ae1' weights" in err and "--weights DIR" in err
+    assert not (tmp_path / "t.png").exists()
+    assert main(["decode", str(tmp_path / "t.lkc"), str(tmp_path / "t.png"), "--weights", str(own_weights)]) == 0
+    assert (tmp_path / "t.png").is_file()
+    assert main(["info", str(tmp_path / "t.lkc")]) == 1             # info checks against the shipped tag
+    out = capsys.readouterr()
+    assert "model       ae1 " in out.out and "other weights than the shipped 'ae1' weights" in out.err
+
+
+def test_decode_asks_for_bytes_not_a_path(tmp_path):
+    with pytest.raises(CodecError, match="decode takes the file's bytes, got str"):
+        labkit.codec.decode(str(tmp_path / "x.lkc"))
+
+
+def test_checkpoint_exports_the_tag():
+    assert "decoder_tag" in checkpoint.__all__
