@@ -245,6 +245,11 @@ class Codec:
         #: overlaps (latent positions) the encoder's and the decoder's tiles need: from their layers, once
         self.margins = (encoder_margin(self.model.encoder, self.downsample), decoder_margin(self.model.decoder))
 
+    def __repr__(self) -> str:
+        refine = f", refine={self.refine.steps}" if self.refine.steps else ""
+        return (f"Codec(model={self.model_name!r}, b={self.b}, context={self.context!r}, scale={self.scale!r}, "
+                f"colour_map={self.colour_map}{refine}, weights_tag=0x{self.weights_tag:08X})")
+
     @classmethod
     def from_pretrained(cls, name: str = spec.DEFAULT_MODEL, b: int = 2, context: str | None = None,
                         weights_dir: str | os.PathLike[str] | None = None, **kw: Any) -> "Codec":

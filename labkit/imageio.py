@@ -311,5 +311,8 @@ def save(image: Any, path: str | os.PathLike[str], *, source: str | os.PathLike[
 
     fmt = image_format(path)
     rgb = as_rgb8(image, stacklevel=3)
+    if fmt == "GIF":
+        _warn(str(path), "GIF holds at most 256 colours, so the image is reduced to a palette; save as .png to "
+                         "keep its pixels as they are", stacklevel=2)
     with atomic_path(path, source=source) as tmp:
         Image.fromarray(rgb, "RGB").save(tmp, format=fmt, **options)

@@ -130,3 +130,9 @@ def test_decode_asks_for_bytes_not_a_path(tmp_path):
 
 def test_checkpoint_exports_the_tag():
     assert "decoder_tag" in checkpoint.__all__
+
+
+def test_codec_repr_names_what_it_writes(make_codec):
+    c = make_codec("ae1", 3, "neighbor", refine=2)
+    assert repr(c) == ("Codec(model='ae1', b=3, context='neighbor', scale='max', colour_map=False, refine=2, "
+                       f"weights_tag=0x{bitstream.SHIPPED_WEIGHTS_TAGS['ae1']:08X})")
