@@ -60,7 +60,7 @@ fuzz: $(STAMP)
 	$(PY) fuzz/fuzz_lkc.py --target network --seconds $(FUZZ_NET_SECONDS)
 
 demo: $(STAMP)
-	$(PY) -m labkit demo --out demo.png
+	$(PY) -m labkit demo --out demo.png --overwrite
 
 # JupyterLab with the project's config: notebooks are stripped of outputs on save (git stays clean).
 lab: $(STAMP)

@@ -572,6 +572,7 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bits", type=int, nargs="+", default=[1, 2, 3], choices=BITS, metavar="B",
                    help="bit depths to show, one block of rows each (default 1 2 3)")
     p.add_argument("--images", type=_positive_int, default=2, help="number of test tiles per b (default %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (else refused)")
     _add_weights(p)
 
 
@@ -579,7 +580,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     out_path = Path(args.out)
-    _check_output(out_path, suffix=".png")  # as encode and decode: no folder made, no folder overwritten
+    _check_output(out_path, suffix=".png", overwrite=args.overwrite)  # as encode and decode: nothing replaced unasked
     if out_path.suffix.lower() != ".png":
         raise ValueError(f"output {out_path} should end in .png (the demo figure is a PNG)")
     from .demo import run_demo

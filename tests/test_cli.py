@@ -286,6 +286,13 @@ def test_demo_writes_png(tmp_path, capsys):
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] > 100 and im.size[1] > 100
     assert listing(tmp_path) == {"demo.png"}
+    first = out.read_bytes()
+    out.write_bytes(b"someone else's picture")
+    assert main(["demo", "--out", str(out), "--images", "1", "--bits", "2"]) == 1       # not replaced unasked
+    assert_one_error_line(capsys.readouterr().err, "demo.png already exists", "--overwrite")
+    assert out.read_bytes() == b"someone else's picture"
+    assert main(["demo", "--out", str(out), "--images", "1", "--bits", "2", "--overwrite"]) == 0
+    assert out.read_bytes() == first                                                      # and the same figure again
 
 
 @pytest.mark.parametrize("out,fragments", [("d.lkc", ["should end in .png"]),
