@@ -467,9 +467,12 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 def _args_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help=".lkc file")
     p.add_argument("--json", action="store_true", help="print the header as one JSON object")
+    p.add_argument("--weights", default=None, metavar="DIR",
+                   help="check the CRC against the weights in DIR/<model> (a file written with your own weights; "
+                        "loads them, so torch). Default: the shipped weights' tag, without loading anything")
 
 
-def info_record(path: str | Path) -> dict:
+def info_record(path: str | Path, weights_dir: str | Path | None = None) -> dict:
     """Every header field of the ``.lkc`` file at ``path`` plus sizes and bpp (CRC checked).
 
     A file whose CRC fails but whose header still parses (cut short, extended or with
@@ -480,6 +483,10 @@ def info_record(path: str | Path) -> dict:
     ----------
     path : str or Path
         The ``.lkc`` file.
+    weights_dir : str or Path, optional
+        A folder of ``<model>/`` weights to check the CRC against (files written since
+        2026-11-28 carry a CRC over their weights); default: the shipped weights' tag
+        (``labkit.bitstream.SHIPPED_WEIGHTS_TAGS``), which needs no torch.
 
     Returns
     -------
@@ -495,9 +502,16 @@ def info_record(path: str | Path) -> dict:
     from .spec import bits_per_pixel
 
     data = Path(path).read_bytes()
-    crc_error = None
+    crc_error, tag = None, None
+    if weights_dir is not None:
+        from .checkpoint import decoder_tag
+        from .codec import load_pretrained
+
+        named = unpack(data, verify=False)[0].model
+        model = load_pretrained(named, weights_dir)[0]
+        tag = decoder_tag(model, getattr(model, "coder_prior", None))
     try:
-        h, payload = unpack(data)
+        h, payload = unpack(data, weights_tag=tag)
     except ChecksumError as err:
         try:
             h, payload = unpack(data, verify=False)  # what the damaged header says; nothing is decoded from it
@@ -520,7 +534,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     _check_input(Path(args.input), "input file")
-    r = info_record(args.input)
+    r = info_record(args.input, args.weights)
     if args.json:
         import json
 

@@ -121,6 +121,11 @@ def test_the_cli_says_which_weights_to_pass(own_weights, eval_tiles, tmp_path, c
     assert main(["info", str(tmp_path / "t.lkc")]) == 1             # info checks against the shipped tag
     out = capsys.readouterr()
     assert "model       ae1 " in out.out and "other weights than the shipped 'ae1' weights" in out.err
+    assert main(["info", str(tmp_path / "t.lkc"), "--weights", str(own_weights)]) == 0   # or the folder given
+    out = capsys.readouterr()
+    assert out.out.splitlines()[-1].endswith("CRC ok") and out.err == ""
+    assert main(["info", str(tmp_path / "t.lkc"), "--weights", str(WEIGHTS_DIR)]) == 1
+    assert "other weights than these weights" in capsys.readouterr().err
 
 
 def test_decode_asks_for_bytes_not_a_path(tmp_path):
