@@ -50,8 +50,8 @@ The decoder expands them to the version-3/4 code (``Header.colour_map``), so eve
 the same map.  Neighbouring nodes differ little, so this takes about half the bytes of version 4.
 
 Since 2026-11-28 labkit writes versions 2 and 5 with WEIGHTS_FLAG set (0x82, 0x85): the CRC-32 then
-starts from the 32-bit tag of the weights that wrote the file (``labkit.checkpoint.decoder_tag``: the
-decoder's tensors and the coder prior), not from 0.  The file does not grow, and a file written with
+starts from the 32-bit tag of the decoder that wrote the file (``labkit.checkpoint.decoder_tag``: the
+decoder network's tensors), not from 0.  The file does not grow, and a file written with
 a user's own weights under a shipped name (their ``ae1``) is refused by the shipped weights instead of
 decoding to noise; :func:`unpack` checks the shipped weights' tag (``SHIPPED_WEIGHTS_TAGS``) unless told
 another.
@@ -107,8 +107,8 @@ WEIGHTS_FLAG = 0x80
 #: with them is checked without loading them (``labkit info``); a test recomputes every one.  A name's
 #: shipped weights never change (see ``MODEL_IDS``), so neither does its tag.
 SHIPPED_WEIGHTS_TAGS: dict[str, int] = {
-    "ae1": 0xE3550067, "ae2": 0xDD1A7DE6, "resae": 0xC5A29C87, "resae-rd": 0xD0C9240F,
-    "resae-rd-fast-v1": 0xA8B87F6C, "resae-rd-fast-v2": 0x8B40C05D, "resae-rd-fast": 0xE6AC4F3E,
+    "ae1": 0xBA9CC28B, "ae2": 0xA3A5C02B, "resae": 0xB313C13C, "resae-rd": 0x33276DCC,
+    "resae-rd-fast-v1": 0x32145DE3, "resae-rd-fast-v2": 0xCAB5EBB2, "resae-rd-fast": 0xD1F1EF73,
 }
 #: Exp-Golomb order of the compact colour-map coding (version 5).
 MAP_GOLOMB_ORDER = 2
@@ -426,9 +426,9 @@ def _crc_message(version: int, size_tag: int, payload_size: int, weights: str | 
                 f"the file carries {payload_size} ({payload_size & 0x0F} modulo 16), and the CRC does not match; "
                 "copy the file again or re-encode the source image")
     if weights is not None:
-        return (f"CRC mismatch: bytes of the .lkc file were changed, or it was written with other weights than "
-                f"{weights}; decode it with the weights that wrote it (labkit decode --weights DIR, "
-                "labkit.codec.decode(data, weights_dir=DIR)), or copy the file again")
+        return (f"CRC mismatch: bytes of the .lkc file were changed (or it was cut by a multiple of 16 bytes), or it "
+                f"was written with other weights than {weights}; decode it with the weights that wrote it (labkit "
+                "decode --weights DIR, labkit.codec.decode(data, weights_dir=DIR)), or copy the file again")
     return ("CRC mismatch: bytes of the .lkc file were changed (or it was cut by a multiple of 16 bytes); "
             "copy the file again or re-encode the source image")
 
@@ -483,8 +483,8 @@ def unpack(data: bytes, *, verify: bool = True, weights_tag: int | None = None) 
     stored_map = data[HEADER_SIZE:start] if start > HEADER_SIZE else None
     tag, against = None, None
     if flagged:
-        named = next((n for n, i in MODEL_IDS.items() if i == data[3]), None)
-        tag = weights_tag if weights_tag is not None else SHIPPED_WEIGHTS_TAGS.get(named or "")
+        named = _name_for(MODEL_IDS, data[3], "model", "the file was written by a newer labkit")
+        tag = weights_tag if weights_tag is not None else SHIPPED_WEIGHTS_TAGS.get(named)
         against = "these weights" if weights_tag is not None else f"the shipped {named!r} weights"
         if verify and tag is None:
             raise BitstreamError(f"this file's CRC covers the weights that decode it, and model {named!r} ships none "

@@ -227,24 +227,25 @@ def check_state(model: nn.Module, state: Any, name: str, mcfg: Mapping[str, Any]
     )
 
 
-def decoder_tag(model: nn.Module, coder_prior: Mapping[int, Any] | None = None) -> int:
-    """A 32-bit fingerprint of everything a decoder reads a file with: the decoder's tensors and the coder prior.
+def decoder_tag(model: nn.Module) -> int:
+    """A 32-bit fingerprint of the decoder network a file is read with.
 
     ``.lkc`` files written since 2026-11-28 start their CRC from it (``labkit.bitstream``), so a
-    file refuses to decode with other weights than the ones that wrote it under the same model
+    file refuses to decode with another decoder than the one that wrote it under the same model
     name (a user's own ``ae1`` against the shipped one) instead of decoding to noise.  It is a
-    CRC-32 over each ``decoder.*`` entry of the state dict in name order (the name, then the
-    tensor's bytes as stored: little-endian, CPU) and over the prior tables by bit depth, so it
-    is the same on every machine, and the encoder's weights do not enter it (a retrained encoder
-    writes files the same decoder reads).
+    CRC-32 over each entry of ``model.decoder.state_dict()`` in name order (the name, then the
+    tensor's bytes on the CPU in native order, little-endian on every machine labkit runs on),
+    so it is the same on every machine, for any wrapper around the model, and whatever memory
+    layout the tensors have.  The encoder does not enter it (a retrained encoder writes files the
+    same decoder reads), nor does the coder prior: the files that use it (the ``learned``
+    context) are checked by its digest when the weights load and by the coder's end-of-data
+    check, and files of the other contexts never read it.
 
     Parameters
     ----------
     model : nn.Module
         A model with a ``decoder`` submodule, before ``labkit.inference.optimize_for_inference``
         (which folds BatchNorm and so changes the tensors).
-    coder_prior : mapping of int to numpy.ndarray, optional
-        The model's coder prior tables (``labkit.coder_prior``); None or empty: none.
 
     Returns
     -------
@@ -256,14 +257,9 @@ def decoder_tag(model: nn.Module, coder_prior: Mapping[int, Any] | None = None) 
     import numpy as np
 
     crc = 0
-    for name, tensor in sorted(model.state_dict().items()):
-        if not name.startswith("decoder."):
-            continue
+    for name, tensor in sorted(model.decoder.state_dict().items()):
         crc = zlib.crc32(name.encode("utf-8"), crc)
         crc = zlib.crc32(np.ascontiguousarray(tensor.detach().cpu().numpy()).tobytes(), crc)
-    for b, table in sorted((coder_prior or {}).items()):
-        crc = zlib.crc32(f"coder_prior/{int(b)}".encode("ascii"), crc)
-        crc = zlib.crc32(np.ascontiguousarray(table).tobytes(), crc)
     return crc
 
 

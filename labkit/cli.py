@@ -106,8 +106,12 @@ def _check_output(path: Path, source: Path | None = None, suffix: str | None = N
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory; pass a file name inside it, such as "
                                 f"{path / ('out' + (suffix or ''))}")
-    if parent.exists() and not parent.is_dir():
-        raise NotADirectoryError(f"output folder {parent} is a file, not a folder; pass an output name in a folder")
+    for above in (parent, *parent.parents):  # the nearest existing folder above the output must be a folder
+        if above.exists():
+            if not above.is_dir():
+                raise NotADirectoryError(f"output folder {above} is a file, not a folder; pass an output name in a "
+                                         "folder")
+            break
     if not parent.is_dir():
         raise FileNotFoundError(f"output folder {parent} does not exist; create it first")
     if source is not None and path.exists() and source.exists() and path.samefile(source):
@@ -249,6 +253,9 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
             if not parent.is_dir():
                 raise NotADirectoryError(f"--out {out}: {parent} is a file, not a folder")
             break
+    if resume and overwrite:
+        raise ValueError("pass --resume (continue the run in --out) or --overwrite (start afresh and replace it), "
+                         "not both")
     held = [name for name in RUN_FILES if (out / name).exists()]
     if held and not resume and not overwrite:
         raise FileExistsError(f"--out {out} already holds a training run ({', '.join(held)}); pass --resume to "
@@ -498,7 +505,7 @@ def info_record(path: str | Path, weights_dir: str | Path | None = None) -> dict
     import dataclasses
     from pathlib import Path
 
-    from .bitstream import HEADER_SIZE, ChecksumError, unpack
+    from .bitstream import HEADER_SIZE, WEIGHTS_FLAG, ChecksumError, unpack
     from .spec import bits_per_pixel
 
     data = Path(path).read_bytes()
@@ -509,7 +516,7 @@ def info_record(path: str | Path, weights_dir: str | Path | None = None) -> dict
 
         named = unpack(data, verify=False)[0].model
         model = load_pretrained(named, weights_dir)[0]
-        tag = decoder_tag(model, getattr(model, "coder_prior", None))
+        tag = decoder_tag(model)
     try:
         h, payload = unpack(data, weights_tag=tag)
     except ChecksumError as err:
@@ -521,6 +528,9 @@ def info_record(path: str | Path, weights_dir: str | Path | None = None) -> dict
     record = dataclasses.asdict(h)
     record["colour_map"] = h.colour_map.hex() if h.colour_map is not None else None  # JSON-safe
     record["colour_grid"] = list(h.colour_grid) if h.colour_grid is not None else None
+    if crc_error is not None:
+        record["weights_tag"] = None  # the tag the CRC was checked with, and it failed: no tag is known to fit
+    record["crc_covers_weights"] = bool(data[2] & WEIGHTS_FLAG)
     record.update(latent_shape=list(h.latent_shape), symbols=1 << h.b, file=str(path), bytes=len(data),
                   header_bytes=len(data) - len(payload), payload_bytes=len(payload),
                   colour_map_bytes=len(data) - len(payload) - HEADER_SIZE,
@@ -564,8 +574,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
               f"{gains.min():.3f}..{gains.max():.3f}, offsets {offsets.min():+.4f}..{offsets.max():+.4f}")
     else:
         print("colour map  none")
-    print(f"format      version {r['version']}, " + ("CRC ok" if r["crc_ok"] else "CRC MISMATCH: the fields above "
-                                                          "are what the file says; the error below says why"))
+    covers = "CRC over the bytes and the decoder's weights" if r["crc_covers_weights"] else "CRC over the bytes"
+    print(f"format      version {r['version']}, {covers}: " + ("ok" if r["crc_ok"] else "MISMATCH: the fields above "
+                                                                  "are what the file says; the error below says why"))
     return _info_verdict(r)
 
 

@@ -225,8 +225,8 @@ class Codec:
                                  "files")
         if model_name not in bitstream.MODEL_IDS:
             raise CodecError(f"model name {model_name!r} has no bitstream id; known: {', '.join(bitstream.MODEL_IDS)}")
-        #: fingerprint of the decoder's weights and coder prior, which the files' CRC starts from
-        self.weights_tag = decoder_tag(model, self.coder_prior)  # before BatchNorm is folded
+        #: fingerprint of the decoder's weights, which the files' CRC starts from
+        self.weights_tag = decoder_tag(model)  # before BatchNorm is folded
         self.model = optimize_for_inference(model)  # BN folded, channels-last: same outputs, faster
         self.b = b
         self.context = context
@@ -398,17 +398,25 @@ class Codec:
 
     def _unpack(self, data: bytes) -> tuple[Header, bytes]:
         """``bitstream.unpack`` with this codec's weights tag (the CRC of a file written since
-        2026-11-28 covers the weights).  When the CRC fails, a header that does not fit this codec
-        (another model's name, a coder prior these weights lack) says so: the more precise reason."""
+        2026-11-28 covers the decoder's weights).
+
+        When that CRC fails but the file is intact as written by the shipped weights of the
+        model it names, the reason is the codec, not the file: a header that does not fit it
+        (another model) says so, else the error says to decode with the shipped weights.
+        Otherwise the CRC error stands: no field of an unverified header is trusted for a
+        diagnosis.
+        """
         try:
             return bitstream.unpack(data, weights_tag=self.weights_tag)
         except bitstream.ChecksumError as checksum:
             try:
-                claimed = bitstream.unpack(data, verify=False)[0]
+                intact = bitstream.unpack(data)[0]  # as the shipped weights of the model it names wrote it?
             except bitstream.BitstreamError:
                 raise checksum from None
-            self.check_header(claimed)  # raises CodecError when the header does not fit these weights
-            raise
+            self.check_header(intact)  # raises CodecError when the file does not fit this codec's model
+            raise bitstream.ChecksumError(
+                f"this file was written with the shipped {intact.model!r} weights, not with this codec's; decode it "
+                "with those (labkit decode without --weights, labkit.codec.decode(data))") from None
 
     def _decode_parsed(self, header: Header, payload: bytes) -> np.ndarray:
         return self._decode_with_symbols(header, payload)[1]
@@ -484,7 +492,7 @@ class Codec:
         return len(data)
 
 
-_MODEL_CACHE: dict[tuple[str, str], Codec] = {}
+_MODEL_CACHE: dict[tuple[str, str, int | None], Codec] = {}
 
 
 def decode(data: bytes, weights_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
@@ -505,7 +513,12 @@ def decode(data: bytes, weights_dir: str | os.PathLike[str] | None = None) -> np
         if weights_dir is None:
             raise
         header = bitstream.unpack(data, verify=False)[0]  # the codec checks the CRC against the weights in weights_dir
-    key = (header.model, str(weights_dir or WEIGHTS_DIR))
+    folder = Path(weights_dir or WEIGHTS_DIR) / header.model
+    try:  # weights retrained into the same folder in this session are not served from the cache
+        stamp: int | None = (folder / "model.pt").stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    key = (header.model, str(weights_dir or WEIGHTS_DIR), stamp)
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = Codec.from_pretrained(header.model, b=header.b, context=header.context,
                                                   weights_dir=weights_dir)

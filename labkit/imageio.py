@@ -311,7 +311,7 @@ def save(image: Any, path: str | os.PathLike[str], *, source: str | os.PathLike[
 
     fmt = image_format(path)
     rgb = as_rgb8(image, stacklevel=3)
-    if fmt == "GIF":
+    if fmt == "GIF" and len(np.unique(rgb.reshape(-1, 3), axis=0)) > 256:
         _warn(str(path), "GIF holds at most 256 colours, so the image is reduced to a palette; save as .png to "
                          "keep its pixels as they are", stacklevel=2)
     with atomic_path(path, source=source) as tmp:

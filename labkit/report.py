@@ -520,8 +520,8 @@ def headline_table(head: Mapping[str, Any], anchors: Sequence[str] = ("webp", "r
         # the report's order (profiles.MODELS: the seed's, the proposed, the course's), JPEG last
         names = sorted(found, key=lambda m: (m == "jpeg", order(m)))
         for i, m in enumerate(names):
-            name = (f"JPEG at {label(row['jpeg_matched_to'])}'s bpp" if m == "jpeg" and "jpeg_matched_to" in row
-                    else label(m))
+            name = (f"JPEG ({row['jpeg_bits_ratio']:.1f}x {label(row['jpeg_matched_to'])}'s)"  # nearest it can get
+                    if m == "jpeg" and "jpeg_matched_to" in row and "jpeg_bits_ratio" in row else label(m))
             lines.append(f"  {str(b) if i == 0 else '':>2}  {name:<22}{row[f'{m}_bpp']:>8.3f}"
                          f"{row[f'{m}_psnr']:>9.2f}{row[f'{m}_ssim']:>8.3f}")
     for key, verdict in sorted(head.get("criterion", {}).items(), key=lambda kv: order(kv[0].partition("_vs_")[0])):

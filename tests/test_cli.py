@@ -217,6 +217,7 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["encode", "img.png", "nofolder/out.lkc"], ["nofolder", "does not exist", "create it first"]),
     (["decode", "good.lkc", "nofolder/out.png"], ["nofolder", "does not exist"]),
     (["decode", "good.lkc", "img.png/out.png"], ["output folder img.png is a file, not a folder"]),
+    (["decode", "good.lkc", "img.png/sub/out.png"], ["output folder img.png is a file, not a folder"]),
     (["decode", "good.lkc", "."], ["is a directory", "out.png"]),
     (["encode", "img.png", "."], ["is a directory", "out.lkc"]),
     (["encode", "img.png", "out.lkc", "--weights", "nowhere"], ["weights folder", "does not exist"]),
@@ -225,7 +226,7 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["decode", "good.lkc", "img.png"], ["img.png already exists", "--overwrite"]),
 ], ids=["enc-missing", "enc-txt", "enc-suffix", "enc-no-weights", "enc-same", "dec-same", "dec-missing", "dec-txt",
         "dec-corrupt", "dec-truncated", "dec-short", "dec-format", "info-short", "info-empty", "info-missing",
-        "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-file-folder", "dec-out-dir", "enc-out-dir", "enc-weights",
+        "enc-dir", "dec-dir", "enc-nofolder", "dec-nofolder", "dec-file-folder", "dec-file-folder-deep", "dec-out-dir", "enc-out-dir", "enc-weights",
         "info-device", "enc-exists", "dec-exists"])
 def test_errors_one_line_no_output(workdir, lkc_bytes, capsys, monkeypatch, argv, fragments):
     bad = bytearray(lkc_bytes)
@@ -745,8 +746,13 @@ def test_train_tiny_run_on_a_course_folder(tmp_path, eval_tiles, capsys):
     assert_one_error_line(capsys.readouterr().err, f"--out {out} already holds a training run (model.pt, config.json, "
                           "history.json, last.pt); pass --resume to continue it, --overwrite")
     assert {f.name: f.read_bytes() for f in out.iterdir()} == saved
+    assert main([*again, "--overwrite", "--resume"]) == 1                                # contradictory: refused
+    assert_one_error_line(capsys.readouterr().err, "pass --resume", "or --overwrite", "not both")
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == saved
     assert main([*again, "--overwrite", "--seed", "3"]) == 0
     assert (out / "model.pt").read_bytes() != saved["model.pt"]
+    config = json.loads((out / "config.json").read_text())                          # a fresh run, not a resumed one
+    assert config["train"]["seed"] == 3 and len(json.loads((out / "history.json").read_text())["epoch"]) == 1
 
 
 def test_train_refuses_an_out_that_is_a_file(tmp_path, capsys):
@@ -812,6 +818,6 @@ def test_info_shows_what_a_damaged_file_claims_and_fails(workdir, lkc_bytes, cap
         assert (r["model"], r["b"], r["width"], r["height"]) == (good.model, good.b, good.width, good.height)
     else:
         assert f"{good.width}x{good.height} RGB" in out.out and f"model       {good.model} " in out.out
-        assert out.out.splitlines()[-1].endswith("CRC MISMATCH: the fields above are what the file says; "
-                                                 "the error below says why")
+        assert out.out.splitlines()[-1].endswith("CRC over the bytes and the decoder's weights: MISMATCH: the fields "
+                                                 "above are what the file says; the error below says why")
     assert (workdir / "bad.lkc").read_bytes() == before

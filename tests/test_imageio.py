@@ -248,10 +248,11 @@ def test_max_pixels_refuses_from_the_header_and_replaces_pillows_limit(tmp_path,
 
 
 def test_saving_a_gif_warns_that_it_keeps_256_colours(tmp_path):
-    rgb = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)   # far more than 256 colours
+    rgb = (np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8)   # about 1,000 colours
     with pytest.warns(LabkitDataWarning, match="GIF holds at most 256 colours.*save as .png"):
         IO.save(rgb, tmp_path / "x.gif")
     assert (tmp_path / "x.gif").is_file()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         IO.save(rgb, tmp_path / "x.png")                                          # lossless: no warning
+        IO.save(np.zeros((16, 16, 3), np.uint8), tmp_path / "black.gif")          # one colour: GIF keeps it

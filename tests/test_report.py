@@ -255,7 +255,7 @@ def test_headline_table_quotes_the_headline_in_the_reports_order():
     assert rows[0] == ["1", "ResAE", "0.066", "16.20", "0.508"]            # the seed's model first
     assert rows[1] == ["ResAE-RD-fast", "0.050", "24.83", "0.713"]
     assert rows[2] == ["AE2", "0.061", "18.29", "0.240"]
-    assert rows[3] == ["JPEG", "at", "ResAE's", "bpp", "0.454", "21.83", "0.622"]  # JPEG last
+    assert rows[3] == ["JPEG", "(6.9x", "ResAE's)", "0.454", "21.83", "0.622"]  # JPEG last, with the bits it needed
     assert "Course criterion, ResAE-RD-fast vs AE2: holds at b = 2, 3; fails at b = 4; cannot be read at b = 5" in text
     assert ("BD-rate of ResAE-RD-fast (negative = fewer bits): vs WebP SSIM -23.7 %, PSNR left out; "
             "vs ResAE SSIM -62.5 %, PSNR -82.1 %") in text

@@ -7,6 +7,7 @@ weights and coder prior, at no cost in bytes, so that case is refused with what 
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 
@@ -29,25 +30,37 @@ def test_the_registry_holds_every_shipped_weights_tag(load_model):
     assert sorted(bitstream.SHIPPED_WEIGHTS_TAGS) == sorted(shipped)
     for name in shipped:
         model = load_model(name)
-        assert decoder_tag(model, model.coder_prior) == bitstream.SHIPPED_WEIGHTS_TAGS[name], name
+        assert decoder_tag(model) == bitstream.SHIPPED_WEIGHTS_TAGS[name], name
+        assert model.config["name"] == name     # so Codec(model, b) writes the name these weights decode under
     assert len(set(bitstream.SHIPPED_WEIGHTS_TAGS.values())) == len(shipped)
 
 
-def test_the_tag_covers_the_decoder_and_the_prior_and_not_the_encoder(load_model):
+def test_the_tag_covers_the_decoder_only_whatever_its_layout_or_wrapper(load_model):
     import copy
 
+    from labkit.inference import optimize_for_inference
+
     model = copy.deepcopy(load_model("resae-rd-fast"))
-    tag = decoder_tag(model, model.coder_prior)
+    tag = decoder_tag(model)
     with torch.no_grad():
         next(model.encoder.parameters()).view(-1)[0] += 1.0        # a retrained encoder: files the same decoder reads
-    assert decoder_tag(model, model.coder_prior) == tag
-    prior = {b: t.copy() for b, t in model.coder_prior.items()}
-    prior[3][0, 0, 0] += 1
-    assert decoder_tag(model, prior) != tag                         # the coder prior is part of the format
-    assert decoder_tag(model, None) != tag
+    assert decoder_tag(model) == tag
+    assert decoder_tag(copy.deepcopy(model).to(memory_format=torch.channels_last)) == tag
+    assert decoder_tag(copy.deepcopy(model).train()) == tag
+    wrapper = torch.nn.Module()
+    wrapper.decoder, wrapper.encoder = model.decoder, model.encoder  # e.g. torch.compile's _orig_mod. prefix
+    assert decoder_tag(wrapper) == tag
+    assert decoder_tag(optimize_for_inference(model)) != tag       # folded BatchNorm: the codec tags before folding
     with torch.no_grad():
         next(model.decoder.parameters()).view(-1)[0] += 1e-6        # one decoder weight, one ulp-ish change
-    assert decoder_tag(model, model.coder_prior) != tag
+    assert decoder_tag(model) != tag
+
+
+def test_a_codec_without_the_prior_writes_files_the_shipped_decoder_reads(make_codec, eval_tiles):
+    """The prior is not in the tag: a neighbor-context file of a codec told to use no prior decodes as usual."""
+    bare = make_codec("resae-rd-fast", 3, "neighbor", coder_prior={})
+    data = bare.encode(eval_tiles[1])
+    assert np.array_equal(labkit.codec.decode(data), bare.decode(data))
 
 
 def test_container_round_trip_with_a_tag():
@@ -71,6 +84,10 @@ def test_container_round_trip_with_a_tag():
         bitstream.unpack(bytes([*legacy[:2], 1 | bitstream.WEIGHTS_FLAG, *legacy[3:]]))
     with pytest.raises(bitstream.BitstreamError, match="model 'resae-ps' ships none here"):
         bitstream.unpack(bitstream.pack(replace(h, model="resae-ps"), b"payload"))
+    newer = bytearray(data)
+    newer[3] = 200                                                  # a model id from a newer labkit
+    with pytest.raises(bitstream.BitstreamError, match="unknown model id 200; the file was written by a newer labkit"):
+        bitstream.unpack(bytes(newer))
     with pytest.raises(bitstream.BitstreamError, match="weights tag"):
         bitstream.pack(replace(h, weights_tag=1 << 32), b"payload")
 
@@ -100,7 +117,8 @@ def test_a_file_from_own_weights_is_refused_by_the_shipped_ones(own_weights, eva
     mine = labkit.codec.decode(data, weights_dir=own_weights)
     assert np.array_equal(mine, own.decode(data))
     theirs = shipped.encode(tile)                                   # and the other way round
-    with pytest.raises(ChecksumError, match="other weights than these weights"):
+    with pytest.raises(ChecksumError, match="written with the shipped 'ae1' weights, not with this codec's; decode "
+                                            "it with those \\(labkit decode without --weights"):
         labkit.codec.decode(theirs, weights_dir=own_weights)
     assert np.array_equal(labkit.codec.decode(theirs), shipped.decode(theirs))
 
@@ -123,7 +141,10 @@ def test_the_cli_says_which_weights_to_pass(own_weights, eval_tiles, tmp_path, c
     assert "model       ae1 " in out.out and "other weights than the shipped 'ae1' weights" in out.err
     assert main(["info", str(tmp_path / "t.lkc"), "--weights", str(own_weights)]) == 0   # or the folder given
     out = capsys.readouterr()
-    assert out.out.splitlines()[-1].endswith("CRC ok") and out.err == ""
+    assert out.out.splitlines()[-1].endswith("CRC over the bytes and the decoder's weights: ok") and out.err == ""
+    assert main(["info", str(tmp_path / "t.lkc"), "--json"]) == 1
+    record = json.loads(capsys.readouterr().out)
+    assert record["crc_ok"] is False and record["weights_tag"] is None and record["crc_covers_weights"] is True
     assert main(["info", str(tmp_path / "t.lkc"), "--weights", str(WEIGHTS_DIR)]) == 1
     assert "other weights than these weights" in capsys.readouterr().err
 
@@ -141,3 +162,16 @@ def test_codec_repr_names_what_it_writes(make_codec):
     c = make_codec("ae1", 3, "neighbor", refine=2)
     assert repr(c) == ("Codec(model='ae1', b=3, context='neighbor', scale='max', colour_map=False, refine=2, "
                        f"weights_tag=0x{bitstream.SHIPPED_WEIGHTS_TAGS['ae1']:08X})")
+
+
+def test_a_corrupted_header_is_called_a_crc_mismatch_not_diagnosed_from_its_fields(make_codec, eval_tiles):
+    """Before a field of a header is used to explain a failure, the header must be intact."""
+    codec = make_codec("ae1", 2)
+    data = codec.encode(eval_tiles[2])
+    for offset, value in ((3, 2), (6, 0xFF), (7, 0xFF), (4, (1 << 4) | 4)):      # model, height, context
+        bad = bytearray(data)
+        bad[offset] = value
+        with pytest.raises(ChecksumError, match="CRC mismatch"):
+            codec.decode(bytes(bad))
+        with pytest.raises(ChecksumError, match="CRC mismatch"):
+            labkit.codec.decode(bytes(bad))
