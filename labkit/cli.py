@@ -359,10 +359,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     if merged["profile"] not in PROFILES:  # before a kernel starts or a folder is made
         raise ValueError(f"unknown profile {merged['profile']!r}; choose one of {', '.join(PROFILES)}")
     data_dir = merged.get("data_dir")
-    if data_dir is not None and not (Path(str(data_dir)) / "test").is_dir():  # not after 01_train has run
-        what = "does not exist" if not Path(str(data_dir)).exists() else "has no test/ folder"
-        raise FileNotFoundError(f"data_dir {data_dir} {what}; pass a folder in the course layout: train/ and test/ "
-                                "of 128x128 images")
+    if data_dir is not None and not (Path(str(data_dir)) / "train").is_dir():  # not after 01_train has run
+        what = "does not exist" if not Path(str(data_dir)).exists() else "has no train/ folder"
+        raise FileNotFoundError(f"data_dir {data_dir} {what}; pass a folder in the course layout: train/ (and "
+                                "test/; without it 15 % of train/ is held out) of 128x128 images")
     executed_dir = executed_dir_for(run_tag(str(merged["profile"]), merged.get("data_dir")))
     started = time.monotonic()
     run_notebook(REPRODUCE_NOTEBOOK, executed_dir, params, log_output=True)

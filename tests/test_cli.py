@@ -615,7 +615,7 @@ def test_reproduce_runs_the_make_figures_notebook(tmp_path, capsys, monkeypatch)
     with pytest.raises(ValueError, match="unknown profile 'Default'; choose one of smoke, default"):
         cli._cmd_reproduce(cli.build_parser().parse_args(["reproduce", "-p", "profile", "Default"]))
     assert not calls  # refused before any notebook ran
-    (tmp_path / "course" / "test").mkdir(parents=True)
+    (tmp_path / "course" / "train").mkdir(parents=True)  # train/ alone: the course folder's own layout
     assert main(["reproduce", "-p", "data_dir", str(tmp_path / "course")]) == 0  # notebook default profile
     assert calls[0][1] == labkit.pipeline.NOTEBOOK_DIR / "executed" / "default-course"
     recipe = (REPO / "Makefile").read_text().split("\nfigures:")[1].split("\n\n")[0]
@@ -639,11 +639,11 @@ def test_reproduce_checks_data_dir_before_any_notebook(tmp_path, capsys, monkeyp
 
     monkeypatch.setattr(labkit.pipeline, "run_notebook", lambda *a, **k: pytest.fail("must not run"))
     assert main(["reproduce", "-p", "data_dir", str(tmp_path / "nowhere")]) == 1
-    assert_one_error_line(capsys.readouterr().err, "nowhere does not exist", "course layout: train/ and test/")
-    (tmp_path / "course" / "train").mkdir(parents=True)
+    assert_one_error_line(capsys.readouterr().err, "nowhere does not exist", "course layout: train/ (and test/")
+    (tmp_path / "course" / "test").mkdir(parents=True)
     assert main(["reproduce", "-p", "data_dir", str(tmp_path / "course")]) == 1
-    assert_one_error_line(capsys.readouterr().err, "course has no test/ folder")
-    assert not (tmp_path / "course" / "test").exists()
+    assert_one_error_line(capsys.readouterr().err, "course has no train/ folder")
+    assert not (tmp_path / "course" / "train").exists()
 
 
 def test_reproduce_failure_is_one_line(capsys, monkeypatch):
