@@ -84,7 +84,8 @@ def _add_context(p: argparse.ArgumentParser) -> None:
 
 def _add_weights(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, metavar="DIR",
-                   help="folder of checkpoints <model>/model.pt + config.json (default: the shipped ones)")
+                   help="folder of checkpoints <model>/model.pt + config.json, or one run folder "
+                        "(labkit train --out DIR) of the model the file names (default: the shipped ones)")
 
 
 def _check_input(path: Path, what: str) -> None:

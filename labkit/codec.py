@@ -90,10 +90,27 @@ def load_pretrained(name: str, weights_dir: str | os.PathLike[str] | None = None
         raise CodecError(f"weights folder {root} does not exist; pass a folder holding <model>/model.pt and config.json")
     path = root / name
     if not (path / "model.pt").is_file():
+        run_model = _run_folder_model(root)
+        if run_model == name:  # weights_dir is itself a run folder of this model (labkit train --out DIR)
+            return load_checkpoint_file(root)
         have = ", ".join(available_weights(root)) or "none"
-        raise CodecError(f"no pretrained weights named {name!r} in {root} (available: {have}); "
-                         "train one with `labkit train` or pick an available name")
+        run = f"; {root} is a run folder of {run_model!r}" if run_model else ""
+        raise CodecError(f"no weights of model {name!r} in {root} (it holds <model>/ folders: {have}{run}); pass the "
+                         f"run folder of a {name!r} run, or a folder holding {name}/, or pick an available name")
     return load_checkpoint_file(path)
+
+
+def _run_folder_model(folder: Path) -> str | None:
+    """The model a training-run folder (``model.pt`` + ``config.json``) holds, or None when it is not one."""
+    import json
+
+    try:
+        if (folder / "model.pt").is_file():
+            model = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model")
+            return model if isinstance(model, str) else None
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def load_checkpoint_file(path: str | os.PathLike[str]) -> tuple[torch.nn.Module, dict]:

@@ -9,8 +9,9 @@ wherever it comes from:
 * alpha (``RGBA``, ``LA``, ``PA``, palette with transparency, ``H x W x 4`` / ``x 2``
   arrays) is composited onto white;
 * palette, CMYK, YCbCr, ... go through Pillow's RGB conversion;
-* 16-bit (``I;16*``, ``I``, 16-bit RGB PNG, ``uint16`` arrays) keeps the top 8 bits
-  (``>> 8``);
+* 16-bit (``I;16*``, ``I``, 16-bit RGB PNG, ``uint16`` arrays, and wider integer arrays with a value
+  above 255) keeps the top 8 bits (``>> 8``); wider integer arrays whose values all lie in 0..255
+  (``img.astype(int)``, a nested list) are 8-bit values and are taken as they are;
 * multi-frame files: the first frame;
 * an EXIF orientation (phone photos) is applied, so the pixels stand as every viewer
   shows them;
@@ -130,6 +131,10 @@ def _array_to_rgb8(image: Any, source: str, stacklevel: int) -> np.ndarray:
         if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
             raise DataError(f"{source}: {arr.dtype} values outside 0..65535; scale them to 8 bits (np.uint8) first")
         if arr.dtype.itemsize == 1:  # int8 >= 0
+            arr = arr.astype(np.uint8)
+        elif arr.dtype != np.uint16 and (not arr.size or int(arr.max()) <= 255):
+            # img.astype(int), a nested list: 8-bit values in a wider type, not a 16-bit image (it came out black)
+            _warn(source, f"{arr.dtype} pixels, all in 0..255, taken as 8-bit", stacklevel)
             arr = arr.astype(np.uint8)
         else:
             _warn(source, f"{arr.dtype} pixels taken as 16-bit; reduced to 8 bits (>> 8)", stacklevel)

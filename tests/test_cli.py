@@ -200,7 +200,7 @@ def test_rgba_input_warns_once_and_succeeds(workdir, capsys, source_image):
     (["encode", "missing.png", "out.lkc"], ["missing.png", "does not exist"]),
     (["encode", "notes.txt", "out.lkc"], ["notes.txt", "not a readable image"]),
     (["encode", "img.png", "out.png"], ["should end in .lkc", "--force-suffix"]),
-    (["encode", "img.png", "out.lkc", "--weights", ".", "--model", "ae2"], ["no pretrained weights named 'ae2'"]),
+    (["encode", "img.png", "out.lkc", "--weights", ".", "--model", "ae2"], ["no weights of model 'ae2'"]),
     (["encode", "img.png", "img.png", "--force-suffix"], ["img.png is the input file"]),
     (["decode", "good.lkc", "good.lkc"], ["good.lkc is the input file"]),
     (["decode", "missing.lkc", "out.png"], ["missing.lkc", "does not exist"]),

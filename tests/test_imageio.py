@@ -145,6 +145,21 @@ def test_16bit_keeps_the_top_8_bits_not_clipped_to_white():
         assert np.array_equal(IO.as_rgb8(c16), (c16 >> 8).astype(np.uint8))
 
 
+@pytest.mark.parametrize("make", [lambda a: a.astype(np.int64), lambda a: a.astype(np.int32), lambda a: a.tolist()],
+                         ids=["int64", "int32", "list"])
+def test_8bit_values_in_a_wider_integer_type_are_taken_as_they_are(make):
+    """img.astype(int) or a nested list of 0..255 values came out black: taken as 16-bit and shifted by 8."""
+    rgb = RNG.integers(0, 256, (4, 5, 3)).astype(np.uint8)
+    with pytest.warns(LabkitDataWarning, match="all in 0..255, taken as 8-bit"):
+        assert np.array_equal(IO.as_rgb8(make(rgb)), rgb)
+    wide = rgb.astype(np.int64) * 256                                   # values above 255: 16-bit, as before
+    with pytest.warns(LabkitDataWarning, match="int64 pixels taken as 16-bit"):
+        assert np.array_equal(IO.as_rgb8(wide), rgb)
+    dark16 = rgb.astype(np.uint16)                                      # uint16 says 16-bit, even if dark
+    with pytest.warns(LabkitDataWarning, match="uint16 pixels taken as 16-bit"):
+        assert np.array_equal(IO.as_rgb8(dark16), (dark16 >> 8).astype(np.uint8))
+
+
 def test_alpha_is_composited_on_white_never_dropped():
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[..., 0] = 200

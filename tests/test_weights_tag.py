@@ -175,3 +175,15 @@ def test_a_corrupted_header_is_called_a_crc_mismatch_not_diagnosed_from_its_fiel
             codec.decode(bytes(bad))
         with pytest.raises(ChecksumError, match="CRC mismatch"):
             labkit.codec.decode(bytes(bad))
+
+
+def test_a_run_folder_decodes_its_own_files(own_weights, eval_tiles, tmp_path):
+    """decode(data, weights_dir=RUN) for a `labkit train --out RUN` folder (it asked for a parent of <model>/)."""
+    run = tmp_path / "my-run"
+    shutil.copytree(own_weights / "ae1", run)
+    codec = Codec.from_checkpoint(run, b=2)
+    data = codec.encode(eval_tiles[4])
+    assert np.array_equal(labkit.codec.decode(data, weights_dir=run), codec.decode(data))
+    other = Codec.from_pretrained("ae2", b=2).encode(eval_tiles[4])      # a file of another model: said plainly
+    with pytest.raises(CodecError, match=r"no weights of model 'ae2' in .*my-run is a run folder of 'ae1'"):
+        labkit.codec.decode(other, weights_dir=run)
