@@ -383,6 +383,9 @@ def get_splits(data_dir: str | os.PathLike | None = None, seed: int = 0,
     if (root / "test").is_dir():
         test = load_dataset(root, "test", tile=tile)
     else:
+        if len(pool) < 2:
+            raise DataError(f"{root}: train/ holds {len(pool)} image(s) and there is no test/ folder, so no test "
+                            "image is left after training's; add a test/ folder or at least one more image")
         warnings.warn(f"{root}: no test/ folder; holding out 15% of train/ as test",
                       LabkitDataWarning, stacklevel=2)
         pool, test = split_train_val(pool, 0.15, seed + 1)

@@ -341,8 +341,11 @@ def _resume(run: _Run, model: nn.Module, opt: torch.optim.Optimizer, gen: torch.
     """Load ``last.pt`` into the model, optimizer, RNGs and ``run`` (the TrainConfig must match)."""
     st = torch.load(run.out / "last.pt", map_location="cpu", weights_only=True)
     if st.get("config") != run.cfg.to_dict():
-        diff = sorted(k for k, v in run.cfg.to_dict().items() if st.get("config", {}).get(k) != v)
-        raise ValueError(f"cannot resume {run.out}: TrainConfig differs from the saved run in {diff}")
+        saved = st.get("config", {})
+        diff = [f"{k} (saved {saved.get(k)!r}, given {v!r})" for k, v in sorted(run.cfg.to_dict().items())
+                if saved.get(k) != v]
+        raise ValueError(f"cannot resume {run.out}: the options differ from the saved run's in {'; '.join(diff)}; "
+                         "repeat the run's own options (its config.json, \"train\") with --resume")
     model.load_state_dict(st["model"])
     opt.load_state_dict(st["optimizer"])
     run.epoch, run.step, run.elapsed, run.history = st["epoch"], st["step"], st["elapsed"], st["history"]
@@ -468,9 +471,15 @@ def _fit(model: nn.Module, train_images: np.ndarray, val_images: np.ndarray | No
     opt = _make_optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader) if cfg.max_steps is None else min(cfg.epochs * len(loader), cfg.max_steps)
     run = _Run(cfg, device, Path(out_dir) if out_dir is not None else None, total_steps)
-    if resume and run.out is not None and (run.out / "last.pt").is_file():
+    resumed = bool(resume and run.out is not None and (run.out / "last.pt").is_file())
+    if resumed:
         _resume(run, model, opt, gen)
     say = log or (tqdm.write if progress else lambda s: print(s, flush=True))
+    if resumed and (run.epoch >= cfg.epochs or run.step >= run.total_steps):
+        # finished before: another pass would record an epoch of no steps; nothing is written
+        say(f"{run.out}: this run is already complete ({run.history.get('stopped') or 'all epochs done'}, "
+            f"{run.step} steps); nothing to do")
+        return run.history
     say(f"resuming {run.out} at epoch {run.epoch + 1}/{cfg.epochs}" if run.epoch else
         f"train {cfg.model} ({count_parameters(model):,} params) on {device} | {len(loader.dataset)} train / "
         f"{0 if val is None else len(val)} val images | b={cfg.train_bits} noise={cfg.use_noise} "

@@ -85,6 +85,17 @@ def test_user_splits_without_test_folder_warns(tmp_path):
     assert len(flat) == 20                            # a partition, no overlap
 
 
+def test_one_image_without_a_test_folder_is_refused_before_training(tmp_path):
+    """It trained on 1 image with 0 val and failed later in 02_quantize (need at least one array to stack)."""
+    (tmp_path / "train").mkdir()
+    Image.fromarray(_rgb(128, 128)).save(tmp_path / "train" / "0.png")
+    with pytest.raises(D.DataError, match="train/ holds 1 image.*no test/ folder.*add a test/ folder"):
+        D.get_splits(tmp_path)
+    Image.fromarray(_rgb(128, 128)).save(tmp_path / "train" / "1.png")
+    with pytest.warns(D.LabkitDataWarning, match="no test/"):
+        assert len(D.get_splits(tmp_path)["test"]) == 1
+
+
 def test_split_train_val_deterministic():
     x = np.arange(50)
     a, b = D.split_train_val(x, 0.1, seed=3)

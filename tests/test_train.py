@@ -110,8 +110,24 @@ def test_resume_matches_uninterrupted(tmp_path):
             log=interrupt)
     _, resumed = run(cfg, out=tmp_path, resume=True)
     assert resumed["train_loss"] == full["train_loss"]
-    with pytest.raises(ValueError, match="differs.*lr"):
+    with pytest.raises(ValueError, match=r"options differ from the saved run's in lr \(saved 0.005, given 0.001\); "
+                                         r"repeat the run's own options"):
         run(tiny_cfg(epochs=3, lr=1e-3, checkpoint_every_s=0), out=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("limit", [dict(epochs=2), dict(epochs=5, max_steps=5)], ids=["epochs", "max_steps"])
+def test_resuming_a_finished_run_changes_nothing(tmp_path, limit):
+    """It used to record another epoch of no steps (train_loss 0.0) each time."""
+    cfg = tiny_cfg(checkpoint_every_s=0, **limit)
+    run(cfg, out=tmp_path)
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+    lines: list[str] = []
+    model = build_model(cfg.model, seed=cfg.seed, **cfg.model_cfg)
+    history = fit(model, smooth_images(16), smooth_images(4, seed=1), cfg, out_dir=tmp_path, progress=False,
+                  resume=True, log=lines.append)
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before
+    assert len(lines) == 1 and "already complete" in lines[0] and "nothing to do" in lines[0]
+    assert 0.0 not in history["train_loss"]
 
 
 def test_max_steps_time_budget_and_noise_default(ticking_clock):
