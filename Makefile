@@ -83,6 +83,7 @@ test-lab: $(STAMP)
 
 clean:
 	rm -rf build notebooks/executed/*.ipynb notebooks/executed/*/ .pytest_cache .hypothesis labkit/*.so ext/*.c $(STAMP)
+	rm -rf runs/smoke figures/smoke  # the smoke profile's weights and figures (other profiles' runs are kept)
 
 distclean: clean
 	rm -rf $(VENV) data/cache

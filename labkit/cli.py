@@ -341,7 +341,6 @@ def _args_reproduce(p: argparse.ArgumentParser) -> None:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     import ast
-    import time
     from pathlib import Path
 
     from .pipeline import NOTEBOOK_DIR, default_out_dir, display_path, executed_dir_for, run_notebook, run_tag
@@ -365,12 +364,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"data_dir {data_dir} {what}; pass a folder in the course layout: train/ (and "
                                 "test/; without it 15 % of train/ is held out) of 128x128 images")
     executed_dir = executed_dir_for(run_tag(str(merged["profile"]), merged.get("data_dir")))
-    started = time.monotonic()
     run_notebook(REPRODUCE_NOTEBOOK, executed_dir, params, log_output=True)
     # the last line, after the notebook's headline numbers: where everything is, as the run's own summary said
     out = merged.get("out_dir") or default_out_dir(str(merged["profile"]), merged.get("data_dir"))
-    print(f"labkit reproduce: done in {time.monotonic() - started:.0f} s; figures and metrics.json in "
-          f"{display_path(Path(out))}, executed notebooks in {display_path(executed_dir)}")
+    # the run's own time is in its summary line above; this one says where things are, after the table
+    print(f"labkit reproduce: done; figures and metrics.json in {display_path(Path(out))}, executed notebooks in "
+          f"{display_path(executed_dir)}")
     return 0
 
 

@@ -124,7 +124,7 @@ def bd_detail(rate_anchor: Sequence[float], dist_anchor: Sequence[float],
     out["overlap"] = [float(lo), float(hi)] if col == 1 else [float(math.exp(lo)), float(math.exp(hi))]
     out["overlap_fraction"] = float((hi - lo) / joint) if joint > 0 else 1.0
     if out["overlap_fraction"] < min_overlap:
-        out["reason"] = (f"overlap too narrow: the {axis} overlap covers {100 * out['overlap_fraction']:.0f} % "
+        out["reason"] = (f"overlap too narrow: the {axis} overlap covers {100 * out['overlap_fraction']:.1f} % "
                          f"of the curves' joint range (< {100 * min_overlap:.0f} %)")
         return out
     fn = bd.bd_rate if kind == "rate" else bd.bd_psnr

@@ -476,11 +476,13 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
             parts = [f"{label(r['anchor'])} {r[f'bd_rate_{metric}_pct']:+.1f}% (over {name} "
                      f"{_fmt_range(r[f'{metric}_overlap'])})" for r in rows_ if r[f"bd_rate_{metric}_pct"] is not None
                      and math.isfinite(r[f"bd_rate_{metric}_pct"])]
-            out = [label(r["anchor"]) for r in rows_ if r[f"bd_rate_{metric}_pct"] is None
-                   or not math.isfinite(r[f"bd_rate_{metric}_pct"])]
+            # each left-out curve with its own reason: no overlap, too narrow an overlap, or too few points
+            out = [f"{label(r['anchor'])} ({str(r.get(f'{metric}_left_out') or 'no value').split(':')[0]})"
+                   for r in rows_ if r[f"bd_rate_{metric}_pct"] is None or not math.isfinite(r[f"bd_rate_{metric}_pct"])]
             lines.append(f"- BD-rate of {label(test)} on {name} (negative = fewer bits): " + (", ".join(parts) or "none")
-                         + (f"; left out (overlap missing or < {100 * rd.MIN_BD_OVERLAP:.0f} % of the joint range): "
-                            + ", ".join(out) if out else "") + ".")
+                         + (f"; left out (a BD-rate needs 4 points per curve and an overlap of at least "
+                            f"{100 * rd.MIN_BD_OVERLAP:.0f} % of the joint range): " + ", ".join(out) if out else "")
+                         + ".")
     return {"headline": head, "text": "\n".join(lines)}
 
 

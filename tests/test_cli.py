@@ -610,7 +610,8 @@ def test_reproduce_runs_the_make_figures_notebook(tmp_path, capsys, monkeypatch)
     assert name == cli.REPRODUCE_NOTEBOOK and executed == labkit.pipeline.NOTEBOOK_DIR / "executed" / "smoke"
     assert params == {"profile": "smoke", "seed": 3, "retrain": False, "data_dir": None}
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith("labkit reproduce: done in ") and "figures/smoke" in last and "notebooks/executed/smoke" in last
+    assert last.startswith("labkit reproduce: done; ") and "figures/smoke" in last and "notebooks/executed/smoke" in last
+    assert " s;" not in last and " in 0 s" not in last          # one time only: the run's own summary line has it
     calls.clear()
     with pytest.raises(ValueError, match="unknown profile 'Default'; choose one of smoke, default"):
         cli._cmd_reproduce(cli.build_parser().parse_args(["reproduce", "-p", "profile", "Default"]))

@@ -168,7 +168,9 @@ def test_summary_quotes_the_records_it_is_given():
                     matched_to="resae") for i in range(2)]
     crit = [dict(test="resae", anchor="ae2", b=2, holds=True), dict(test="resae", anchor="ae2", b=3, holds=False)]
     bd = [dict(test="resae", anchor="webp", bd_rate_ssim_pct=None, ssim_overlap=[0.8, 0.81], bd_rate_psnr_pct=12.5,
-               psnr_overlap=[20.0, 30.0])]
+               psnr_overlap=[20.0, 30.0], ssim_left_out="overlap too narrow: the quality overlap covers 9.5 % of ..."),
+          dict(test="resae", anchor="avif", bd_rate_ssim_pct=None, bd_rate_psnr_pct=None, ssim_overlap=None,
+               psnr_overlap=None, ssim_left_out="too few points: need >= 4 ...", psnr_left_out="no overlap: ...")]
     s = report.summary({}, learned, matched, crit, bd, n_images=2, floor={"quality": 1, "mean_bpp": 0.45,
                                                                          "min_bpp": 0.4, "max_bpp": 0.5},
                        models=["resae", "ae2", "ae1"])
@@ -176,7 +178,10 @@ def test_summary_quotes_the_records_it_is_given():
     text = s["text"]
     assert "ResAE 0.100 bpp, SSIM 0.500, PSNR 20.00 dB" in text and "4.5× ResAE's mean bpp" in text
     assert "holds at b = [2], fails at b = [3]" in text
-    assert "WebP +12.5% (over PSNR 20.0–30.0)" in text and "left out" in text
+    assert "WebP +12.5% (over PSNR 20.0–30.0)" in text
+    assert "left out (a BD-rate needs 4 points per curve and an overlap of at least 10 % of the joint range): " \
+           "WebP (overlap too narrow), AVIF (too few points)." in text                 # each with its own reason
+    assert "AVIF (no overlap)." in text
 
 
 def test_at_equal_rate_reads_the_anchor_at_the_test_models_bpp():
