@@ -137,7 +137,21 @@ def _as_uint8_rgb(image: Any) -> np.ndarray:
 
 @dataclass
 class EncodeResult:
-    """What one image costs and how it comes back (all from the real bytes)."""
+    """What one image costs and how it comes back (all from the real bytes): :meth:`Codec.compress`.
+
+    Attributes
+    ----------
+    data : bytes
+        The whole ``.lkc`` file (header, colour map if any, payload).
+    recon : numpy.ndarray
+        uint8 ``H x W x 3``: what a receiver decodes from ``data`` (colour map applied).
+    bpp : float
+        Bits per pixel of the whole file over the original image's pixels (``8 * len(data) / (H * W)``).
+    header : labkit.bitstream.Header
+        The parsed header (model, b, size, scale ``ymax``, coder settings, colour map).
+    symbols : numpy.ndarray
+        uint8 ``[C, ceil(H / s), ceil(W / s)]``: the quantized latent the payload codes (stride ``s``).
+    """
 
     data: bytes
     recon: np.ndarray

@@ -292,7 +292,11 @@ def load_folder(path: str | os.PathLike) -> list[np.ndarray]:
     """
     path = Path(path)
     if not path.is_dir():
-        raise DataError(f"{path}: folder not found; {COURSE_LAYOUT}")
+        parent = path.parent
+        loose = [p for p in parent.iterdir() if p.is_file() and not p.name.startswith(".")] if parent.is_dir() else []
+        hint = (f"; {parent} itself holds {len(loose)} file(s): move the training images into {path}/"
+                if loose and path.name in ("train", "test") else "")
+        raise DataError(f"{path}: folder not found{hint}; {COURSE_LAYOUT}")
     files = [p for p in path.iterdir() if not p.name.startswith(".") and p.is_file()]
     if not files:
         raise DataError(f"{path}: folder holds no images; {COURSE_LAYOUT}")

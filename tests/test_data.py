@@ -96,6 +96,14 @@ def test_one_image_without_a_test_folder_is_refused_before_training(tmp_path):
         assert len(D.get_splits(tmp_path)["test"]) == 1
 
 
+def test_a_flat_folder_of_images_is_told_to_use_train(tmp_path):
+    for i in range(3):
+        Image.fromarray(_rgb(128, 128)).save(tmp_path / f"{i}.png")
+    with pytest.raises(D.DataError, match=r"train: folder not found; .* itself holds 3 file\(s\): move the training "
+                                         r"images into .*train/"):
+        D.get_splits(tmp_path)
+
+
 def test_split_train_val_deterministic():
     x = np.arange(50)
     a, b = D.split_train_val(x, 0.1, seed=3)
