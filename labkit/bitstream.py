@@ -481,8 +481,8 @@ def unpack(data: bytes, *, verify: bool = True, weights_tag: int | None = None) 
                              f"map need {start}")
     body, (crc,), payload = data[:_BODY.size], _CRC.unpack_from(data, _BODY.size), data[start:]
     stored_map = data[HEADER_SIZE:start] if start > HEADER_SIZE else None
-    tag, against = None, None
-    if flagged:
+    tag, against, named = None, None, None
+    if flagged:  # the tag to check depends on the model named; unflagged files check the CRC before any field
         named = _name_for(MODEL_IDS, data[3], "model", "the file was written by a newer labkit")
         tag = weights_tag if weights_tag is not None else SHIPPED_WEIGHTS_TAGS.get(named)
         against = "these weights" if weights_tag is not None else f"the shipped {named!r} weights"
@@ -493,7 +493,7 @@ def unpack(data: bytes, *, verify: bool = True, weights_tag: int | None = None) 
         raise ChecksumError(_crc_message(layout, data[5] >> 4, len(payload), against))
     _, _, model_id, nib, k, height, width, channels, ymax, inc, limit = _BODY.unpack(body)
     version = layout
-    model = _name_for(MODEL_IDS, model_id, "model", "the file was written by a newer labkit")
+    model = named or _name_for(MODEL_IDS, model_id, "model", "the file was written by a newer labkit")
     context = _name_for(CONTEXT_IDS, nib & 0x0F, "context mode", "the file was written by a newer labkit")
     k, size_tag = k & 0x0F, k >> 4
     expected_tag = len(payload) & 0x0F if version >= 2 else 0

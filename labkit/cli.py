@@ -98,6 +98,14 @@ def _check_input(path: Path, what: str) -> None:
         raise ValueError(f"{what} {path} is not a regular file (a device or a pipe); save it to a file first")
 
 
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing path above ``path`` when it is a file (nothing can be created under it), else None."""
+    for above in path.parents:
+        if above.exists():
+            return None if above.is_dir() else above
+    return None
+
+
 def _check_output(path: Path, source: Path | None = None, suffix: str | None = None, overwrite: bool = True) -> None:
     """Refuse an output that is a folder, in a missing folder, the input itself, or (``overwrite=False``) an
     existing file, so that a mistyped name cannot replace one (``suffix``: for the hint)."""
@@ -107,12 +115,9 @@ def _check_output(path: Path, source: Path | None = None, suffix: str | None = N
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory; pass a file name inside it, such as "
                                 f"{path / ('out' + (suffix or ''))}")
-    for above in (parent, *parent.parents):  # the nearest existing folder above the output must be a folder
-        if above.exists():
-            if not above.is_dir():
-                raise NotADirectoryError(f"output folder {above} is a file, not a folder; pass an output name in a "
-                                         "folder")
-            break
+    blocked = _file_above(path)
+    if blocked is not None:
+        raise NotADirectoryError(f"output folder {blocked} is a file, not a folder; pass an output name in a folder")
     if not parent.is_dir():
         raise FileNotFoundError(f"output folder {parent} does not exist; create it first")
     if source is not None and path.exists() and source.exists() and path.samefile(source):
@@ -249,11 +254,9 @@ def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     """
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file; pass a folder for the run (it is created if missing)")
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise NotADirectoryError(f"--out {out}: {parent} is a file, not a folder")
-            break
+    blocked = _file_above(out)
+    if blocked is not None:
+        raise NotADirectoryError(f"--out {out}: {blocked} is a file, not a folder")
     if resume and overwrite:
         raise ValueError("pass --resume (continue the run in --out) or --overwrite (start afresh and replace it), "
                          "not both")

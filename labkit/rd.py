@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-__all__ = ["RDWarning", "SSIM_GAIN", "BITS_SAVING_PCT", "MIN_BD_OVERLAP", "clean_curve",
+__all__ = ["RDWarning", "SSIM_GAIN", "BITS_SAVING_PCT", "MIN_BD_OVERLAP", "MIN_BD_POINTS", "clean_curve",
            "bd_detail", "bd_rate", "bd_quality", "bd_psnr",
            "quality_at_rate", "rate_at_quality", "delta_quality_at_rate",
            "delta_rate_at_quality", "course_criteria"]
@@ -41,6 +41,8 @@ BITS_SAVING_PCT = 3.0
 #: (whose own default, 0.75, only warns). Narrower, the average rests on a sliver of
 #: one curve (e.g. an SSIM overlap 0.012 wide) and says little about the codecs.
 MIN_BD_OVERLAP = 0.1
+#: Fewest usable RD points per curve a BD-rate is computed from (the cubic fit needs four).
+MIN_BD_POINTS = 4
 
 
 class RDWarning(UserWarning):
@@ -74,7 +76,7 @@ def _pairs(rate: Sequence[float], dist: Sequence[float], who: str) -> np.ndarray
 
 def bd_detail(rate_anchor: Sequence[float], dist_anchor: Sequence[float],
               rate_test: Sequence[float], dist_test: Sequence[float], kind: str = "rate",
-              method: str = "akima", min_points: int = 4,
+              method: str = "akima", min_points: int = MIN_BD_POINTS,
               min_overlap: float = MIN_BD_OVERLAP) -> dict[str, Any]:
     """A BD value with the interval it averages over, or the reason it is left out.
 
@@ -145,7 +147,7 @@ def _bd(kind: str, rate_anchor, dist_anchor, rate_test, dist_test, method: str,
 
 def bd_rate(rate_anchor: Sequence[float], dist_anchor: Sequence[float],
             rate_test: Sequence[float], dist_test: Sequence[float],
-            method: str = "akima", min_points: int = 4, min_overlap: float = MIN_BD_OVERLAP) -> float:
+            method: str = "akima", min_points: int = MIN_BD_POINTS, min_overlap: float = MIN_BD_OVERLAP) -> float:
     """BD-rate in percent: average bit-rate change of test vs anchor at equal quality,
     over the overlapping quality range (negative = test saves bits). nan + RDWarning
     when a curve has < ``min_points`` usable points or the overlap is missing or narrower
@@ -155,7 +157,7 @@ def bd_rate(rate_anchor: Sequence[float], dist_anchor: Sequence[float],
 
 def bd_quality(rate_anchor: Sequence[float], dist_anchor: Sequence[float],
                rate_test: Sequence[float], dist_test: Sequence[float],
-               method: str = "akima", min_points: int = 4, min_overlap: float = MIN_BD_OVERLAP) -> float:
+               method: str = "akima", min_points: int = MIN_BD_POINTS, min_overlap: float = MIN_BD_OVERLAP) -> float:
     """BD-quality: average quality gain (dB for PSNR, SSIM units for SSIM) of test vs
     anchor over the overlapping log-rate range; nan + RDWarning as for ``bd_rate``."""
     return _bd("quality", rate_anchor, dist_anchor, rate_test, dist_test, method, min_points, min_overlap)

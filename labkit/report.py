@@ -480,7 +480,7 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
             out = [f"{label(r['anchor'])} ({str(r.get(f'{metric}_left_out') or 'no value').split(':')[0]})"
                    for r in rows_ if r[f"bd_rate_{metric}_pct"] is None or not math.isfinite(r[f"bd_rate_{metric}_pct"])]
             lines.append(f"- BD-rate of {label(test)} on {name} (negative = fewer bits): " + (", ".join(parts) or "none")
-                         + (f"; left out (a BD-rate needs 4 points per curve and an overlap of at least "
+                         + (f"; left out (a BD-rate needs {rd.MIN_BD_POINTS} points per curve and an overlap of at least "
                             f"{100 * rd.MIN_BD_OVERLAP:.0f} % of the joint range): " + ", ".join(out) if out else "")
                          + ".")
     return {"headline": head, "text": "\n".join(lines)}
