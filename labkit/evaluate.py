@@ -14,10 +14,10 @@ from typing import Any, TypedDict
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import baselines, bitstream, coder, metrics
 from .codec import Codec
+from .progress import bar as progress_bar
 
 
 
@@ -59,7 +59,7 @@ def evaluate_learned(models: Mapping[str, torch.nn.Module], images: Sequence[np.
     bits = list(bits)
     out: list[Record] = []
     jobs = [(name, b) for name in models for b in bits]
-    for name, b in tqdm(jobs, desc="learned codecs", disable=not progress):
+    for name, b in progress_bar(jobs, desc="learned codecs", enabled=progress):
         codec = Codec(models[name], b, context, model_name=name, scale=(scales or {}).get(name),
                       refine=(refine or {}).get(name, 0))
         for i, img in enumerate(images):
@@ -97,7 +97,7 @@ def evaluate_sweeps(images: Sequence[np.ndarray], qualities: Mapping[str, Sequen
     """RD sweep of each classic codec over its quality list, on every image."""
     out: list[Record] = []
     jobs = [(c, q) for c, qs in qualities.items() for q in qs]
-    for codec, q in tqdm(jobs, desc="classic codecs", disable=not progress):
+    for codec, q in progress_bar(jobs, desc="classic codecs", enabled=progress):
         for i, img in enumerate(images):
             r = baselines.compress(img, codec, q)
             out.append(dict(codec=codec, quality=q, image=i, bytes=len(r["bytes"]), bpp=r["bpp"],

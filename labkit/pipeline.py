@@ -124,8 +124,14 @@ def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], log_
     """
     import papermill as pm
 
+    from .progress import ENV as PROGRESS_ENV
+
     src, dst = NOTEBOOK_DIR / name, Path(executed_dir) / name
     dst.parent.mkdir(parents=True, exist_ok=True)
+    saved_env = os.environ.get(PROGRESS_ENV)
+    # the kernel inherits this: plain-text bars, so the executed copy keeps each bar's last frame
+    # (a widget's saved text is its first, "0%"); coalesce_streams applies the bars' carriage returns
+    os.environ[PROGRESS_ENV] = "text"
     try:
         # log_output=False: papermill's own logging would print every stderr chunk a second time
         # (as a WARNING); the two files relay the streams as they come, progress bars included
@@ -133,10 +139,15 @@ def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], log_
                             cwd=str(NOTEBOOK_DIR), log_output=False, progress_bar=False,
                             stdout_file=sys.stdout if log_output else None,
                             stderr_file=sys.stderr if log_output else None,
-                            kernel_manager_class=quiet_kernel_manager_class())
+                            kernel_manager_class=quiet_kernel_manager_class(), coalesce_streams=True)
     except pm.PapermillExecutionError as err:
         raise PipelineError(f"{name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
                             f"open {dst} to see the failing cell (papermill marked it)") from err
+    finally:
+        if saved_env is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = saved_env
     return dst
 
 

@@ -291,7 +291,7 @@ def fit(
     resume : bool
         Continue the run saved in ``out_dir/last.pt`` exactly (same TrainConfig).
     log : callable, optional
-        Receives the one-line epoch summaries (default: print / tqdm.write).
+        Receives the one-line epoch summaries (default: print, or above the bar when one shows).
 
     Returns
     -------
@@ -374,11 +374,11 @@ def _train_step(model: nn.Module, x: Tensor, opt: torch.optim.Optimizer, cfg: Tr
 def _train_epoch(run: _Run, model: nn.Module, loader: torch.utils.data.DataLoader,
                  opt: torch.optim.Optimizer, t_epoch: float, progress: bool) -> tuple[float, float]:
     """One pass over the loader (stops at ``total_steps``); returns (mean loss, last lr)."""
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     model.train()
     total, count, lr = 0.0, 0, lr_at(run.cfg, run.progress(0.0))
-    bar = tqdm(loader, desc=f"epoch {run.epoch + 1}/{run.cfg.epochs}", leave=False, disable=not progress)
+    bar = progress_bar(loader, desc=f"epoch {run.epoch + 1}/{run.cfg.epochs}", leave=False, enabled=progress)
     for x in bar:
         if run.step >= run.total_steps:
             break
@@ -460,7 +460,7 @@ def _finish(run: _Run, model: nn.Module, val: Tensor | None) -> dict[str, float]
 def _fit(model: nn.Module, train_images: np.ndarray, val_images: np.ndarray | None, cfg: TrainConfig,
          device: torch.device, out_dir: str | Path | None, progress: bool, resume: bool,
          log: Callable[[str], None] | None) -> dict[str, Any]:
-    from tqdm.auto import tqdm
+    from . import progress as bars
 
     _model_identity(model, cfg)  # fail early on a name mismatch
     loader, gen = _make_loader(train_images, cfg, device)
@@ -474,7 +474,7 @@ def _fit(model: nn.Module, train_images: np.ndarray, val_images: np.ndarray | No
     resumed = bool(resume and run.out is not None and (run.out / "last.pt").is_file())
     if resumed:
         _resume(run, model, opt, gen)
-    say = log or (tqdm.write if progress else lambda s: print(s, flush=True))
+    say = log or (bars.write if progress else lambda s: print(s, flush=True))
     if resumed and (run.epoch >= cfg.epochs or run.step >= run.total_steps):
         # finished before: another pass would record an epoch of no steps; nothing is written
         say(f"{run.out}: this run is already complete ({run.history.get('stopped') or 'all epochs done'}, "
