@@ -9,11 +9,16 @@ stray temp file behind, and a write never replaces something that is not a plain
 * the target must not be the input being read (``source=``): ``encode a.png a.png``
   is refused before anything is written;
 * while a temp file exists, SIGTERM and SIGHUP remove it before the process ends the
-  way it would have without labkit (the previous handler runs, or the default action).
+  way it would have without labkit (the previous handler runs, or the default action);
+* ``overwrite=False`` places the result with a hard link, which fails if the name exists by
+  then, so a file that appeared while the output was being made is never replaced;
+* the temp file's name is short (``.lk-XXXXXXXX.tmp`` plus the suffix), so any name the
+  file system accepts for the output works, and a name it refuses is said to be too long.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import stat
@@ -23,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WriteError", "atomic_path", "check_target", "write_bytes", "write_text"]
+__all__ = ["WriteError", "atomic_path", "check_target", "name_too_long", "write_bytes", "write_text"]
 
 
 class WriteError(OSError):
@@ -101,6 +106,8 @@ def check_target(path: str | os.PathLike[str], source: str | os.PathLike[str] | 
     except FileNotFoundError:
         st = None
     except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            raise WriteError(name_too_long(target)) from None
         raise WriteError(f"cannot write {target}: {err.strerror or err}; choose another output path") from err
     if st is not None and not stat.S_ISREG(st.st_mode):
         kind = ("a symbolic link" if stat.S_ISLNK(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode)
@@ -118,9 +125,19 @@ def check_target(path: str | os.PathLike[str], source: str | os.PathLike[str] | 
     return target
 
 
+def name_too_long(target: Path) -> str:
+    """The message for an output name the file system refuses as too long (with its limit when known)."""
+    size = len(os.fsencode(target.name))
+    limit = ""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        limit = f", the file system allows {os.pathconf(target.parent if str(target.parent) else '.', 'PC_NAME_MAX')}"
+    return f"cannot write {target}: the file name is too long ({size} bytes{limit}); choose a shorter name"
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
+def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None,
+                overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it becomes ``path``, on error it is removed.
 
     Parameters
     ----------
@@ -128,11 +145,16 @@ def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] 
         Final output; must be absent or a regular file (see :func:`check_target`).
     source : str or os.PathLike, optional
         The input file the output is made from; writing over it is refused.
+    overwrite : bool
+        ``True``: replace an existing ``path``.  ``False``: the result is linked into place
+        only if ``path`` still does not exist (checked by the file system at that moment),
+        else :class:`WriteError` and nothing is replaced.
     """
     target = check_target(path, source)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + target.suffix, dir=target.parent)
+        # a short fixed prefix: the output's own name may already be as long as the file system allows
+        fd, tmp = tempfile.mkstemp(prefix=".lk-", suffix=".tmp" + target.suffix[:16], dir=target.parent)
     except OSError as err:
         raise WriteError(f"cannot write {target}: {err.strerror or err}; choose a folder you can write to") from err
     os.close(fd)
@@ -144,11 +166,41 @@ def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] 
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         check_target(target, source)  # still a regular file (or absent) right before replacing it
-        os.replace(tmp_path, target)
+        _place(tmp_path, target, overwrite)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         _untrack(tmp_path)
+
+
+def _place(tmp: Path, target: Path, overwrite: bool) -> None:
+    """Move the finished temp file to ``target`` (never over an existing file unless ``overwrite``)."""
+    try:
+        if overwrite:
+            os.replace(tmp, target)
+            return
+        try:
+            os.link(tmp, target)  # atomic "create if absent"; the temp name is removed by the caller
+        except FileExistsError:
+            raise WriteError(f"refusing to write {target}: a file of that name appeared while the output was "
+                             "being made; it is left as it is (pass --overwrite, or overwrite=True, to replace it)") from None
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+            # a file system without hard links: the narrowest check left, then the rename
+            if os.path.lexists(target):
+                raise WriteError(f"refusing to write {target}: a file of that name appeared while the output "
+                                 "was being made; it is left as it is (pass --overwrite, or overwrite=True, to replace it)") from None
+            os.replace(tmp, target)
+    except WriteError:
+        raise
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            raise WriteError(name_too_long(target)) from None
+        raise WriteError(f"cannot write {target}: {err.strerror or err}"
+                         + ("; it may be read-only or immutable (lsattr shows an i), or its folder is not "
+                            "writable: choose another output name" if err.errno in (errno.EPERM, errno.EACCES)
+                            else "; choose another output path")) from err
 
 
 def _umask() -> int:
@@ -157,9 +209,10 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes, *, source: str | os.PathLike[str] | None = None) -> None:
-    """Atomically write ``data`` to ``path`` (never over ``source`` or a non-regular file)."""
-    with atomic_path(path, source=source) as tmp:
+def write_bytes(path: str | os.PathLike[str], data: bytes, *, source: str | os.PathLike[str] | None = None,
+                overwrite: bool = True) -> None:
+    """Atomically write ``data`` to ``path`` (never over ``source`` or a non-regular file; see :func:`atomic_path`)."""
+    with atomic_path(path, source=source, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)
 
 

@@ -49,7 +49,9 @@ when every map parameter is even, as ``labkit.colour``'s encoder makes them)::
 The decoder expands them to the version-3/4 code (``Header.colour_map``), so every reader applies
 the same map.  Neighbouring nodes differ little, so this takes about half the bytes of version 4.
 
-Since 2026-11-28 labkit writes versions 2 and 5 with WEIGHTS_FLAG set (0x82, 0x85): the CRC-32 then
+Since 2026-11-28 labkit writes every version from 2 to 5 with WEIGHTS_FLAG set (0x82 .. 0x85; which
+one: :func:`written_version` -- 2 without a colour map; with one, 5 when its compact coding is
+shorter, else 3 (one map) or 4 (a grid)): the CRC-32 then
 starts from the 32-bit tag of the decoder that wrote the file (``labkit.checkpoint.decoder_tag``: the
 decoder network's tensors), not from 0.  The file does not grow, and a file written with
 a user's own weights under a shipped name (their ``ae1``) is refused by the shipped weights instead of

@@ -161,7 +161,12 @@ def load(path_or_dir: str | os.PathLike[str],
     try:
         state = torch.load(weights, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle errors, truncated file, non-weights content
-        raise CheckpointError(f"cannot read {weights} as a weights-only state_dict: {e}") from None
+        # torch's message ends with advice to load with weights_only=False, i.e. to run code from
+        # the file: never the right step for a weights file, so only its first line is kept
+        text = str(e).strip()
+        first = text.splitlines()[0][:200] if text and "weights_only" not in text else type(e).__name__
+        raise CheckpointError(f"cannot read {weights}: not a labkit weights file ({first}); restore it from "
+                              "the run that made it, or retrain") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]  # also accept a training run's last.pt
     check_state(model, state, name, mcfg, weights)

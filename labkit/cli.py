@@ -111,7 +111,19 @@ def _check_output(path: Path, source: Path | None = None, suffix: str | None = N
     existing file, so that a mistyped name cannot replace one (``suffix``: for the hint)."""
     from pathlib import Path
 
+    from .atomic import check_target, name_too_long
+
     parent = path.parent if str(path.parent) else Path(".")
+    try:
+        path.exists()
+    except OSError as err:  # ENAMETOOLONG is raised, not answered False
+        import errno
+
+        if err.errno == errno.ENAMETOOLONG:
+            raise ValueError(name_too_long(path)) from None
+        raise
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        check_target(path)  # a link, FIFO or device is refused as such, whatever --overwrite says
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory; pass a file name inside it, such as "
                                 f"{path / ('out' + (suffix or ''))}")
@@ -202,6 +214,11 @@ def _refine_steps(text: str) -> int:
     if steps < 0:
         hint = "" if text.lstrip("-").isdigit() else " (a bare --refine goes after the input and output names)"
         raise argparse.ArgumentTypeError(f"refinement steps must be a whole number >= 0, got {text!r}{hint}")
+    from .spec import REFINE_MAX_STEPS, REFINE_STEPS
+
+    if steps > REFINE_MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"at most {REFINE_MAX_STEPS} refinement steps (about 4 s per megapixel each "
+                                         f"on one core; {REFINE_STEPS} is the usual choice), got {text}")
     return steps
 
 
@@ -439,7 +456,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     colour_map = {"auto": None, "on": True, "off": False}[args.colour_map]
     nbytes = encode_file(src, dst, model=args.model, b=args.b, context=args.context, weights_dir=args.weights,
                          colour_map=colour_map, scale=None if args.scale == "auto" else args.scale,
-                         refine=REFINE_STEPS if args.refine is None else args.refine)
+                         refine=REFINE_STEPS if args.refine is None else args.refine, overwrite=args.overwrite)
     header, _ = unpack(dst.read_bytes(), verify=False)  # just written (atomically) by this process
     bpp = bits_per_pixel(nbytes, header.height, header.width)
     print(f"{dst}: {nbytes} bytes, {bpp:.4f} bpp ({header.width}x{header.height}, model={header.model}, "
@@ -469,7 +486,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     _check_output(dst, src, ".png", overwrite=args.overwrite)
     from .codec import decode_file
 
-    image = decode_file(src, dst, weights_dir=args.weights)
+    image = decode_file(src, dst, weights_dir=args.weights, overwrite=args.overwrite)
     print(f"{dst}: {image.shape[1]}x{image.shape[0]} RGB")
     return 0
 
@@ -768,6 +785,10 @@ def _run(argv: list[str]) -> int:
             # CheckpointError are ValueErrors; WriteError (atomic writes refused) is an OSError.
             text = str(err).strip()
             message = text.splitlines()[0] if text else type(err).__name__
+            from .atomic import WriteError
+
+            if isinstance(err, OSError) and not isinstance(err, WriteError) and err.strerror and err.filename:
+                message = f"{err.filename}: {err.strerror}"  # not "[Errno 36] ...: '...'"
             if isinstance(err, MemoryError):
                 message = f"out of memory{': ' + message if text else ''}; try a smaller image"
             print(f"labkit: error: {message}", file=sys.stderr)

@@ -28,7 +28,7 @@ import torch
 
 from . import bitstream, coder, colour, quant, settings, spec
 from . import coder_prior as priors
-from .atomic import check_target, write_bytes
+from .atomic import WriteError, check_target, write_bytes
 from .bitstream import Header
 from .checkpoint import available_weights, decoder_tag
 from .imageio import DataError, as_rgb8
@@ -87,7 +87,9 @@ def load_pretrained(name: str, weights_dir: str | os.PathLike[str] | None = None
     name = registered_name(name)
     root = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     if not root.is_dir():
-        raise CodecError(f"weights folder {root} does not exist; pass a folder holding <model>/model.pt and config.json")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise CodecError(f"weights folder {root} {what}; pass a folder holding <model>/model.pt and config.json "
+                         "(or a run folder of labkit train --out)")
     path = root / name
     if not (path / "model.pt").is_file():
         run_model = _run_folder_model(root)
@@ -513,13 +515,18 @@ class Codec:
                             header=header, symbols=symbols)
 
     # -- files ----------------------------------------------------------------------
-    def encode_file(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> int:
-        """Read any image Pillow can open, write ``dst`` atomically; return the file size in bytes."""
+    def encode_file(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], *, overwrite: bool = True) -> int:
+        """Read any image Pillow can open, write ``dst`` atomically; return the file size in bytes.
+
+        ``overwrite=False`` refuses an existing ``dst``, also one that appears while encoding.
+        """
         from . import imageio
 
         check_target(dst, source=src)  # refuse before the work, not after
+        if not overwrite and os.path.lexists(dst):
+            raise WriteError(f"refusing to write {dst}: it already exists (pass overwrite=True to replace it)")
         data = self.encode(imageio.load(src, max_pixels=max_pixels()))  # refused before decoding when too large
-        write_bytes(dst, data, source=src)
+        write_bytes(dst, data, source=src, overwrite=overwrite)
         return len(data)
 
 
@@ -557,32 +564,50 @@ def decode(data: bytes, weights_dir: str | os.PathLike[str] | None = None) -> np
 
 
 def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
-                weights_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
-    """Decode the ``.lkc`` file ``src`` and write the image ``dst`` atomically (format from its suffix)."""
+                weights_dir: str | os.PathLike[str] | None = None, *, overwrite: bool = True) -> np.ndarray:
+    """Decode the ``.lkc`` file ``src`` and write the image ``dst`` atomically (format from its suffix).
+
+    The output format is checked before decoding: that Pillow can write it, and (from the
+    header's size) that it can hold the image.  ``overwrite=False`` refuses an existing ``dst``,
+    also one that appears while decoding.
+    """
     from . import imageio
 
     try:
-        imageio.image_format(dst)  # fail before decoding, not after
+        imageio.check_writable(dst)  # fail before decoding, not after
     except DataError as err:
         raise CodecError(str(err)) from None
     check_target(dst, source=src)
+    if not overwrite and os.path.lexists(dst):
+        raise WriteError(f"refusing to write {dst}: it already exists (pass overwrite=True to replace it)")
     try:
         data = Path(src).read_bytes()
     except OSError as err:
         raise CodecError(f"cannot read {src}: {err.strerror or err}") from err
+    try:
+        claimed = bitstream.unpack(data, verify=False)[0]
+    except bitstream.BitstreamError:
+        claimed = None  # decode() says what is wrong with it
+    if claimed is not None:
+        try:
+            imageio.check_writable(dst, claimed.width, claimed.height)
+        except DataError as err:
+            raise CodecError(str(err)) from None
     image = decode(data, weights_dir)
-    imageio.save(image, dst, source=src)
+    imageio.save(image, dst, source=src, overwrite=overwrite)
     return image
 
 
 def encode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], model: str = spec.DEFAULT_MODEL, b: int = 2,
                 context: str | None = None, weights_dir: str | os.PathLike[str] | None = None,
-                colour_map: bool | None = None, scale: str | None = None, refine: int = 0) -> int:
+                colour_map: bool | None = None, scale: str | None = None, refine: int = 0, *,
+                overwrite: bool = True) -> int:
     """Compress the image file ``src`` into ``dst`` with shipped weights ``model``; return the byte count.
 
     ``colour_map``, ``scale`` and ``refine``: see :class:`Codec` (None: the model's default;
     ``scale="search"`` chooses the stored scale per image, ``refine=N`` refines the latent for N
-    steps: smaller files for the same quality and a slower encode).
+    steps: smaller files for the same quality and a slower encode).  ``overwrite=False`` refuses an
+    existing ``dst``, also one that appears while encoding.
     """
     return Codec.from_pretrained(model, b=b, context=context, weights_dir=weights_dir,
-                                 colour_map=colour_map, scale=scale, refine=refine).encode_file(src, dst)
+                                 colour_map=colour_map, scale=scale, refine=refine).encode_file(src, dst, overwrite=overwrite)

@@ -27,6 +27,7 @@ This module imports neither torch nor the compiled coder.
 """
 from __future__ import annotations
 
+import io
 import os
 import threading
 import warnings
@@ -247,7 +248,7 @@ def load(path: str | os.PathLike[str], *, stacklevel: int = 2, max_pixels: int |
     DataError
         Missing file, not an image, unsupported mode.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     from .settings import pixel_cap_excess
 
@@ -276,7 +277,9 @@ def load(path: str | os.PathLike[str], *, stacklevel: int = 2, max_pixels: int |
         raise DataError(f"{path}: is a folder, not an image file") from None
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: {e} (Pillow's decompression-bomb guard); cut it into smaller images") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged file can make any Pillow plugin raise anything
         if isinstance(e, DataError):
             raise
         raise DataError(f"{path}: not a readable image ({type(e).__name__}: {e}); pass an image file "
@@ -293,8 +296,52 @@ def image_format(path: str | os.PathLike[str]) -> str:
     return fmt
 
 
+#: Largest width or height each format's writer takes (Pillow fails past it, after the work).
+MAX_SIDE: dict[str, int] = {"WEBP": 16383, "JPEG": 65535, "GIF": 65535, "PCX": 65535, "TGA": 65535}
+
+#: Formats whose writer stores resized copies, not the image (Pillow's icon writers): refused.
+RESIZING_FORMATS: frozenset[str] = frozenset({"ICO", "ICNS"})
+
+
+def check_writable(path: str | os.PathLike[str], width: int | None = None, height: int | None = None) -> str:
+    """Pillow's format for ``path``, after checking that it can hold an RGB image of that size.
+
+    Run before any costly work (a decode), so that an output labkit cannot write is refused
+    first: a suffix with no writer in Pillow, a format that cannot store 8-bit RGB, an icon
+    format (:data:`RESIZING_FORMATS`: it would store resized copies), or an image larger than the
+    format holds (:data:`MAX_SIDE`).
+
+    Returns
+    -------
+    str
+        The format name, as :func:`image_format`.
+
+    Raises
+    ------
+    DataError
+        What cannot be written, and which suffixes can.
+    """
+    from PIL import Image
+
+    fmt = image_format(path)
+    name = Path(path).name
+    if fmt in RESIZING_FORMATS:
+        raise DataError(f"cannot write {name}: {fmt} icons hold square resized copies, not the image; use .png "
+                        "(lossless), .webp, .bmp or .tif")
+    try:
+        Image.new("RGB", (8, 8)).save(io.BytesIO(), format=fmt)
+    except Exception as e:  # noqa: BLE001 - "save handler not installed", "cannot write mode RGB as ..."
+        raise DataError(f"cannot write {name}: Pillow cannot save an RGB image as {fmt} ({e}); use .png "
+                        "(lossless), .webp, .bmp or .tif") from None
+    limit = MAX_SIDE.get(fmt)
+    if limit is not None and width is not None and height is not None and max(width, height) > limit:
+        raise DataError(f"cannot write {name}: {fmt} holds at most {limit}x{limit} pixels and the image is "
+                        f"{width}x{height}; use .png (lossless) or .tif")
+    return fmt
+
+
 def save(image: Any, path: str | os.PathLike[str], *, source: str | os.PathLike[str] | None = None,
-         **options: Any) -> None:
+         overwrite: bool = True, **options: Any) -> None:
     """Write an image atomically in the format named by ``path``'s suffix.
 
     Parameters
@@ -307,17 +354,24 @@ def save(image: Any, path: str | os.PathLike[str], *, source: str | os.PathLike[
         there is refused with ``labkit.atomic.WriteError``.
     source : str or os.PathLike, optional
         The input the image was made from; writing over it is refused.
+    overwrite : bool
+        ``False``: refuse an existing ``path``, also one that appears while writing.
     **options
         Passed to ``PIL.Image.Image.save`` (e.g. ``quality``).
+
+    Raises
+    ------
+    DataError
+        A format that cannot hold the image (:func:`check_writable`).
     """
     from PIL import Image
 
     from .atomic import atomic_path
 
-    fmt = image_format(path)
     rgb = as_rgb8(image, stacklevel=3)
+    fmt = check_writable(path, rgb.shape[1], rgb.shape[0])
     if fmt == "GIF" and len(np.unique(rgb.reshape(-1, 3), axis=0)) > 256:
         _warn(str(path), "GIF holds at most 256 colours, so the image is reduced to a palette; save as .png to "
                          "keep its pixels as they are", stacklevel=2)
-    with atomic_path(path, source=source) as tmp:
+    with atomic_path(path, source=source, overwrite=overwrite) as tmp:
         Image.fromarray(rgb, "RGB").save(tmp, format=fmt, **options)
