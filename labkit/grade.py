@@ -30,7 +30,16 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "bd_rate_ssim_pct": (3.0, 0.0), "bd_rate_psnr_pct": (3.0, 0.0),
     "ideal_bits": (0.0, 0.02),
 }
+#: The same kinds, named as a key's ending (``resae_psnr``, ``val_psnr``, ``psnr_overlap``,
+#: ``estimated bpp``), and the mean CIE76 colour error of the photos (``delta_e``).
+SUFFIX_TOLERANCES: tuple[tuple[str, tuple[float, float]], ...] = (
+    ("psnr", TOLERANCES["psnr"]), ("psnr_overlap", TOLERANCES["psnr"]),
+    ("ssim", TOLERANCES["ssim"]), ("ssim_overlap", TOLERANCES["ssim"]),
+    ("bpp", TOLERANCES["bpp"]), ("delta_e", (0.25, 0.0)),
+)
 DEFAULT_TOL = (1e-6, 0.02)
+#: Fields that name what a record is (shown beside a disagreement in a list of records).
+RECORD_KEYS = ("codec", "model", "b", "quality", "image", "photo", "matched_to", "versus", "metric")
 #: Keys that describe the run, not its results (environment, timings, generated prose).
 IGNORED = {"env", "train_s", "seconds", "elapsed", "data_dir", "fig_dir", "device", "text"}
 
@@ -56,7 +65,28 @@ def _tolerance(path: str) -> tuple[float, float]:
             return TOLERANCES[part]
         if part.startswith(("coded ", "entropy")):
             return (0.0, 0.02)
+        for suffix, tol in SUFFIX_TOLERANCES:
+            if part == suffix or part.endswith(("_" + suffix, " " + suffix)):
+                return tol
     return DEFAULT_TOL
+
+
+def describe(path: str, reference: dict[str, Any]) -> str:
+    """What the record holding ``path`` is, e.g. ``codec=resae b=4 image=7`` (empty outside a list of records)."""
+    node: Any = reference
+    found: dict[str, Any] | None = None
+    for part in path.split(".")[:-1]:
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            break
+        if isinstance(node, dict) and any(k in node for k in RECORD_KEYS):
+            found = node
+    if not found:
+        return ""
+    return " ".join(f"{k}={found[k]}" for k in RECORD_KEYS if k in found and not isinstance(found[k], (dict, list)))
 
 
 def compare(fresh: dict[str, Any], reference: dict[str, Any]) -> list[tuple[str, Any, Any, str]]:
@@ -194,7 +224,8 @@ def run(profile: str = "default", reference: str | Path | None = None, keep: str
     if bad:
         print(f"GRADE FAILED: {len(bad)} of {n} numbers disagree with {ref_name} ({took})")
         for path, a, b, why in bad[:60]:
-            print(f"  {path}: reference {a!r}, fresh {b!r} ({why})")
+            what = describe(path, ref) or describe(path, fresh)
+            print(f"  {path}{f' [{what}]' if what else ''}: reference {a!r}, fresh {b!r} ({why})")
         if len(bad) > 60:
             print(f"  ... and {len(bad) - 60} more")
         return 1

@@ -100,7 +100,7 @@ def evaluate_classic_photos(codecs: Iterable[str], photos: Sequence[str]) -> lis
 
 def grid_columns(records: Sequence[dict[str, Any]], models: Sequence[str], b: int) -> dict[str, list[dict[str, Any]]]:
     """Columns for ``plots.comparison_grid``: per model, its records at ``b`` with a two-line caption."""
-    return {m: [dict(r, caption=f"SSIM {r['ssim']:.3f}, {r['bpp']:.3f} bpp\nΔE {r['delta_e']:.1f}, {r['psnr']:.1f} dB")
+    return {m: [dict(r, caption=f"SSIM {r['ssim']:.3f}, {r['bpp']:.3f} bpp\nΔE {r['delta_e']:.1f}, PSNR {r['psnr']:.1f} dB")
                 for r in records if r["codec"] == m and r["b"] == b] for m in models}
 
 

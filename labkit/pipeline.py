@@ -25,6 +25,14 @@ from .atomic import write_text
 from .paths import ROOT
 
 NOTEBOOKS = ["01_train.ipynb", "02_quantize.ipynb", "03_evaluate.ipynb"]
+#: The notebooks whose numbers are the report: their kernels run torch (and BLAS) on one thread.
+#: The decoder's float sums depend on how a convolution is split across threads, so the same
+#: CPU gave 301 of the 25,713 graded numbers a last-digit change between 1 and 2 threads; one
+#: thread gives the same report on any core count, and on a 2-core machine with the other core
+#: busy it is 4-8x faster than two (measured by the third new-user trial, 2026-11-28).
+#: Training (01) keeps torch's default, so the ``cpu`` profile's time budget buys what it did.
+ONE_THREAD_NOTEBOOKS = frozenset({"02_quantize.ipynb", "03_evaluate.ipynb"})
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 NOTEBOOK_DIR = ROOT / "notebooks"
 KERNEL_NAME = "labkit"
 
@@ -128,10 +136,14 @@ def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], log_
 
     src, dst = NOTEBOOK_DIR / name, Path(executed_dir) / name
     dst.parent.mkdir(parents=True, exist_ok=True)
-    saved_env = os.environ.get(PROGRESS_ENV)
-    # the kernel inherits this: plain-text bars, so the executed copy keeps each bar's last frame
-    # (a widget's saved text is its first, "0%"); coalesce_streams applies the bars' carriage returns
-    os.environ[PROGRESS_ENV] = "text"
+    kernel_env = {PROGRESS_ENV: "text"}
+    if name in ONE_THREAD_NOTEBOOKS:
+        kernel_env.update(dict.fromkeys(_THREAD_VARIABLES, "1"))
+    saved_env = {k: os.environ.get(k) for k in kernel_env}
+    # the kernel inherits these: plain-text bars, so the executed copy keeps each bar's last frame
+    # (a widget's saved text is its first, "0%"; coalesce_streams applies the bars' carriage
+    # returns), and one thread for the report's numbers (ONE_THREAD_NOTEBOOKS)
+    os.environ.update(kernel_env)
     try:
         # log_output=False: papermill's own logging would print every stderr chunk a second time
         # (as a WARNING); the two files relay the streams as they come, progress bars included
@@ -144,10 +156,11 @@ def run_notebook(name: str, executed_dir: Path, parameters: dict[str, Any], log_
         raise PipelineError(f"{name} failed in cell {err.exec_count} ({err.ename}: {err.evalue}); "
                             f"open {dst} to see the failing cell (papermill marked it)") from err
     finally:
-        if saved_env is None:
-            os.environ.pop(PROGRESS_ENV, None)
-        else:
-            os.environ[PROGRESS_ENV] = saved_env
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return dst
 
 
@@ -164,12 +177,21 @@ def _update_readme(evaluate_metrics: dict[str, Any]) -> None:
 
 
 def step_progress(steps: list[str], enabled: bool | None, desc: str) -> Any:
-    """A tqdm bar over named steps on stderr (plain text, also inside a kernel), or ``None``."""
+    """A plain-text tqdm bar over named steps, or ``None``.
+
+    On stderr in a terminal and under papermill (stdout stays for results); on stdout in a live
+    notebook kernel, where JupyterLab shows stderr in an error-coloured box.
+    """
     if enabled is False:
         return None
     from tqdm.std import tqdm
 
-    return tqdm(total=len(steps), desc=desc, unit="step", file=sys.stderr, ncols=80,
+    from .progress import text_mode
+
+    # a live notebook (JupyterLab draws stderr as an error box) gets stdout; a terminal, and a
+    # kernel run by papermill (whose streams labkit relays to the terminal), keep stderr
+    stream = sys.stdout if "ipykernel" in sys.modules and not text_mode() else sys.stderr
+    return tqdm(total=len(steps), desc=desc, unit="step", file=stream, ncols=80,
                 bar_format="{desc}: {n_fmt}/{total_fmt} {bar} {elapsed} {postfix}")
 
 

@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
@@ -250,12 +251,15 @@ def training_curves(histories: Mapping[str, Mapping[str, Any]],
         st.pop("marker", None)
         if losses and name in losses:
             st["label"] = f"{st['label']} — {losses[name]}"
-        a.plot(epochs, h["train_loss"], lw=1.2, **st)
+        # a short run (the smoke profile's single epoch) is points, not a line: draw them
+        a.plot(epochs, h["train_loss"], lw=1.2, **({"marker": "o", "ms": 4} if len(epochs) <= 3 else {}), **st)
         val = [(e, v) for e, v in zip(epochs, h["val_psnr"]) if v is not None]
         if val:
             st.pop("label", None)
             b.plot(*zip(*val), lw=1.2, marker=".", ms=3, label=style_for(name)["label"], **st)
     a.set_yscale("log")
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole (no 0.96 ... 1.04 ticks)
     a.set_xlabel("epoch"), a.set_ylabel("training loss (each model's objective)")
     b.set_xlabel("epoch"), b.set_ylabel("validation PSNR (dB, hard quantizer, b=3)")
     b.legend(fontsize=8)

@@ -421,6 +421,17 @@ def _mean(records: Sequence[Record], key: str) -> float:
     return float(np.mean([r[key] for r in records]))
 
 
+def criterion_words(held: Sequence[int], failed: Sequence[int], undefined: Sequence[int]) -> str:
+    """The course criterion's verdict in words, e.g. ``holds at b = 2, 3; fails at b = 1`` (one wording everywhere)."""
+    def bs(values: Sequence[int]) -> str:
+        return ", ".join(map(str, values))
+
+    text = f"holds at b = {bs(held)}" if held else "holds at no b"
+    text += f"; fails at b = {bs(failed)}" if failed else ""
+    text += f"; cannot be read at b = {bs(undefined)} (no overlap)" if undefined else ""
+    return text
+
+
 def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record], crit: Sequence[Mapping[str, Any]],
             bd: Sequence[Mapping[str, Any]], n_images: int, floor: Mapping[str, Any] | None = None,
             models: Sequence[str] | None = None) -> dict[str, Any]:
@@ -446,6 +457,7 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
             row["jpeg_bits_ratio"] = _mean(j, "bpp") / _mean(j, "target_bpp")
         if not row:
             continue
+        row = rounded(row)  # the digits metrics.json keeps, so this text and headline_table round alike
         head[f"b{b}"] = row
         parts = [f"{label(m)} {row[f'{m}_bpp']:.3f} bpp, SSIM {row[f'{m}_ssim']:.3f}, PSNR {row[f'{m}_psnr']:.2f} dB"
                  for m in shown if f"{m}_bpp" in row]
@@ -466,9 +478,8 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
             undef = [r["b"] for r in rows_ if r["holds"] is None]
             head.setdefault("criterion", {})[f"{test}_vs_{anchor}"] = dict(holds_at=held, fails_at=failed,
                                                                           undefined_at=undef)
-            lines.append(f"- Course criterion, {label(test)} vs {label(anchor)}: holds at b = {held or 'none'}"
-                         + (f", fails at b = {failed}" if failed else "")
-                         + (f", cannot be read at b = {undef} (no overlap)" if undef else "") + ".")
+            lines.append(f"- Course criterion, {label(test)} vs {label(anchor)}: " + criterion_words(held, failed, undef)
+                         + ".")
     for test in dict.fromkeys(r["test"] for r in bd):
         for metric, name in (("ssim", "SSIM"), ("psnr", "PSNR")):
             rows_ = [r for r in bd if r["test"] == test]
@@ -529,10 +540,7 @@ def headline_table(head: Mapping[str, Any], anchors: Sequence[str] = ("webp", "r
     for key, verdict in sorted(head.get("criterion", {}).items(), key=lambda kv: order(kv[0].partition("_vs_")[0])):
         test, _, anchor = key.partition("_vs_")
         held, failed, undef = verdict.get("holds_at", []), verdict.get("fails_at", []), verdict.get("undefined_at", [])
-        text = f"holds at b = {', '.join(map(str, held))}" if held else "holds at no b"
-        text += f"; fails at b = {', '.join(map(str, failed))}" if failed else ""
-        text += f"; cannot be read at b = {', '.join(map(str, undef))}" if undef else ""
-        lines.append(f"Course criterion, {label(test)} vs {label(anchor)}: {text}")
+        lines.append(f"Course criterion, {label(test)} vs {label(anchor)}: {criterion_words(held, failed, undef)}")
     psnr, ssim = head.get("bd_rate_psnr_pct", {}), head.get("bd_rate_ssim_pct", {})
 
     def pct(v: Any) -> str:

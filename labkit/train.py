@@ -18,6 +18,7 @@ This module (and models/quant/data) must import without the compiled ``labkit._a
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -378,10 +379,12 @@ def _train_epoch(run: _Run, model: nn.Module, loader: torch.utils.data.DataLoade
 
     model.train()
     total, count, lr = 0.0, 0, lr_at(run.cfg, run.progress(0.0))
-    bar = progress_bar(loader, desc=f"epoch {run.epoch + 1}/{run.cfg.epochs}", leave=False, enabled=progress)
+    # the bar counts the steps this epoch will take (a run stopping at max_steps mid-epoch ends its
+    # bar full, not at 3/4 -- which a notebook's widget draws red, as if it had failed)
+    steps = max(0, min(len(loader), run.total_steps - run.step))
+    bar = progress_bar(itertools.islice(loader, steps), desc=f"epoch {run.epoch + 1}/{run.cfg.epochs}",
+                       total=steps, leave=False, enabled=progress)
     for x in bar:
-        if run.step >= run.total_steps:
-            break
         x = (x[0] if isinstance(x, (list, tuple)) else x).to(run.device, non_blocking=True)
         lr = lr_at(run.cfg, run.progress(time.perf_counter() - t_epoch))
         for g in opt.param_groups:

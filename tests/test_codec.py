@@ -5,9 +5,8 @@ networks run at a few hundred ms per small image on a shared 2-core machine.
 """
 from __future__ import annotations
 
-import io
-
 import hashlib
+import io
 import json
 import os
 import warnings

@@ -177,7 +177,7 @@ def test_summary_quotes_the_records_it_is_given():
     assert s["headline"]["b1"]["jpeg_bits_ratio"] == pytest.approx(4.5)     # 0.45 / 0.1, ratio of the means
     text = s["text"]
     assert "ResAE 0.100 bpp, SSIM 0.500, PSNR 20.00 dB" in text and "4.5× ResAE's mean bpp" in text
-    assert "holds at b = [2], fails at b = [3]" in text
+    assert "holds at b = 2; fails at b = 3" in text
     assert "WebP +12.5% (over PSNR 20.0–30.0)" in text
     assert "left out (a BD-rate needs 4 points per curve and an overlap of at least 10 % of the joint range): " \
            "WebP (overlap too narrow), AVIF (too few points)." in text                 # each with its own reason

@@ -10,6 +10,7 @@ Loaded with ``jupyter lab --config=etc/jupyter/jupyter_server_config.py``.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 #: Cell metadata that records a run or a view state, not content.
@@ -59,6 +60,11 @@ def strip_outputs_before_save(model: dict[str, Any], path: str, **kwargs: Any) -
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821  (provided by traitlets when loaded as config)
 c.ContentsManager.pre_save_hook = strip_outputs_before_save
+# jupyter_server applies the config to its contents manager twice, and its validator then warns that
+# this hook overrides itself ("Overriding existing pre_save_hook (strip_outputs_before_save) with a
+# new one (strip_outputs_before_save)"); only that self-override is silenced, any other hook still warns
+warnings.filterwarnings("ignore", message=r"Overriding existing pre_save_hook \(strip_outputs_before_save\) "
+                        r"with a new one \(strip_outputs_before_save\)")
 
 
 def _curve_available() -> bool:
@@ -74,3 +80,7 @@ def _curve_available() -> bool:
 # "Kernel is running over TCP without encryption" into the server's log for every notebook opened.
 if _curve_available():
     c.KernelManager.transport_encryption = "auto"
+# no "get notified about official Jupyter news?" popup over the outputs, and no update check:
+# a lab machine is offline, and the popup covered the first cell's output in the browser test
+c.LabApp.news_url = None
+c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"
