@@ -45,6 +45,28 @@ def test_tolerances(path, value, agrees):
     assert (grade.compare(fresh, _metrics()) == []) is agrees
 
 
+@pytest.mark.parametrize("path, tol", [
+    ("evaluate.summary.headline.b2.resae-rd-fast_psnr", grade.TOLERANCES["psnr"]),  # the trial's +0.4 dB passed at 2 %
+    ("evaluate.summary.headline.b2.resae-rd-fast_ssim", grade.TOLERANCES["ssim"]),
+    ("evaluate.summary.headline.b2.jpeg_bpp", grade.TOLERANCES["bpp"]),
+    ("train.histories.resae.val_psnr.3", grade.TOLERANCES["psnr"]),
+    ("evaluate.bd_rate.0.psnr_overlap.1", grade.TOLERANCES["psnr"]),
+    ("evaluate.bd_rate.0.ssim_overlap.0", grade.TOLERANCES["ssim"]),
+    ("photos.delta_e.1.coffee", (0.25, 0.0)),
+    ("quantize.bits_per_symbol.2.estimated bpp", grade.TOLERANCES["bpp"]),
+    ("evaluate.bd_rate.0.psnr_overlap_fraction", grade.DEFAULT_TOL),
+])
+def test_tolerance_by_key_ending(path, tol):
+    assert grade._tolerance(path) == tol
+
+
+def test_a_disagreement_names_its_record():
+    ref = {"evaluate": {"records": [{"codec": "ae1", "b": 1, "image": 0, "ssim": 0.5},
+                                    {"codec": "resae", "b": 4, "image": 7, "ssim": 0.85}]}}
+    assert grade.describe("evaluate.records.1.ssim", ref) == "codec=resae b=4 image=7"
+    assert grade.describe("evaluate.summary.n_images", ref) == ""
+
+
 def test_missing_and_extra_numbers_are_reported():
     fresh = _metrics()
     del fresh["evaluate"]["bd_rate"]

@@ -55,3 +55,27 @@ def test_executed_notebook_keeps_the_finished_bar(tmp_path, monkeypatch):
     assert "loop: 100%" in text and "5/5" in text
     assert not re.search(r"(?<!\d)0%\|", text) and "gone" not in text  # the cleared bar leaves nothing behind
     assert text.rstrip().endswith("end")
+
+
+def test_report_notebooks_run_on_one_thread(tmp_path, monkeypatch):
+    """ONE_THREAD_NOTEBOOKS' kernels get one thread (the report's numbers then do not depend on the core count)."""
+    src = tmp_path / "nb"
+    src.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os, torch\nprint('threads', torch.get_num_threads(), "
+                                          "os.environ.get('OMP_NUM_THREADS'))")]
+    nb.metadata.kernelspec = {"name": pipeline.kernel_name(), "display_name": "Python", "language": "python"}
+    for name in ("report.ipynb", "other.ipynb"):
+        nbformat.write(nb, src / name)
+    monkeypatch.setattr(pipeline, "NOTEBOOK_DIR", src)
+    monkeypatch.setattr(pipeline, "ONE_THREAD_NOTEBOOKS", frozenset({"report.ipynb"}))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+
+    def printed(name):
+        dst = pipeline.run_notebook(name, tmp_path / "out", parameters={}, log_output=False)
+        outputs = json.loads(dst.read_text())["cells"][0]["outputs"]
+        return "".join("".join(o["text"]) for o in outputs if o["output_type"] == "stream").strip()
+
+    assert printed("report.ipynb") == "threads 1 1"
+    assert printed("other.ipynb") == "threads 2 2"  # training keeps the caller's setting
+    assert os.environ["OMP_NUM_THREADS"] == "2"  # restored

@@ -173,3 +173,22 @@ def test_lr_schedule_shape():
     cfg = TrainConfig(lr=1.0, warmup=0.1, final_lr_frac=0.01)
     assert lr_at(cfg, 0.0) == 0.0 and lr_at(cfg, 0.1) == pytest.approx(1.0)
     assert lr_at(cfg, 1.0) == pytest.approx(0.01) and lr_at(cfg, 0.5) < lr_at(cfg, 0.2)
+
+
+def test_epoch_bar_counts_the_steps_the_epoch_takes(monkeypatch):
+    """A run stopping at max_steps mid-epoch ends its bar full (a notebook widget stopped short is drawn red)."""
+    import labkit.progress
+
+    bars = []
+    real_bar = labkit.progress.bar
+
+    def recording_bar(iterable=None, **kw):
+        b = real_bar(iterable, **kw)
+        bars.append(b)
+        return b
+
+    monkeypatch.setattr(labkit.progress, "bar", recording_bar)
+    model = build_model("resae", seed=0, **TINY)
+    cfg = tiny_cfg(epochs=2, max_steps=3)  # 16 images / batch 4 = 4 steps per epoch
+    fit(model, smooth_images(16), smooth_images(4, seed=1), cfg, progress=True, log=lambda s: None)
+    assert [(b.total, b.n) for b in bars] == [(3, 3)]
