@@ -127,11 +127,18 @@ def check_target(path: str | os.PathLike[str], source: str | os.PathLike[str] | 
 
 def name_too_long(target: Path) -> str:
     """The message for an output name the file system refuses as too long (with its limit when known)."""
-    size = len(os.fsencode(target.name))
+    longest = max(target.parts, key=lambda part: len(os.fsencode(part)))  # the output's name or a folder's
+    size = len(os.fsencode(longest))
+    what = "the file name" if longest == target.name else f"the folder name {longest[:40]}..."
     limit = ""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        limit = f", the file system allows {os.pathconf(target.parent if str(target.parent) else '.', 'PC_NAME_MAX')}"
-    return f"cannot write {target}: the file name is too long ({size} bytes{limit}); choose a shorter name"
+    for above in target.absolute().parents:  # the nearest existing folder's file system sets the limit
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if above.is_dir():
+                limit = f", the file system allows {os.pathconf(above, 'PC_NAME_MAX')}"
+                break
+    if size <= 255 and len(os.fsencode(str(target))) > 4000:
+        return f"cannot write {target}: the path is too long ({len(os.fsencode(str(target)))} bytes); choose a shorter one"
+    return f"cannot write {target}: {what} is too long ({size} bytes{limit}); choose a shorter name"
 
 
 @contextlib.contextmanager
@@ -151,6 +158,7 @@ def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] 
         else :class:`WriteError` and nothing is replaced.
     """
     target = check_target(path, source)
+    existed = os.path.lexists(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # a short fixed prefix: the output's own name may already be as long as the file system allows
@@ -166,15 +174,18 @@ def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] 
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         check_target(target, source)  # still a regular file (or absent) right before replacing it
-        _place(tmp_path, target, overwrite)
+        _place(tmp_path, target, overwrite, existed)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         _untrack(tmp_path)
 
 
-def _place(tmp: Path, target: Path, overwrite: bool) -> None:
+def _place(tmp: Path, target: Path, overwrite: bool, existed: bool = False) -> None:
     """Move the finished temp file to ``target`` (never over an existing file unless ``overwrite``)."""
+    refused = (f"refusing to write {target}: "
+               + ("it already exists" if existed else "a file of that name appeared while the output was being made")
+               + "; it is left as it is (pass --overwrite, or overwrite=True, to replace it)")
     try:
         if overwrite:
             os.replace(tmp, target)
@@ -182,15 +193,13 @@ def _place(tmp: Path, target: Path, overwrite: bool) -> None:
         try:
             os.link(tmp, target)  # atomic "create if absent"; the temp name is removed by the caller
         except FileExistsError:
-            raise WriteError(f"refusing to write {target}: a file of that name appeared while the output was "
-                             "being made; it is left as it is (pass --overwrite, or overwrite=True, to replace it)") from None
+            raise WriteError(refused) from None
         except OSError as err:
-            if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
                 raise
             # a file system without hard links: the narrowest check left, then the rename
             if os.path.lexists(target):
-                raise WriteError(f"refusing to write {target}: a file of that name appeared while the output "
-                                 "was being made; it is left as it is (pass --overwrite, or overwrite=True, to replace it)") from None
+                raise WriteError(refused) from None
             os.replace(tmp, target)
     except WriteError:
         raise

@@ -630,7 +630,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise ValueError(f"output {out_path} should end in .png (the demo figure is a PNG)")
     from .demo import run_demo
 
-    out = run_demo(out=args.out, bits=args.bits, n_images=args.images, weights_dir=args.weights)
+    out = run_demo(out=args.out, bits=args.bits, n_images=args.images, weights_dir=args.weights,
+                   overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 

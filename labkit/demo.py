@@ -9,7 +9,8 @@ from . import plots
 
 
 def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[int, ...] = (1, 2, 3),
-             n_images: int = 2, weights_dir: str | os.PathLike[str] | None = None, context: str | None = None) -> Path:
+             n_images: int = 2, weights_dir: str | os.PathLike[str] | None = None, context: str | None = None,
+             *, overwrite: bool = True) -> Path:
     """Compress ``n_images`` embedded test tiles at each b and save one comparison grid per b, stacked, to ``out``.
 
     The columns are the report's (``report.grid_models``): RAW, ResAE, any further proposal in
@@ -27,6 +28,8 @@ def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[i
         Folder with ``<model>/model.pt`` (default: the shipped weights).
     context : str
         Coder context mode (None: each model's default, ``labkit.codec.Codec``).
+    overwrite : bool
+        ``False``: refuse an existing ``out``, also one that appears while the demo runs.
 
     Returns
     -------
@@ -67,4 +70,4 @@ def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[i
     fig = plots.comparison_grid(originals, columns, row_labels=labels,
                                 title=f"labkit demo.  Under each picture: SSIM and real bpp.\nJPEG: the Pillow quality q "
                                       f"whose bpp is nearest {plots.label(reference)}'s")
-    return plots.save_figure(fig, out)
+    return plots.save_figure(fig, out, overwrite=overwrite)

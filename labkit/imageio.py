@@ -277,7 +277,7 @@ def load(path: str | os.PathLike[str], *, stacklevel: int = 2, max_pixels: int |
         raise DataError(f"{path}: is a folder, not an image file") from None
     except Image.DecompressionBombError as e:
         raise DataError(f"{path}: {e} (Pillow's decompression-bomb guard); cut it into smaller images") from e
-    except MemoryError:
+    except (MemoryError, Warning):  # a warning turned into an error (-W error) stays what it is
         raise
     except Exception as e:  # noqa: BLE001 - a damaged file can make any Pillow plugin raise anything
         if isinstance(e, DataError):
@@ -297,7 +297,9 @@ def image_format(path: str | os.PathLike[str]) -> str:
 
 
 #: Largest width or height each format's writer takes (Pillow fails past it, after the work).
-MAX_SIDE: dict[str, int] = {"WEBP": 16383, "JPEG": 65535, "GIF": 65535, "PCX": 65535, "TGA": 65535}
+#: JPEG's is libjpeg's 65,500 (not the 16-bit field's 65,535); MPO and PDF write JPEG.
+MAX_SIDE: dict[str, int] = {"WEBP": 16383, "JPEG": 65500, "MPO": 65500, "PDF": 65500, "GIF": 65535,
+                            "PCX": 65535, "TGA": 65535}
 
 #: Formats whose writer stores resized copies, not the image (Pillow's icon writers): refused.
 RESIZING_FORMATS: frozenset[str] = frozenset({"ICO", "ICNS"})

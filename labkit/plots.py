@@ -54,10 +54,13 @@ def style_for(name: str) -> dict[str, Any]:
     return dict(STYLE.get(name, dict(marker="o", ls="-", label=label(name))))
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike[str]) -> Path:
-    """Save ``fig`` as PNG atomically with fixed DPI and no timestamp/software metadata; close it."""
+def save_figure(fig: plt.Figure, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+    """Save ``fig`` as PNG atomically with fixed DPI and no timestamp/software metadata; close it.
+
+    ``overwrite=False`` refuses a file at ``path``, also one that appears while saving.
+    """
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.05)
     plt.close(fig)
     return path

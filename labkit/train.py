@@ -18,7 +18,6 @@ This module (and models/quant/data) must import without the compiled ``labkit._a
 """
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -379,12 +378,17 @@ def _train_epoch(run: _Run, model: nn.Module, loader: torch.utils.data.DataLoade
 
     model.train()
     total, count, lr = 0.0, 0, lr_at(run.cfg, run.progress(0.0))
-    # the bar counts the steps this epoch will take (a run stopping at max_steps mid-epoch ends its
-    # bar full, not at 3/4 -- which a notebook's widget draws red, as if it had failed)
+    # The bar counts the steps this epoch will take (a run stopping at max_steps mid-epoch ends its
+    # bar full, not at 3/4 -- which a notebook's widget draws red, as if it had failed), and is
+    # advanced by hand, so no bar flavour touches the loader.  The data stream stays the one of runs
+    # recorded before 2026-11-28: their bar (tqdm.auto's asyncio mixin) opened one iterator of the
+    # loader it never used, which draws a seed from the loader's generator -- kept here on purpose.
     steps = max(0, min(len(loader), run.total_steps - run.step))
-    bar = progress_bar(itertools.islice(loader, steps), desc=f"epoch {run.epoch + 1}/{run.cfg.epochs}",
-                       total=steps, leave=False, enabled=progress)
-    for x in bar:
+    bar = progress_bar(desc=f"epoch {run.epoch + 1}/{run.cfg.epochs}", total=steps, leave=False, enabled=progress)
+    iter(loader)
+    for x in loader:
+        if run.step >= run.total_steps:
+            break
         x = (x[0] if isinstance(x, (list, tuple)) else x).to(run.device, non_blocking=True)
         lr = lr_at(run.cfg, run.progress(time.perf_counter() - t_epoch))
         for g in opt.param_groups:
@@ -395,6 +399,7 @@ def _train_epoch(run: _Run, model: nn.Module, loader: torch.utils.data.DataLoade
             raise FloatingPointError(f"{e} at epoch {run.epoch + 1}, step {run.step}") from None
         run.step += 1
         total, count = total + li * x.shape[0], count + x.shape[0]
+        bar.update(1)
         bar.set_postfix(loss=f"{li:.5f}", lr=f"{lr:.2e}")
     bar.close()
     return total / max(count, 1), lr

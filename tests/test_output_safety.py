@@ -189,3 +189,45 @@ def test_decode_file_api_refuses_an_existing_output_when_asked(tmp_path, lkc):
     assert dst.read_bytes() == b"keep"
     decode_file(lkc, dst)  # the API's default replaces, as before
     assert Image.open(dst).size == (48, 40)
+
+
+def test_reviewed_again(tmp_path, monkeypatch):
+    """The review of the fixes above: libjpeg's real limit, warnings kept, folder names, no-link file systems."""
+    with pytest.raises(imageio.DataError, match="JPEG holds at most 65500x65500"):
+        imageio.check_writable(tmp_path / "w.jpg", 65520, 8)
+    with pytest.raises(imageio.DataError, match="PDF holds at most 65500"):
+        imageio.check_writable(tmp_path / "w.pdf", 65501, 8)
+    gif = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (8, 8), c) for c in ("red", "blue")]
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(imageio.LabkitDataWarning, match="2 frames"):  # not "not a readable image"
+            imageio.load(gif)
+    msg = atomic.name_too_long(tmp_path / ("a" * 300) / "out.png")
+    assert "the folder name aaaa" in msg and "(300 bytes" in msg
+    real_link = os.link
+
+    def no_links(*a, **k):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(os, "link", no_links)
+    atomic.write_bytes(tmp_path / "x.bin", b"data", overwrite=False)  # falls back to a checked rename
+    assert (tmp_path / "x.bin").read_bytes() == b"data"
+    with pytest.raises(atomic.WriteError, match="it already exists"):
+        atomic.write_bytes(tmp_path / "x.bin", b"other", overwrite=False)
+    monkeypatch.setattr(os, "link", real_link)
+
+
+def test_demo_figure_is_not_replaced_unasked(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from labkit import plots
+
+    out = tmp_path / "d.png"
+    out.write_bytes(b"precious")
+    with pytest.raises(atomic.WriteError):
+        plots.save_figure(plt.figure(), out, overwrite=False)
+    assert out.read_bytes() == b"precious"

@@ -192,3 +192,27 @@ def test_epoch_bar_counts_the_steps_the_epoch_takes(monkeypatch):
     cfg = tiny_cfg(epochs=2, max_steps=3)  # 16 images / batch 4 = 4 steps per epoch
     fit(model, smooth_images(16), smooth_images(4, seed=1), cfg, progress=True, log=lambda s: None)
     assert [(b.total, b.n) for b in bars] == [(3, 3)]
+
+
+def test_data_stream_is_the_one_of_recorded_runs(monkeypatch):
+    """The batches a seed gives are pinned (exact: uint8 crops scaled to float): the progress bar changed on
+    2026-11-28 and must not change which crops a seeded run trains on (values from labkit 7f92bad)."""
+    import hashlib
+
+    import labkit.train
+
+    rng = np.random.default_rng(0)
+    images = (rng.random((20, 32, 32, 3)) * 255).astype(np.uint8)
+    seen = []
+    real_step = labkit.train._train_step
+
+    def recording_step(model, x, opt, cfg):
+        seen.append(hashlib.sha1(x.numpy().tobytes()).hexdigest()[:6])
+        return real_step(model, x, opt, cfg)
+
+    monkeypatch.setattr(labkit.train, "_train_step", recording_step)
+    for progress in (False, True):
+        seen.clear()
+        cfg = TrainConfig(model="ae1", batch_size=4, crop=32, seed=0, epochs=3, max_steps=7)
+        fit(build_model("ae1", seed=0), images, images[:4], cfg, progress=progress, log=lambda s: None)
+        assert seen[:3] == ["fc09ab", "831400", "e93415"] and seen[-1] == "5d91c0" and len(seen) == 7
