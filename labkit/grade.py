@@ -188,7 +188,8 @@ def run(profile: str = "default", reference: str | Path | None = None, keep: str
     ValueError
         For an unknown profile, or one that retrains its models (:func:`gradable_profiles`).
     """
-    from .pipeline import NOTEBOOKS, default_out_dir, display_path, executed_dir_for, reproduce, step_progress
+    from .pipeline import NOTEBOOKS, default_out_dir, display_path, executed_dir_for, reproduce
+    from .progress import step_bar
 
     check_gradable(profile)
     started = time.monotonic()
@@ -203,7 +204,7 @@ def run(profile: str = "default", reference: str | Path | None = None, keep: str
             raise FileNotFoundError(f"no reference {ref_path}; run `make figures` once and commit it")
         ref, ref_name = committed_reference(ref_path)
     executed = executed_dir_for(f"grade-{profile}")
-    bar = step_progress(NOTEBOOKS + ["publish", "compare"], progress, f"labkit grade {profile}")
+    bar = step_bar(NOTEBOOKS + ["publish", "compare"], progress, f"labkit grade {profile}")
     try:
         with tempfile.TemporaryDirectory(prefix="labkit-grade-") as tmp:
             out = Path(keep) if keep else Path(tmp) / "figures"

@@ -23,6 +23,7 @@ from typing import Any
 
 from .atomic import write_text
 from .paths import ROOT
+from .progress import step_bar
 
 NOTEBOOKS = ["01_train.ipynb", "02_quantize.ipynb", "03_evaluate.ipynb"]
 #: The notebooks whose numbers are the report: their kernels run torch (and BLAS) on one thread.
@@ -176,25 +177,6 @@ def _update_readme(evaluate_metrics: dict[str, Any]) -> None:
             write_text(readme, new)
 
 
-def step_progress(steps: list[str], enabled: bool | None, desc: str) -> Any:
-    """A plain-text tqdm bar over named steps, or ``None``.
-
-    On stderr in a terminal and under papermill (stdout stays for results); on stdout in a live
-    notebook kernel, where JupyterLab shows stderr in an error-coloured box.
-    """
-    if enabled is False:
-        return None
-    from tqdm.std import tqdm
-
-    from .progress import text_mode
-
-    # a live notebook (JupyterLab draws stderr as an error box) gets stdout; a terminal, and a
-    # kernel run by papermill (whose streams labkit relays to the terminal), keep stderr
-    stream = sys.stdout if "ipykernel" in sys.modules and not text_mode() else sys.stderr
-    return tqdm(total=len(steps), desc=desc, unit="step", file=stream, ncols=80,
-                bar_format="{desc}: {n_fmt}/{total_fmt} {bar} {elapsed} {postfix}")
-
-
 def reproduce(profile: str = "default", data_dir: str | None = None, out_dir: str | os.PathLike[str] | None = None,
               executed_dir: str | os.PathLike[str] | None = None, run_dir: str | os.PathLike[str] | None = None,
               seed: int = 0, device: str = "auto",
@@ -243,7 +225,7 @@ def reproduce(profile: str = "default", data_dir: str | None = None, out_dir: st
     if retrain is not None:
         params["retrain"] = retrain
     own_bar = progress is None or progress is True or progress is False
-    bar = step_progress(NOTEBOOKS + ["publish"], None if progress is None else bool(progress),
+    bar = step_bar(NOTEBOOKS + ["publish"], None if progress is None else bool(progress),
                     f"labkit {profile}") if own_bar else progress
     try:
         for nb in NOTEBOOKS:

@@ -5,7 +5,8 @@ saves that widget's *first* frame as its plain-text fallback, so every viewer wi
 state (nbconvert, GitHub, a diff, ``jupyter nbconvert --to markdown``) shows "0%" for a loop that
 finished.  :func:`labkit.pipeline.run_notebook` therefore sets ``LABKIT_PROGRESS=text`` for the
 kernels it starts (and coalesces their streams): the bars are then plain text on stdout whose last
-frame is what the executed copy keeps.
+frame is what the executed copy keeps.  :func:`step_bar` is the one bar of ``labkit reproduce`` and
+``labkit grade`` over their steps.
 """
 from __future__ import annotations
 
@@ -64,3 +65,19 @@ def write(message: str) -> None:
         from tqdm.auto import tqdm
 
         tqdm.write(message)
+
+
+def step_bar(steps: list[str], enabled: bool | None, desc: str) -> Any:
+    """A plain-text tqdm bar over named steps (``labkit reproduce`` / ``labkit grade``), or ``None``.
+
+    On stderr in a terminal and under papermill (stdout stays for results; labkit relays a
+    papermill kernel's streams to the terminal); on stdout in a live notebook kernel, where
+    JupyterLab shows stderr in an error-coloured box.
+    """
+    if enabled is False:
+        return None
+    from tqdm.std import tqdm
+
+    stream = sys.stdout if "ipykernel" in sys.modules and not text_mode() else sys.stderr
+    return tqdm(total=len(steps), desc=desc, unit="step", file=stream, ncols=80,
+                bar_format="{desc}: {n_fmt}/{total_fmt} {bar} {elapsed} {postfix}")
