@@ -56,7 +56,10 @@ def main() -> int:
     p.add_argument("--curves-from", default=None, metavar="FILE",
                    help="an earlier bench_rd result on the same images: the curves of the models missing from "
                         "--weights-dir (and JPEG at matched bpp without the reference model) come from it")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None,
+                   help="JSON file for the results (default: benchmarks/results/bench_rd[_<data>][_search][_refine].json "
+                        "for the shipped weights; with --weights-dir, that name inside the weights folder, so a run "
+                        "of your own weights never replaces a committed result)")
     args = p.parse_args()
     earlier = json.loads(Path(args.curves_from).read_text()) if args.curves_from else None
     t0 = time.perf_counter()
@@ -123,7 +126,9 @@ def main() -> int:
     elapsed = time.perf_counter() - t0
     print(f"\n({elapsed:.1f} s)")
     tag = ("" if not args.data_dir else "_" + Path(args.data_dir).resolve().name) + ("_search" if scales else "") + ("_refine" if refine else "")
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"bench_rd{tag}.json"
+    # your own weights' results go beside them, not over the committed file of the same data
+    results_dir = Path(args.weights_dir) if args.weights_dir else Path(__file__).parent / "results"
+    out = Path(args.out) if args.out else results_dir / f"bench_rd{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(jsonable({"data": data, "n_images": len(images), "weights": str(wdir),
                                          "sweeps": SWEEPS, "scales": scales, "refine": refine, "jpeg_floor": floor, "curves": curves,

@@ -47,4 +47,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    """The public names (``__all__``) and the modules already imported, not this file's helpers."""
+    modules = {k for k, v in globals().items() if type(v).__name__ == "module" and k != "importlib"}
+    return sorted(set(__all__) | modules)

@@ -710,9 +710,10 @@ COMMANDS: dict[str, Command] = {
         "checking its CRC. Reads only the file: no network is loaded.",
         _args_info, _cmd_info),
     "demo": Command(
-        "comparison figure RAW / ResAE / AE2 / JPEG from the shipped weights",
-        "Write a comparison figure of a few embedded test tiles: the original, ResAE and AE2 at each b, and "
-        "JPEG at the quality that matches ResAE's bits.",
+        "comparison figure: RAW, ResAE, the rate-distortion models, AE2 and JPEG, from the shipped weights",
+        "Write a comparison figure of a few embedded test tiles at each b: the original, ResAE (the seed's "
+        "model), each rate-distortion model that has weights (ResAE-RD, ResAE-RD-fast), AE2, and JPEG at the "
+        "quality that matches ResAE's bits.",
         _args_demo, _cmd_demo),
     "bench": Command(
         "encode+decode time of a 128x128 and a 768x512 image, one thread",

@@ -387,7 +387,11 @@ class Codec:
         return decode_tiled(self.model, latent_of, tuple(q.shape[1:]), size, self.tiles[1], self.margins[1])
 
     def encode(self, image: Any) -> bytes:
-        """Compress an image (uint8 H x W x 3 array or PIL image) into ``.lkc`` bytes."""
+        """Compress an image into ``.lkc`` bytes.
+
+        ``image``: an H x W x 3 (or grey / RGBA) array, a PIL image, or the path of an image file
+        (``labkit.imageio.as_rgb8`` converts it, with a warning for anything it changes).
+        """
         arr = _as_uint8_rgb(image)
         if self.scale == spec.SCALE_SEARCH:
             return self._search(arr)[3]

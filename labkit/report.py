@@ -188,7 +188,9 @@ def criteria(curves_: Curves, anchors: Sequence[str], bits: Sequence[int],
     test's bpp, Δbits at the test's SSIM; ``where = "at its b point"``). When neither is
     defined there (the point lies outside the anchor's range, e.g. ResAE's b=5 beyond AE2's
     best SSIM) and the anchor is also indexed by b, the anchor's point at b is read against
-    the test's curve instead (``where = "at anchor's b point"``). Nothing is extrapolated.
+    the test's curve instead (``where = "at anchor's b point"``), unless the anchor's point is the
+    same at several b (JPEG at matched bpp pinned at its smallest file: it has no b of its own
+    there, so the row is left undefined). Nothing is extrapolated.
     Thresholds: ``rd.SSIM_GAIN`` and ``rd.BITS_SAVING_PCT``.
 
     Parameters
@@ -227,7 +229,10 @@ def criteria(curves_: Curves, anchors: Sequence[str], bits: Sequence[int],
                     continue
                 k = by_bpp[round(bpp, 12)]
                 ds, db, where = res["dssim_at_equal_bpp"][k], res["dbits_pct_at_equal_ssim"][k], "at its b point"
-                if not (math.isfinite(ds) or math.isfinite(db)) and b in a_by_b:
+                # an anchor whose point is the same at several b (JPEG at matched bpp pinned at its smallest
+                # file) has no b of its own there: reading at it would credit b with another rate's result
+                pinned = b in a_by_b and list(a_by_b.values()).count(a_by_b[b]) > 1
+                if not (math.isfinite(ds) or math.isfinite(db)) and b in a_by_b and not pinned:
                     a_bpp, a_ssim = a_by_b[b]
                     ds = rd.quality_at_rate(test_pts, a_bpp) - a_ssim
                     r_test = rd.rate_at_quality(test_pts, a_ssim)
@@ -239,7 +244,8 @@ def criteria(curves_: Curves, anchors: Sequence[str], bits: Sequence[int],
                 rows.append(dict(test=test, anchor=anchor, b=int(b), bpp=bpp, ssim=ssim_v, dssim_at_equal_bpp=ds,
                                  dbits_pct_at_equal_ssim=db, ssim_gain_ok=gain_ok, bits_saving_ok=save_ok,
                                  holds=(gain_ok or save_ok) if defined else None,
-                                 where=where if defined else "no overlap"))
+                                 where=where if defined else "no overlap (anchor's point is the same at several b)"
+                                 if pinned else "no overlap"))
     return rows
 
 

@@ -314,3 +314,18 @@ def test_comparison_grid_title_clears_the_column_heads(rows):
     heads = [ax.title.get_window_extent(renderer) for ax in fig.axes if ax.get_title()]
     assert heads and title.y0 >= max(h.y1 for h in heads)
     plt.close(fig)
+
+
+def test_an_anchor_pinned_at_one_point_gives_no_reading_at_those_b():
+    """JPEG at matched bpp sits at its smallest file for b = 1..3: the fallback reading at the anchor's b point
+    would credit b = 1 with ResAE's result at 0.49 bpp (fourth new-user trial), so those rows stay undefined."""
+    test = {"b": [1, 2, 3, 4, 5], "bpp": [0.05, 0.15, 0.3, 0.5, 0.7], "ssim": [0.40, 0.53, 0.59, 0.66, 0.70],
+            "psnr": [20.0, 22.0, 24.0, 25.0, 26.0]}
+    jpeg = {"b": [1, 2, 3, 4, 5], "bpp": [0.49, 0.49, 0.49, 0.55, 0.75], "ssim": [0.597, 0.597, 0.597, 0.62, 0.68],
+            "psnr": [21.0, 21.0, 21.0, 22.0, 24.0]}
+    rows = report.criteria({"resae": test, "jpeg-matched": jpeg}, ["jpeg-matched"], bits=[1, 2, 3, 4, 5],
+                           tests=["resae"])
+    for b in (1, 2, 3):
+        r = _row(rows, b=b)
+        assert r["holds"] is None and r["where"] == "no overlap (anchor's point is the same at several b)"
+    assert _row(rows, b=4)["where"] == "at its b point"
