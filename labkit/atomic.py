@@ -85,7 +85,8 @@ def _untrack(tmp: Path) -> None:
                 _PREVIOUS.pop(s, None)
 
 
-def check_target(path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None) -> Path:
+def check_target(path: str | os.PathLike[str], source: str | os.PathLike[str] | None = None,
+                 overwrite: bool = True) -> Path:
     """Raise :class:`WriteError` unless ``path`` may be (re)written as a regular file.
 
     Parameters
@@ -94,6 +95,8 @@ def check_target(path: str | os.PathLike[str], source: str | os.PathLike[str] | 
         The output path.
     source : str or os.PathLike, optional
         The input being read; writing over it is refused.
+    overwrite : bool
+        ``False``: an existing ``path`` is refused too.
 
     Returns
     -------
@@ -122,6 +125,9 @@ def check_target(path: str | os.PathLike[str], source: str | os.PathLike[str] | 
             same = False
         if same:
             raise WriteError(f"refusing to write {target}: it is the input file; choose another output name")
+    if st is not None and not overwrite:
+        raise WriteError(f"refusing to write {target}: it already exists (pass --overwrite, or overwrite=True, "
+                         "to replace it)")
     return target
 
 
@@ -157,8 +163,7 @@ def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] 
         only if ``path`` still does not exist (checked by the file system at that moment),
         else :class:`WriteError` and nothing is replaced.
     """
-    target = check_target(path, source)
-    existed = os.path.lexists(target)
+    target = check_target(path, source, overwrite)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # a short fixed prefix: the output's own name may already be as long as the file system allows
@@ -174,18 +179,17 @@ def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] 
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
         check_target(target, source)  # still a regular file (or absent) right before replacing it
-        _place(tmp_path, target, overwrite, existed)
+        _place(tmp_path, target, overwrite)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         _untrack(tmp_path)
 
 
-def _place(tmp: Path, target: Path, overwrite: bool, existed: bool = False) -> None:
+def _place(tmp: Path, target: Path, overwrite: bool) -> None:
     """Move the finished temp file to ``target`` (never over an existing file unless ``overwrite``)."""
-    refused = (f"refusing to write {target}: "
-               + ("it already exists" if existed else "a file of that name appeared while the output was being made")
-               + "; it is left as it is (pass --overwrite, or overwrite=True, to replace it)")
+    refused = (f"refusing to write {target}: a file of that name appeared while the output was being made; "
+               "it is left as it is (pass --overwrite, or overwrite=True, to replace it)")
     try:
         if overwrite:
             os.replace(tmp, target)

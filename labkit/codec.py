@@ -28,7 +28,7 @@ import torch
 
 from . import bitstream, coder, colour, quant, settings, spec
 from . import coder_prior as priors
-from .atomic import WriteError, check_target, write_bytes
+from .atomic import check_target, write_bytes
 from .bitstream import Header
 from .checkpoint import available_weights, decoder_tag
 from .imageio import DataError, as_rgb8
@@ -526,9 +526,7 @@ class Codec:
         """
         from . import imageio
 
-        check_target(dst, source=src)  # refuse before the work, not after
-        if not overwrite and os.path.lexists(dst):
-            raise WriteError(f"refusing to write {dst}: it already exists (pass overwrite=True to replace it)")
+        check_target(dst, source=src, overwrite=overwrite)  # refuse before the work, not after
         data = self.encode(imageio.load(src, max_pixels=max_pixels()))  # refused before decoding when too large
         write_bytes(dst, data, source=src, overwrite=overwrite)
         return len(data)
@@ -581,9 +579,7 @@ def decode_file(src: str | os.PathLike[str], dst: str | os.PathLike[str],
         imageio.check_writable(dst)  # fail before decoding, not after
     except DataError as err:
         raise CodecError(str(err)) from None
-    check_target(dst, source=src)
-    if not overwrite and os.path.lexists(dst):
-        raise WriteError(f"refusing to write {dst}: it already exists (pass overwrite=True to replace it)")
+    check_target(dst, source=src, overwrite=overwrite)
     try:
         data = Path(src).read_bytes()
     except OSError as err:

@@ -216,8 +216,13 @@ def test_reviewed_again(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "link", no_links)
     atomic.write_bytes(tmp_path / "x.bin", b"data", overwrite=False)  # falls back to a checked rename
     assert (tmp_path / "x.bin").read_bytes() == b"data"
-    with pytest.raises(atomic.WriteError, match="it already exists"):
+    with pytest.raises(atomic.WriteError, match="it already exists"):  # refused before any work
         atomic.write_bytes(tmp_path / "x.bin", b"other", overwrite=False)
+    with pytest.raises(atomic.WriteError, match="appeared while"):  # the fallback's own check
+        with atomic.atomic_path(tmp_path / "y.bin", overwrite=False) as tmp:
+            tmp.write_bytes(b"result")
+            (tmp_path / "y.bin").write_bytes(b"precious")
+    assert (tmp_path / "y.bin").read_bytes() == b"precious" and (tmp_path / "x.bin").read_bytes() == b"data"
     monkeypatch.setattr(os, "link", real_link)
 
 
