@@ -5,6 +5,7 @@
     python benchmarks/bench_rd.py --scale-search resae-rd-fast      # that model's encoder searches the scale per image
     python benchmarks/bench_rd.py --refine resae-rd-fast            # that model's encoder refines its latent (labkit.refine)
     python benchmarks/bench_rd.py --data-dir DIR --weights-dir W --curves-from EARLIER.json   # W holds one retrained model
+    python benchmarks/bench_rd.py --rederive benchmarks/results/bench_rd*.json   # tables of recorded curves, today's rules
 
 Prints, for every model of ``labkit.profiles.MODELS`` found in the weights folder (others are
 skipped with a message): mean bpp/SSIM/PSNR per b beside JPEG at matched bpp (the course
@@ -18,6 +19,11 @@ each from its lowest setting.
 say) with the rest of an earlier run on the same images: the missing models' curves, and JPEG at
 matched bpp when the reference model is missing, are read from that file and named in the output's
 ``curves_from``; the classic codecs are measured again and checked against it.
+
+``--rederive`` measures nothing: it recomputes a recorded file's criteria, BD-rates and
+equal-rate rows from its own curves with today's ``labkit.report`` (after a change of those rules,
+say) and rewrites only those tables, so every committed result reads by the same rules as the
+report. ``tests/test_results.py`` checks that they do.
 """
 from __future__ import annotations
 
@@ -29,13 +35,54 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labkit import evaluate, report, spec  # noqa: E402
+from labkit import atomic, evaluate, report, spec  # noqa: E402
 from labkit.baselines import SWEEPS  # noqa: E402
 from labkit.codec import load_pretrained  # noqa: E402
 from labkit.data import get_splits  # noqa: E402
 from labkit.paths import WEIGHTS_DIR  # noqa: E402
 from labkit.profiles import MODELS, REFERENCE  # noqa: E402
 from labkit.workflow import available, jsonable  # noqa: E402
+
+
+CRITERIA_ANCHORS = [report.COURSE_ANCHOR, "jpeg-matched"]
+CRITERIA_BITS = [1, 2, 3, 4, 5]
+
+
+def derived_tables(curves: dict, vs_webp: list[str]) -> dict:
+    """The tables a result derives from its curves: course criteria, BD-rates, rows at WebP's rate.
+
+    Parameters
+    ----------
+    curves : dict
+        ``report.curves`` of one run (each model's and codec's mean bpp / SSIM / PSNR per point).
+    vs_webp : list of str
+        The models whose points are compared with WebP at the same bpp.
+
+    Returns
+    -------
+    dict
+        ``criteria``, ``bd_rate`` and ``at_equal_rate``, as JSON-ready values (NaN as None).
+    """
+    anchors = [a for a in CRITERIA_ANCHORS if a in curves]
+    return jsonable({"criteria": report.criteria(curves, anchors, bits=CRITERIA_BITS),
+                     "bd_rate": report.bd_rates(curves),
+                     "at_equal_rate": {f"{n} vs webp": report.rounded(report.at_equal_rate(curves, n, "webp"))
+                                       for n in vs_webp}})
+
+
+def recorded_vs_webp(result: dict) -> list[str]:
+    """The models a recorded result compared with WebP at equal rate (the keys it wrote)."""
+    return [key.removesuffix(" vs webp") for key in result.get("at_equal_rate", {})]
+
+
+def rederive(path: Path) -> list[str]:
+    """Rewrite ``path``'s derived tables from its curves; return the names of the tables that changed."""
+    result = json.loads(path.read_text())
+    fresh = derived_tables(result["curves"], recorded_vs_webp(result))
+    changed = [key for key, value in fresh.items() if (key in result or value) and result.get(key) != value]
+    if changed:
+        atomic.write_text(path, json.dumps(result | fresh, indent=1) + "\n")
+    return changed
 
 
 def main() -> int:
@@ -60,7 +107,15 @@ def main() -> int:
                    help="JSON file for the results (default: benchmarks/results/bench_rd[_<data>][_search][_refine].json "
                         "for the shipped weights; with --weights-dir, that name inside the weights folder, so a run "
                         "of your own weights never replaces a committed result)")
+    p.add_argument("--rederive", nargs="+", default=None, metavar="FILE",
+                   help="measure nothing: recompute these recorded results' criteria, BD-rates and equal-rate rows "
+                        "from their own curves with today's labkit.report, and rewrite those tables in place")
     args = p.parse_args()
+    if args.rederive:
+        for path in map(Path, args.rederive):
+            changed = rederive(path)
+            print(f"{path}: {'rewrote ' + ', '.join(changed) if changed else 'already current'}")
+        return 0
     earlier = json.loads(Path(args.curves_from).read_text()) if args.curves_from else None
     t0 = time.perf_counter()
     images = get_splits(args.data_dir, args.seed)["test"]
@@ -95,8 +150,8 @@ def main() -> int:
                   "(another codec library version?): the borrowed curves were made beside the old ones")
         borrowed = {"file": args.curves_from, "curves": taken, "classic_codecs_differ": differ}
         curves = {n: curves[n] for n in [*MODELS, "jpeg-matched", *SWEEPS] if n in curves}   # display order
-    crit = report.criteria(curves, [report.COURSE_ANCHOR, "jpeg-matched"], bits=[1, 2, 3, 4, 5])
-    bd = report.bd_rates(curves)
+    tables = derived_tables(curves, [n for n in names if n != REFERENCE])
+    crit, bd, equal = tables["criteria"], tables["bd_rate"], tables["at_equal_rate"]
     floor = report.jpeg_floor(sweeps)
     data = args.data_dir or "embedded default test split"
     print(f"data: {data} ({len(images)} test images); weights: {wdir}; context={args.context or 'the model default'}"
@@ -119,7 +174,6 @@ def main() -> int:
     print(report.criteria_markdown(crit))
     print("\nBD-rate (negative = fewer bits at equal quality; Akima, over the stated overlap only)")
     print(report.bd_markdown(bd))
-    equal = {f"{n} vs webp": report.rounded(report.at_equal_rate(curves, n, "webp")) for n in names if n != REFERENCE}
     for key, rows_ in equal.items():
         print(f"\n{key} at the same bpp (target at b = 2..4: SSIM >= WebP's, PSNR within 1 dB)")
         print(report.markdown_table(rows_, ["b", "bpp", "ssim", "anchor_ssim", "dssim", "psnr", "anchor_psnr", "dpsnr"]))
@@ -130,7 +184,7 @@ def main() -> int:
     results_dir = Path(args.weights_dir) if args.weights_dir else Path(__file__).parent / "results"
     out = Path(args.out) if args.out else results_dir / f"bench_rd{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(jsonable({"data": data, "n_images": len(images), "weights": str(wdir),
+    atomic.write_text(out, json.dumps(jsonable({"data": data, "n_images": len(images), "weights": str(wdir),
                                          "sweeps": SWEEPS, "scales": scales, "refine": refine, "jpeg_floor": floor, "curves": curves,
                                          "criteria": crit,
                                          "bd_rate": bd, "at_equal_rate": equal}
