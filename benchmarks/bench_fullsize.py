@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labkit import photos, rd, spec  # noqa: E402
+from labkit import atomic, photos, rd, spec  # noqa: E402
 from labkit.data import DEFAULT_SOURCES  # noqa: E402
 from labkit.speed import cpu_name  # noqa: E402
 from labkit.workflow import jsonable  # noqa: E402
@@ -40,6 +40,30 @@ def mean_curve(records: list[dict], key: str) -> dict[str, dict[str, list[float]
     return out
 
 
+def bd_rows(curves: dict, models: list[str], classic: list[str]) -> list[dict]:
+    """Each model's BD-rates (PSNR and SSIM) against every classic codec and every other model."""
+    rows = []
+    for test in models:
+        for anchor in [*classic, *[m for m in models if m != test]]:
+            for metric in ("psnr", "ssim"):
+                a, t = curves[anchor], curves[test]
+                rows.append({"test": test, "anchor": anchor, "metric": metric,
+                             **rd.bd_detail(a["bpp"], a[metric], t["bpp"], t[metric])})
+    return rows
+
+
+def rederive(path: Path) -> bool:
+    """Recompute a recorded result's BD-rates from its curves with today's ``labkit.rd``; True if they changed."""
+    result = json.loads(path.read_text())
+    models = list(dict.fromkeys(r["test"] for r in result["bd"]))
+    classic = [a for a in dict.fromkeys(r["anchor"] for r in result["bd"]) if a not in models]
+    fresh = jsonable(bd_rows(result["curves"], models, classic))
+    if fresh == result["bd"]:
+        return False
+    atomic.write_text(path, json.dumps(result | {"bd": fresh}, indent=1) + "\n")
+    return True
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["resae-rd", "resae-rd-fast", "resae", "ae2"])
@@ -55,7 +79,14 @@ def main() -> int:
     p.add_argument("--out", default=None,
                    help="default: benchmarks/results/bench_fullsize.json (_search / _refine added to the name "
                         "with --scale-search / --refine)")
+    p.add_argument("--rederive", nargs="+", default=None, metavar="FILE",
+                   help="measure nothing: recompute these recorded results' BD-rates from their own curves "
+                        "with today's labkit.rd, and rewrite them in place")
     args = p.parse_args()
+    if args.rederive:
+        for path in map(Path, args.rederive):
+            print(f"{path}: {'rewrote bd' if rederive(path) else 'already current'}")
+        return 0
     scales = {n: spec.SCALE_SEARCH for n in args.scale_search}
     refine = {n: args.refine_steps for n in args.refine}
     args.out = args.out or str(Path(__file__).resolve().parent / "results"
@@ -66,13 +97,7 @@ def main() -> int:
                                              refine=refine, weights_dir=args.weights_dir)
     classic = photos.evaluate_classic_photos(args.classic, test_photos)
     curves = {**mean_curve(learned, "b"), **mean_curve(classic, "quality")}
-    bd = []
-    for test in args.models:
-        for anchor in [*args.classic, *[m for m in args.models if m != test]]:
-            for metric in ("psnr", "ssim"):
-                a, t = curves[anchor], curves[test]
-                d = rd.bd_detail(a["bpp"], a[metric], t["bpp"], t[metric])
-                bd.append({"test": test, "anchor": anchor, "metric": metric, **d})
+    bd = bd_rows(curves, args.models, args.classic)
     colour = photos.evaluate_learned_photos(args.models, photos.COLOUR_PHOTOS, args.bits, scales=scales,
                                             refine=refine, weights_dir=args.weights_dir)
     result = {"cpu": cpu_name(), "seconds": round(time.perf_counter() - t0, 1), "test_photos": test_photos,
@@ -80,7 +105,7 @@ def main() -> int:
               "scales": scales, "refine": refine, "curves": curves, "bd": bd,
               "colour": [{k: r[k] for k in ("codec", "b", "photo", "scale", "bpp", "psnr", "ssim", "delta_e")}
                          for r in colour]}
-    Path(args.out).write_text(json.dumps(jsonable(result), indent=1) + "\n")  # left-out BD-rates: null
+    atomic.write_text(args.out, json.dumps(jsonable(result), indent=1) + "\n")  # left-out BD-rates: null
     print(f"CPU: {result['cpu']}; {result['seconds']} s; photos {', '.join(test_photos)} at full size")
     for name, c in curves.items():
         pts = ", ".join(f"{b:.3f} bpp {q:.2f} dB {s:.3f}" for b, q, s in zip(c["bpp"], c["psnr"], c["ssim"]))

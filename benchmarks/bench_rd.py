@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labkit import atomic, evaluate, report, spec  # noqa: E402
+from labkit import atomic, baselines, evaluate, report, spec  # noqa: E402
 from labkit.baselines import SWEEPS  # noqa: E402
 from labkit.codec import load_pretrained  # noqa: E402
 from labkit.data import get_splits  # noqa: E402
@@ -48,15 +48,16 @@ CRITERIA_ANCHORS = [report.COURSE_ANCHOR, "jpeg-matched"]
 CRITERIA_BITS = [1, 2, 3, 4, 5]
 
 
-def derived_tables(curves: dict, vs_webp: list[str]) -> dict:
+def derived_tables(curves: dict) -> dict:
     """The tables a result derives from its curves: course criteria, BD-rates, rows at WebP's rate.
+
+    Every learned model but the reference (ResAE) is compared with WebP at the same bpp, whether
+    its curve was measured in this run or taken from an earlier one (``--curves-from``).
 
     Parameters
     ----------
     curves : dict
         ``report.curves`` of one run (each model's and codec's mean bpp / SSIM / PSNR per point).
-    vs_webp : list of str
-        The models whose points are compared with WebP at the same bpp.
 
     Returns
     -------
@@ -64,21 +65,17 @@ def derived_tables(curves: dict, vs_webp: list[str]) -> dict:
         ``criteria``, ``bd_rate`` and ``at_equal_rate``, as JSON-ready values (NaN as None).
     """
     anchors = [a for a in CRITERIA_ANCHORS if a in curves]
+    vs_webp = [n for n in MODELS if n in curves and n != REFERENCE] if "webp" in curves else []
     return jsonable({"criteria": report.criteria(curves, anchors, bits=CRITERIA_BITS),
                      "bd_rate": report.bd_rates(curves),
                      "at_equal_rate": {f"{n} vs webp": report.rounded(report.at_equal_rate(curves, n, "webp"))
                                        for n in vs_webp}})
 
 
-def recorded_vs_webp(result: dict) -> list[str]:
-    """The models a recorded result compared with WebP at equal rate (the keys it wrote)."""
-    return [key.removesuffix(" vs webp") for key in result.get("at_equal_rate", {})]
-
-
 def rederive(path: Path) -> list[str]:
     """Rewrite ``path``'s derived tables from its curves; return the names of the tables that changed."""
     result = json.loads(path.read_text())
-    fresh = derived_tables(result["curves"], recorded_vs_webp(result))
+    fresh = derived_tables(result["curves"])
     changed = [key for key, value in fresh.items() if (key in result or value) and result.get(key) != value]
     if changed:
         atomic.write_text(path, json.dumps(result | fresh, indent=1) + "\n")
@@ -150,9 +147,12 @@ def main() -> int:
                   "(another codec library version?): the borrowed curves were made beside the old ones")
         borrowed = {"file": args.curves_from, "curves": taken, "classic_codecs_differ": differ}
         curves = {n: curves[n] for n in [*MODELS, "jpeg-matched", *SWEEPS] if n in curves}   # display order
-    tables = derived_tables(curves, [n for n in names if n != REFERENCE])
+    tables = derived_tables(curves)
     crit, bd, equal = tables["criteria"], tables["bd_rate"], tables["at_equal_rate"]
     floor = report.jpeg_floor(sweeps)
+    # which JPEG the "jpeg-matched" curve is (files without this key matched Pillow's default JPEG)
+    matched_jpeg = (baselines.MATCHED_JPEG if matched else
+                    (earlier or {}).get("matched_jpeg", "jpeg") if "jpeg-matched" in borrowed.get("curves", []) else None)
     data = args.data_dir or "embedded default test split"
     print(f"data: {data} ({len(images)} test images); weights: {wdir}; context={args.context or 'the model default'}"
           + (f"; scale searched per image for {', '.join(scales)}" if scales else "")
@@ -185,7 +185,8 @@ def main() -> int:
     out = Path(args.out) if args.out else results_dir / f"bench_rd{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out, json.dumps(jsonable({"data": data, "n_images": len(images), "weights": str(wdir),
-                                         "sweeps": SWEEPS, "scales": scales, "refine": refine, "jpeg_floor": floor, "curves": curves,
+                                         "sweeps": SWEEPS, "scales": scales, "refine": refine, "jpeg_floor": floor,
+                                         "matched_jpeg": matched_jpeg, "curves": curves,
                                          "criteria": crit,
                                          "bd_rate": bd, "at_equal_rate": equal}
                                         | ({"curves_from": borrowed} if borrowed else {})), indent=1) + "\n")

@@ -68,6 +68,6 @@ def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[i
             j = select(matched, b=b, image=i)[0]
             columns["jpeg"].append(dict(j, caption=jpeg_caption(j)))
     fig = plots.comparison_grid(originals, columns, row_labels=labels,
-                                title=f"labkit demo.  Under each picture: SSIM and real bpp.\nJPEG: the Pillow quality q "
-                                      f"whose bpp is nearest {plots.label(reference)}'s")
+                                title=f"labkit demo.  Under each picture: SSIM and real bpp.\nJPEG (optimized Huffman "
+                                      f"tables): the quality q whose bpp is nearest {plots.label(reference)}'s")
     return plots.save_figure(fig, out, overwrite=overwrite)

@@ -76,14 +76,18 @@ def evaluate_learned(models: Mapping[str, torch.nn.Module], images: Sequence[np.
     return out
 
 
-def evaluate_matched_jpeg(images: Sequence[np.ndarray], targets: Sequence[Record], codec: str = "jpeg",
-                          keep_recon: bool = False) -> list[Record]:
-    """The course's JPEG comparison: per image, the JPEG quality whose real bpp is nearest each target's bpp."""
+def evaluate_matched_jpeg(images: Sequence[np.ndarray], targets: Sequence[Record],
+                          codec: str = baselines.MATCHED_JPEG, keep_recon: bool = False) -> list[Record]:
+    """The course's JPEG comparison: per image, the JPEG quality whose real bpp is nearest each target's bpp.
+
+    The records are named ``jpeg-matched`` whichever JPEG ``codec`` is (``matched_codec`` says
+    which; by default :data:`labkit.baselines.MATCHED_JPEG`, optimized Huffman tables).
+    """
     out: list[Record] = []
     for t in targets:
         img = images[t["image"]]
         m = baselines.match_bpp(img, t["bpp"], codec=codec)
-        rec: Record = dict(codec=f"{codec}-matched", b=t["b"], matched_to=t["codec"], image=t["image"],
+        rec: Record = dict(codec="jpeg-matched", matched_codec=codec, b=t["b"], matched_to=t["codec"], image=t["image"],
                            quality=m["quality"], bytes=len(m["bytes"]), bpp=m["bpp"], target_bpp=t["bpp"],
                            psnr=metrics.psnr(img, m["recon"]), ssim=metrics.ssim(img, m["recon"]))
         if keep_recon:

@@ -8,6 +8,7 @@ colour casts that PSNR averages away.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,19 @@ def grid_columns(records: Sequence[dict[str, Any]], models: Sequence[str], b: in
     """Columns for ``plots.comparison_grid``: per model, its records at ``b`` with a two-line caption."""
     return {m: [dict(r, caption=f"SSIM {r['ssim']:.3f}, {r['bpp']:.3f} bpp\nΔE {r['delta_e']:.1f}, PSNR {r['psnr']:.1f} dB")
                 for r in records if r["codec"] == m and r["b"] == b] for m in models}
+
+
+def row_label(name: str) -> str:
+    """A photo's name and whether the default models trained on it (``data.DEFAULT_SOURCES``).
+
+    The issue's four photos include two of the default training photos (astronaut, chelsea);
+    the label says so beside the picture, so their numbers are not read as unseen ones.
+    """
+    from .data import DEFAULT_SOURCES
+
+    seen = ("in training" if name in DEFAULT_SOURCES["train"] else
+            "test photo" if name in DEFAULT_SOURCES["test"] else "not in training")
+    return f"{Path(name).stem}\n({seen})"
 
 
 def colour_table(records: Sequence[dict[str, Any]], models: Sequence[str], photos: Sequence[str]) -> list[dict[str, Any]]:

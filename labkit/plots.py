@@ -4,6 +4,7 @@ with fixed metadata and DPI, so the same numbers give the same PNG bytes.
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,12 +24,12 @@ DPI = 110
 STYLE: dict[str, dict[str, Any]] = {
     "resae": dict(color="C3", marker="o", ls="-", label="ResAE (ours)"),
     "resae-rd": dict(color="C6", marker="D", ls="-", label="ResAE-RD (ours, rate-distortion)"),
-    "resae-rd-fast": dict(color="C8", marker="v", ls=":", label="ResAE-RD-fast (ours, light decoder, trained whole)"),
-    "resae-rd-fast-v1": dict(color="C8", marker="1", ls="-.", label="ResAE-RD-fast v1 (resae-rd's symbols, light decoder)"),
-    "resae-rd-fast-v2": dict(color="C8", marker="2", ls="-.", label="ResAE-RD-fast v2 (trained whole, GPU 2026-11-27)"),
+    "resae-rd-fast": dict(color="k", marker="v", ls=":", label="ResAE-RD-fast (ours, light decoder, trained whole)"),
+    "resae-rd-fast-v1": dict(color="k", marker="1", ls="-.", label="ResAE-RD-fast v1 (resae-rd's symbols, light decoder)"),
+    "resae-rd-fast-v2": dict(color="k", marker="2", ls="-.", label="ResAE-RD-fast v2 (trained whole, GPU 2026-11-27)"),
     "ae2": dict(color="C0", marker="s", ls="-", label="AE2 (course, noise)"),
     "ae1": dict(color="C9", marker="^", ls="-", label="AE1 (course, plain)"),
-    "jpeg-matched": dict(color="C1", marker="x", ls="none", label="JPEG @ matched bpp (course)"),
+    "jpeg-matched": dict(color="C1", marker="x", ls="none", label="JPEG optimize at ResAE's bpp (course)"),
     "jpeg": dict(color="C1", marker=".", ls="--", label="JPEG (Pillow default)"),
     "jpeg-opt": dict(color="C5", marker=".", ls="--", label="JPEG optimize=True"),
     "webp": dict(color="C2", marker=".", ls="--", label="WebP"),
@@ -37,11 +38,8 @@ STYLE: dict[str, dict[str, Any]] = {
 }
 LABELS = {"raw": "RAW", "resae": "ResAE", "resae-rd": "ResAE-RD", "resae-rd-fast": "ResAE-RD-fast",
           "resae-rd-fast-v1": "ResAE-RD-fast v1", "resae-rd-fast-v2": "ResAE-RD-fast v2", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG",
-          "jpeg-matched": "JPEG @ matched bpp", "jpeg-opt": "JPEG optimize", "webp": "WebP", "avif": "AVIF",
+          "jpeg-matched": "JPEG at ResAE's bpp", "jpeg-opt": "JPEG optimize", "webp": "WebP", "avif": "AVIF",
           "jpeg2000": "JPEG 2000", "ae1/ae2": "AE1 / AE2 (course)"}
-#: Where each learned model's "b=…" labels sit relative to its points (points, offset), so that
-#: labels of models whose points nearly coincide (ResAE and AE1 at b=1) do not overlap.
-_LABEL_OFFSETS = [((5, -11), "left"), ((-6, 5), "right"), ((6, 4), "left"), ((-6, -11), "right")]
 
 
 def label(name: str) -> str:
@@ -105,12 +103,9 @@ def comparison_grid(originals: Sequence[np.ndarray], columns: Mapping[str, Seque
                 ax.set_title(label(name), fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
-    if n < 3:  # tight_layout lets a multi-line title and two-line captions overlap one or two rows
-        fig.set_layout_engine("constrained")
-    else:
-        # tight_layout ignores the title: keep its lines (11 pt, 1.25 line spacing) and a gap clear of the column heads
-        title_in = (title.count("\n") + 1) * 11 * 1.25 / 72 + 0.04 if title else 0.0
-        fig.tight_layout(rect=(0, 0, 1, 1 - title_in / fig.get_figheight()))
+    # constrained layout makes room for a multi-line title and two-line captions at any row count
+    # (tight_layout let them overlap one or two rows, and a rect of our own left an empty band)
+    fig.set_layout_engine("constrained")
     return fig
 
 
@@ -130,13 +125,15 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
         Title of the (first) panel; default names the metric.
     xlim : (float, float), optional
         The first panel's bpp range; default 0 to 1.6 times the learned codecs' largest bpp.
+        The quality axis spans what the curves reach inside it.
     annotate : Mapping, optional
-        Per model the labels (``b=1`` ...) written beside its points.
+        Per model the labels (``b=1`` ...) written beside its points. Each label takes the spot
+        around its point that covers the fewest other labels and points (:func:`_place_labels`).
     zoom : sequence of str, optional
         Models (e.g. the rate-distortion ones) to show again in a second panel, zoomed to their
         bpp range and to the quality every codec reaches there, so that curves crowded into
-        the first panel's left edge (where these models and WebP compete) can be read.  Names
-        not in ``curves`` are ignored; none left: one panel.
+        the first panel's left edge (where these models, WebP and AVIF compete) can be read.
+        Names not in ``curves`` are ignored; none left: one panel.
     """
     zoomed = [n for n in (zoom or ()) if n in curves and curves[n].get("bpp")]
     fig, axes = plt.subplots(1, 2 if zoomed else 1, figsize=(11.0 if zoomed else 6.2, 4.3), squeeze=False)
@@ -146,7 +143,9 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
         if learned:
             xlim = (0.0, 1.6 * max(learned))
     # with a zoom panel, the zoomed models' "b=" labels are written there only
-    _rd_panel(ax, curves, metric, xlim, {n: v for n, v in (annotate or {}).items() if n not in zoomed})
+    pending = _rd_panel(ax, curves, metric, xlim, {n: v for n, v in (annotate or {}).items() if n not in zoomed})
+    if xlim:
+        ax.set_ylim(*_visible_ylim(curves, metric, list(curves), xlim))
     heading = title or f"Mean {'SSIM' if metric == 'ssim' else 'PSNR'} vs bpp"
     if not zoomed:
         ax.set_title(heading + (" (zoomed to the learned codecs' range)" if xlim else ""))
@@ -155,46 +154,104 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
         ax.set_title("the learned codecs' range" if xlim else "every codec", fontsize=9)
         zx = (0.0, 1.2 * max(max(curves[n]["bpp"]) for n in zoomed))
         zax = axes[0, 1]
-        _rd_panel(zax, curves, metric, zx, {n: v for n, v in (annotate or {}).items() if n in zoomed})
-        zax.set_ylim(*_zoom_ylim(curves, metric, zoomed, zx))
+        pending += _rd_panel(zax, curves, metric, zx, {n: v for n, v in (annotate or {}).items() if n in zoomed})
+        zax.set_ylim(*_visible_ylim(curves, metric, zoomed, zx))
         zax.set_title(f"zoomed on {' and '.join(label(n) for n in zoomed)}", fontsize=9)
-        zax.set_ylabel("")
     # outside the axes, so that it hides no point or label
     axes[0, -1].legend(*ax.get_legend_handles_labels(), fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                        borderaxespad=0.0)
     fig.tight_layout()
+    _place_labels(fig, pending)   # after the layout: the spots are chosen at the final scale
     return fig
 
 
 def _rd_panel(ax: plt.Axes, curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str,
-              xlim: tuple[float, float] | None, annotate: Mapping[str, Sequence[str]] | None) -> None:
-    """Draw every curve of ``curves`` on ``ax`` (see :func:`rd_curves`), labels kept inside ``xlim``."""
-    annotated = [n for n in curves if annotate and n in annotate]
+              xlim: tuple[float, float] | None, annotate: Mapping[str, Sequence[str]] | None) -> list[tuple]:
+    """Draw every curve of ``curves`` on ``ax`` (see :func:`rd_curves`); return the labels to place."""
+    pending: list[tuple] = []
     for name, c in curves.items():
         order = np.argsort(c["bpp"])
         x, y = np.asarray(c["bpp"])[order], np.asarray(c[metric])[order]
         ax.plot(x, y, ms=5, lw=1.4, **style_for(name))
         if annotate and name in annotate:
-            offset, ha = _LABEL_OFFSETS[annotated.index(name) % len(_LABEL_OFFSETS)]
             for xi, yi, t in zip(np.asarray(c["bpp"]), np.asarray(c[metric]), annotate[name]):
-                o, h = offset, ha
-                if xlim and h == "right" and xi - xlim[0] < 0.09 * (xlim[1] - xlim[0]):
-                    o, h = (-o[0], o[1]), "left"  # a label left of a point at the left edge would be cut
-                ax.annotate(t, (xi, yi), textcoords="offset points", xytext=o, ha=h, fontsize=7,
-                            color=style_for(name).get("color"))
+                pending.append((ax, float(xi), float(yi), t, style_for(name).get("color")))
     ax.set_xlabel("bits per pixel (real file size)")
     ax.set_ylabel("SSIM (mean over RGB)" if metric == "ssim" else "PSNR (dB, RGB)")
     if xlim:
         ax.set_xlim(*xlim)
     ax.margins(y=0.08)
+    return pending
 
 
-def _zoom_ylim(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str, zoomed: Sequence[str],
-               xlim: tuple[float, float]) -> tuple[float, float]:
-    """Quality range of the zoom panel: from the zoomed models' lowest point to the best any codec
-    reaches inside ``xlim`` (points inside it, and each curve where it crosses the right edge)."""
-    low = min(min(curves[n][metric]) for n in zoomed)
-    high = max(max(curves[n][metric]) for n in zoomed)
+#: Where a "b=…" label may sit around its point: (dx, dy) in points and its alignment, in the
+#: order tried when several spots are equally free.
+_LABEL_SPOTS = [((6, 4), "left"), ((6, -11), "left"), ((-6, 4), "right"), ((-6, -11), "right"),
+                ((0, 7), "center"), ((0, -15), "center"), ((10, -3), "left"), ((-10, -3), "right")]
+
+
+def _place_labels(fig: plt.Figure, pending: Sequence[tuple], fontsize: float = 7.0) -> None:
+    """Write each label at the spot around its point that overlaps the fewest labels, markers and edges.
+
+    Greedy, in the order given: a label's box (its text's extent at ``fontsize``) is scored
+    against the labels already written (heavily), every plotted point of its axes and the axes'
+    edges (a label must not leave its panel); ties go to the first spot of :data:`_LABEL_SPOTS`.
+    """
+    if not pending:
+        return
+    renderer = fig.canvas.get_renderer()
+    scale = fig.dpi / 72.0
+    placed: dict[plt.Axes, list[tuple[float, float, float, float]]] = {}
+    points: dict[plt.Axes, np.ndarray] = {}
+    for ax, *_ in pending:
+        if ax not in points:
+            xy = [line.get_xydata() for line in ax.get_lines() if len(line.get_xydata())]
+            points[ax] = ax.transData.transform(np.concatenate(xy)) if xy else np.zeros((0, 2))
+    for ax, x, y, text, colour in pending:
+        px, py = ax.transData.transform((x, y))
+        box = ax.get_window_extent(renderer)
+        probe = ax.text(0, 0, text, fontsize=fontsize)
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = extent.width, extent.height
+        best, best_score = _LABEL_SPOTS[0], math.inf
+        for (dx, dy), ha in _LABEL_SPOTS:
+            x0 = px + dx * scale - {"left": 0.0, "center": w / 2, "right": w}[ha]
+            y0 = py + dy * scale
+            rect = (x0, y0, x0 + w, y0 + h)
+            score = 100.0 * (rect[0] < box.x0 or rect[2] > box.x1 or rect[1] < box.y0 or rect[3] > box.y1)
+            score += 10.0 * sum(_overlap(rect, other) for other in placed.get(ax, []))
+            near = points[ax]
+            score += 3.0 * float(np.sum((near[:, 0] > rect[0] - 2) & (near[:, 0] < rect[2] + 2)
+                                        & (near[:, 1] > rect[1] - 2) & (near[:, 1] < rect[3] + 2)))
+            if score < best_score:
+                best, best_score = ((dx, dy), ha), score
+        (dx, dy), ha = best
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=fontsize, color=colour,
+                    annotation_clip=True)
+        x0 = px + dx * scale - {"left": 0.0, "center": w / 2, "right": w}[ha]
+        placed.setdefault(ax, []).append((x0, py + dy * scale, x0 + w, py + dy * scale + h))
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """The share of box ``a`` covered by box ``b`` (boxes as x0, y0, x1, y1)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    return 0.0 if w <= 0 or h <= 0 else w * h / ((a[2] - a[0]) * (a[3] - a[1]))
+
+
+def _visible_ylim(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str, lowest: Sequence[str],
+                  xlim: tuple[float, float]) -> tuple[float, float]:
+    """Quality range of a panel that shows ``xlim``: from the lowest point of the ``lowest`` curves
+    inside it to the best any codec reaches inside it (points inside, and each curve where it
+    crosses the right edge), so no part of the axis is empty of data."""
+    low, high = math.inf, -math.inf
+    for n in lowest:
+        x, y = np.asarray(curves[n]["bpp"], float), np.asarray(curves[n][metric], float)
+        inside = y[(x >= xlim[0]) & (x <= xlim[1])]
+        if inside.size:
+            low = min(low, float(inside.min()))
+            high = max(high, float(inside.max()))
     for c in curves.values():
         x, y = np.asarray(c["bpp"], float), np.asarray(c[metric], float)
         if x.size == 0:
@@ -206,16 +263,27 @@ def _zoom_ylim(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str,
             high = max(high, float(inside.max()))
         if x[0] <= xlim[1] <= x[-1]:
             high = max(high, float(np.interp(xlim[1], x, y)))
+    if not math.isfinite(low):
+        low = min(float(np.min(c[metric])) for c in curves.values() if len(c[metric]))
     pad = 0.06 * (high - low or 1.0)
     return low - pad, high + pad
 
 
 def difference_view(original: np.ndarray, recons: Mapping[str, Mapping[str, Any]], title: str = "") -> plt.Figure:
-    """|error| heatmaps (mean over RGB, 8-bit units) side by side on one colour scale."""
+    """|error| heatmaps (mean over RGB, 8-bit units) under each reconstruction, on one colour scale.
+
+    Each map sits in its model's column (the colour bar has an axis of its own, so it does not
+    shift the maps), and the scale stops at the 99.5th percentile of all maps, marked by the bar's
+    arrow when a few pixels are brighter.
+    """
     names = list(recons)
     errs = {k: np.abs(original.astype(np.float32) - v["recon"].astype(np.float32)).mean(axis=2) for k, v in recons.items()}
-    vmax = float(np.percentile(np.concatenate([e.ravel() for e in errs.values()]), 99.5)) or 1.0
-    fig, axes = plt.subplots(2, 1 + len(names), figsize=(2.3 * (1 + len(names)), 4.6), squeeze=False)
+    every = np.concatenate([e.ravel() for e in errs.values()]) if errs else np.zeros(1)
+    vmax = float(np.percentile(every, 99.5)) or 1.0
+    ncol = 1 + len(names)
+    fig = plt.figure(figsize=(2.3 * ncol + 0.4, 5.0))
+    grid = fig.add_gridspec(2, ncol + 1, width_ratios=[1.0] * ncol + [0.07], wspace=0.12, hspace=0.3)
+    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(ncol)] for r in range(2)])
     axes[0, 0].imshow(original)
     axes[0, 0].set_title("RAW")
     axes[1, 0].axis("off")
@@ -225,11 +293,13 @@ def difference_view(original: np.ndarray, recons: Mapping[str, Mapping[str, Any]
         axes[0, j].set_title(label(k))
         axes[0, j].set_xlabel(f"SSIM {recons[k]['ssim']:.3f}, {recons[k]['bpp']:.3f} bpp", fontsize=8)
         im = axes[1, j].imshow(errs[k], cmap="magma", vmin=0, vmax=vmax)
-        axes[1, j].set_xlabel(f"mean |err| = {errs[k].mean():.2f}", fontsize=8)
+        axes[1, j].set_xlabel(f"{label(k)}\nmean |err| = {errs[k].mean():.2f}", fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
     if im is not None:
-        fig.colorbar(im, ax=axes[1, 1:].tolist(), shrink=0.85, label="|error| (8-bit levels)")
+        clipped = bool((every > vmax).any())
+        fig.colorbar(im, cax=fig.add_subplot(grid[1, ncol]), extend="max" if clipped else "neither",
+                     label="|error|, mean over RGB\n(8-bit levels" + ("; top 0.5 % clipped)" if clipped else ")"))
     if title:
         fig.suptitle(title)
     return fig
@@ -276,7 +346,7 @@ def training_curves(histories: Mapping[str, Mapping[str, Any]],
         fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False,
                    bbox_to_anchor=(0.5, note_h / height))
     if left_out:  # say so in the figure, so a missing line reads as a choice, not a bug
-        fig.text(0.01, 0.08 / height, f"Not drawn (trained in steps, not epochs; see the training table): "
+        fig.text(0.01, 0.08 / height, f"Not drawn (made in stages on two machines, with no per-epoch log to draw; see the training table): "
                  f"{', '.join(left_out)}", fontsize=7, color="0.3")
     fig.tight_layout(rect=(0, (legend_h + note_h) / height, 1, 1))
     return fig
@@ -327,7 +397,12 @@ def compact_layers(layers: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def architecture_diagram(layers_by_model: Mapping[str, Sequence[Mapping[str, Any]]],
                          params: Mapping[str, int] | None = None) -> plt.Figure:
-    """Boxes for each layer group, drawn from ``labkit.models.describe`` (not by hand); C x H x W on the right."""
+    """Boxes for each layer group, drawn from ``labkit.models.describe`` (not by hand).
+
+    Each box shows its output shape on the right (channels x height x width for a 128 x 128
+    input, a key under the figure says so); the dotted line is where the codec quantizes the
+    latent y and the arithmetic coder codes it.
+    """
     compact = {k: compact_layers(v) for k, v in layers_by_model.items()}
     n = len(compact)
     height = max(len(v) for v in compact.values())
@@ -340,6 +415,7 @@ def architecture_diagram(layers_by_model: Mapping[str, Sequence[Mapping[str, Any
         ax.axis("off")
         title = label(name) + (f" ({params[name]:,} parameters)" if params and name in params else "")
         ax.set_title(title, fontsize=10)
+        ax.text(0.5, -0.75, "input: RGB image, 3x128x128", fontsize=7, ha="center", va="center", color="#333333")
         encoder = [i for i, box in enumerate(boxes) if box.get("part") == "encoder"]
         latent_at = encoder[-1] if encoder else None   # the encoder's output is the latent y
         for i, box in enumerate(boxes):
@@ -349,9 +425,12 @@ def architecture_diagram(layers_by_model: Mapping[str, Sequence[Mapping[str, Any
             ax.text(0.96, i, "x".join(str(s) for s in shape) if shape else "", va="center", ha="right", fontsize=7, color="#333333")
             if i == latent_at:
                 ax.axhline(i + 0.5, color="C3", lw=1.2, ls=":")
-                ax.text(0.5, i + 0.5, "latent y", color="C3", fontsize=7, ha="center", va="center",
-                        bbox=dict(fc="white", ec="none", pad=0.5))
-    fig.tight_layout()
+                ax.text(0.5, i + 0.5, "latent y: quantized to b bits, arithmetic-coded, dequantized", color="C3",
+                        fontsize=7, ha="center", va="center", bbox=dict(fc="white", ec="none", pad=0.5))
+    fig.text(0.01, 0.005, "Right of each box: its output, channels x height x width, for a 128x128 input. "
+             "Colours: convolution (blue), transposed convolution (dark orange), upsampling (light orange), "
+             "residual block (red), average pooling (green).", fontsize=7, color="#333333", va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
@@ -366,6 +445,7 @@ def latent_histograms(symbols_by_b: Mapping[int, np.ndarray], title: str = "") -
         ax.set_yscale("log")
         ax.set_title(f"b={b}")
         ax.set_xlabel("symbol q")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # symbols are whole (no -0.5 ... 1.5 ticks)
     axes[0, 0].set_ylabel("frequency")
     if title:
         fig.suptitle(title)
@@ -401,31 +481,42 @@ def rate_estimate_vs_coded(records_by_model: Mapping[str, Sequence[Mapping[str, 
     for ax, name in zip(axes[0], names):
         recs = records_by_model[name]
         top = max(max(r["coded_bpp"], r["estimated_bpp"]) for r in recs) * 1.05
-        ax.plot([0, top], [0, top], color="0.6", lw=0.8, ls="--")
+        ax.plot([0, top], [0, top], color="0.6", lw=0.8, ls="--", label="estimate = coded")
         for b in sorted({r["b"] for r in recs}):
             rs = [r for r in recs if r["b"] == b]
             ax.scatter([r["coded_bpp"] for r in rs], [r["estimated_bpp"] for r in rs], s=9, label=f"b={b}")
         ax.set_xlim(0, top)
         ax.set_ylim(0, top)
         ax.set_xlabel("real coded bpp (payload, neighbor context)")
-        ax.set_ylabel("training-time estimate (bpp)")
+        ax.set_ylabel("rate estimate, labkit.rate (bpp)")
         ax.set_title(f"{label(name)}: rate estimate vs coder", fontsize=9)
         ax.legend(fontsize=7, markerscale=1.5)
     fig.tight_layout()
     return fig
 
 
-def table_figure(rows: Sequence[Sequence[str]], header: Sequence[str], title: str = "") -> plt.Figure:
+def table_figure(rows: Sequence[Sequence[str]], header: Sequence[str], title: str = "", note: str = "",
+                 shade: Mapping[str, str] | None = None) -> plt.Figure:
     """A plain table rendered as a figure (used for the course-criteria table), sized to its rows.
 
     The table fills the whole axes (no empty band): the figure height is the row count
-    times a fixed row height, and the title sits just above the header row.
+    times a fixed row height, the title sits just above the header row and ``note`` (a key to
+    the columns, one paragraph per ``\\n``, wrapped to the table's width) under the last row.
+    ``shade`` maps a cell's text to its background colour (e.g. "no" in light red).
     """
-    row_h = 0.22
+    import textwrap
+
+    row_h, line_h = 0.22, 0.15
     widths = [max(3, len(str(h)), *(len(str(r[j])) for r in rows)) for j, h in enumerate(header)]
     total = sum(widths)
-    fig = plt.figure(figsize=(max(6.0, 0.075 * total + 0.6), row_h * (len(rows) + 1) + (0.35 if title else 0.05)))
-    ax = fig.add_axes((0.0, 0.0, 1.0, (row_h * (len(rows) + 1)) / fig.get_figheight()))
+    fig_w = max(6.0, 0.075 * total + 0.6)
+    chars = max(40, int(fig_w / 0.056))   # characters of 7.5 pt text per line across the figure
+    note = "\n".join(textwrap.fill(line, chars) for line in note.split("\n")) if note else ""
+    note_h = (line_h * (note.count("\n") + 1) + 0.1) if note else 0.0
+    fig = plt.figure(figsize=(fig_w, row_h * (len(rows) + 1) + (0.35 if title else 0.05) + note_h))
+    ax = fig.add_axes((0.0, note_h / fig.get_figheight(), 1.0, (row_h * (len(rows) + 1)) / fig.get_figheight()))
+    if note:
+        fig.text(0.01, (note_h - 0.05) / fig.get_figheight(), note, fontsize=7.5, va="top", ha="left")
     ax.axis("off")
     t = ax.table(cellText=[list(r) for r in rows], colLabels=list(header), loc="upper center", cellLoc="center",
                  bbox=(0.0, 0.0, 1.0, 1.0), colWidths=[w / total for w in widths])
@@ -435,6 +526,8 @@ def table_figure(rows: Sequence[Sequence[str]], header: Sequence[str], title: st
         if r == 0:
             cell.set_text_props(weight="bold")
             cell.set_facecolor("#eeeeee")
+        elif shade and cell.get_text().get_text() in shade:
+            cell.set_facecolor(shade[cell.get_text().get_text()])
     if title:
         fig.suptitle(title, fontsize=9.5, y=1.0 - 0.04 / fig.get_figheight(), va="top")
     return fig

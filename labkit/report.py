@@ -122,8 +122,14 @@ def grid_models(models: Sequence[str]) -> list[str]:
     return proposed(models) + [m for m in models if m == "ae2"]
 
 
-def jpeg_floor(sweeps: Sequence[Record], codec: str = "jpeg") -> dict[str, Any] | None:
-    """JPEG's smallest files: mean bpp over the images at the lowest quality swept (None if not swept)."""
+def jpeg_floor(sweeps: Sequence[Record], codec: str | None = None) -> dict[str, Any] | None:
+    """JPEG's smallest files: mean bpp over the images at the lowest quality swept (None if not swept).
+
+    ``codec`` defaults to the JPEG the course comparison matches (:data:`labkit.baselines.MATCHED_JPEG`).
+    """
+    from .baselines import MATCHED_JPEG
+
+    codec = codec or MATCHED_JPEG
     recs = [r for r in sweeps if r["codec"] == codec]
     if not recs:
         return None
@@ -162,9 +168,10 @@ def comparison_figure(images: Sequence[np.ndarray], learned: Sequence[Record], m
         target = jp[idx[0]].get("matched_to", target)
     if title is None:
         title = (f"b = {b}.  Under each picture: SSIM (mean over RGB) and real bpp.\n"
-                 f"JPEG: per image, the Pillow quality q whose file is nearest {label(target)}'s bpp (course method)")
+                 f"JPEG (optimized Huffman tables): per image, the quality q whose file is nearest "
+                 f"{label(target)}'s bpp (course method)")
         if floor:
-            title += (f";\nJPEG's smallest files (q={floor['quality']}) average {floor['mean_bpp']:.2f} bpp "
+            title += (f";\nits smallest files (q={floor['quality']}) average {floor['mean_bpp']:.2f} bpp "
                       "on these test images")
     return plots.comparison_grid([images[i] for i in idx], columns, title=title)
 
@@ -358,7 +365,16 @@ def criteria_figure(rows: Sequence[Mapping[str, Any]]):
     header = (["model"] if len(tests) > 1 else []) + [
         "anchor", "b", f"{who} bpp", f"{who} SSIM", "ΔSSIM @ bpp", "Δbits % @ SSIM", "holds", "read at"]
     names = ", ".join(label(t) for t in tests)
-    return plots.table_figure(body, header, title=f"Course criteria for {names} ({criteria_rule()})")
+    return plots.table_figure(body, header, title=f"Course criteria for {names} ({criteria_rule()})", note=CRITERIA_KEY,
+                              shade={"yes": "#e5f5e0", "no": "#fde0dd"})
+
+
+#: The key under the criteria table: what its columns and marks mean.
+CRITERIA_KEY = ("ΔSSIM @ bpp: the model's SSIM minus the anchor's at the model's bpp; Δbits % @ SSIM: the model's bits "
+                "against the anchor's at the model's SSIM (negative = fewer). Both are read on the anchor's curve, inside its range.\n"
+                "read at: its b = at the model's point (the bpp and SSIM columns); anchor's b = neither is defined there, so "
+                "the anchor's own point at the same b is read against the model's curve.\n"
+                "holds: yes / no by the rule in the title; n/a = neither reading is defined (no overlap); – = not defined.")
 
 
 def training_summary(models: Sequence[str], weights_dir: str | os.PathLike[str],
@@ -440,15 +456,21 @@ def criterion_words(held: Sequence[int], failed: Sequence[int], undefined: Seque
 
 def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record], crit: Sequence[Mapping[str, Any]],
             bd: Sequence[Mapping[str, Any]], n_images: int, floor: Mapping[str, Any] | None = None,
-            models: Sequence[str] | None = None) -> dict[str, Any]:
-    """Headline numbers and an honest paragraph generated from them (quoted in the README)."""
+            models: Sequence[str] | None = None, described: str | None = None) -> dict[str, Any]:
+    """Headline numbers and an honest paragraph generated from them (quoted in the README).
+
+    ``described`` says what the test images are (``workflow.test_description``); the paragraph
+    opens with it.
+    """
     if models is None:
         models = [n for n, c in curves_.items() if "b" in c and n != "jpeg-matched"]
     shown = grid_models(models)
     head: dict[str, Any] = {"n_images": n_images}
     if floor:
         head["jpeg_floor"] = dict(floor)
-    lines = [f"On {n_images} test images:"]
+    if described:
+        head["test_images"] = described
+    lines = [f"On {n_images} {described or 'test images'}:"]
     for b in (1, 2, 3):
         j = select(matched, b=b)
         row: dict[str, Any] = {}
@@ -472,7 +494,8 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
                          f"{label(row['jpeg_matched_to'])}'s mean bpp), SSIM {row['jpeg_ssim']:.3f}")
         lines.append(f"- b={b}: " + "; ".join(parts) + ".")
     if floor:
-        lines.append(f"- JPEG's smallest files (q={floor['quality']}) average {floor['mean_bpp']:.3f} bpp "
+        lines.append(f"- The matched JPEG has optimized Huffman tables (Pillow's default JPEG gives the same pixels in "
+                     f"more bytes). Its smallest files (q={floor['quality']}) average {floor['mean_bpp']:.3f} bpp "
                      f"({floor['min_bpp']:.3f}–{floor['max_bpp']:.3f}): below that, \"JPEG at matched bpp\" "
                      "cannot match the learned codecs' rate.")
     anchor = COURSE_ANCHOR
@@ -486,6 +509,19 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
                                                                           undefined_at=undef)
             lines.append(f"- Course criterion, {label(test)} vs {label(anchor)}: " + criterion_words(held, failed, undef)
                          + ".")
+    # the same rule against every other anchor (JPEG at ResAE's bpp, the classic codecs): where it fails
+    for test in dict.fromkeys(r["test"] for r in crit):
+        others = [r for r in crit if r["test"] == test and r["anchor"] != anchor]
+        if not others:
+            continue
+        fails: dict[str, list[int]] = {}
+        for r in others:
+            if r["holds"] is False:
+                fails.setdefault(r["anchor"], []).append(r["b"])
+        head.setdefault("criterion_fails", {})[test] = fails
+        lines.append(f"- Course criterion, {label(test)} vs JPEG and the classic codecs: " + (
+            "fails against " + "; ".join(f"{label(a)} at b = {', '.join(map(str, bs))}" for a, bs in fails.items())
+            if fails else "fails against none") + ".")
     for test in dict.fromkeys(r["test"] for r in bd):
         for metric, name in (("ssim", "SSIM"), ("psnr", "PSNR")):
             rows_ = [r for r in bd if r["test"] == test]
@@ -547,6 +583,9 @@ def headline_table(head: Mapping[str, Any], anchors: Sequence[str] = ("webp", "r
         test, _, anchor = key.partition("_vs_")
         held, failed, undef = verdict.get("holds_at", []), verdict.get("fails_at", []), verdict.get("undefined_at", [])
         lines.append(f"Course criterion, {label(test)} vs {label(anchor)}: {criterion_words(held, failed, undef)}")
+    for test, fails in sorted(head.get("criterion_fails", {}).items(), key=lambda kv: order(kv[0])):
+        where = "; ".join(f"{label(a)} at b = {', '.join(map(str, bs))}" for a, bs in fails.items()) or "none"
+        lines.append(f"  {label(test)} fails it against: {where}")
     psnr, ssim = head.get("bd_rate_psnr_pct", {}), head.get("bd_rate_ssim_pct", {})
 
     def pct(v: Any) -> str:

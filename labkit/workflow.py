@@ -153,6 +153,24 @@ def test_images(run: Run) -> np.ndarray:
     return test[:n] if n else test
 
 
+def test_description(run: Run) -> str:
+    """What the profile's test images are, in words, for the report's opening line.
+
+    The embedded default split: tiles of its test photos, which no model trains on; a course
+    folder: the images of its ``test/`` part, or those held out of ``train/`` when it has none
+    (``data.get_splits``).
+    """
+    from .data import DEFAULT_SOURCES
+
+    if run.data_dir is None:
+        photos = " and ".join(Path(name).stem for name in DEFAULT_SOURCES["test"])
+        return f"test tiles (128×128) of {photos}, photos no model saw in training"
+    folder = Path(run.data_dir)
+    if (folder / "test").is_dir():
+        return f"test images of {folder.name}/test"
+    return f"images held out of {folder.name}/train"
+
+
 def architectures(run: Run) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
     """Layer rows (``models.describe``) and parameter counts of every model, built from its recorded config.
 

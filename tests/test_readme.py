@@ -1,4 +1,4 @@
-"""README claims that a file can check: the module map lists exactly the package's modules, and the course table is its result file."""
+"""README claims that a file can check: the module map, the course table, the generated results block and the prose around it, the decoder-speed claims and the Python example."""
 import json
 import re
 from pathlib import Path
@@ -29,3 +29,61 @@ def test_course_table_matches_its_result_file():
         cells = [f"{curves[m]['bpp'][i]:.3f} / {curves[m]['ssim'][i]:.3f}" for m in ("resae", "ae2", "jpeg-matched")]
         expected.append(f"| {b} | " + " | ".join(cells) + " |")
     assert rows == expected
+
+
+def _readme_words() -> str:
+    """README.md with every run of whitespace as one space (prose wraps anywhere)."""
+    return " ".join((ROOT / "README.md").read_text().split())
+
+
+def test_results_block_is_generated_from_the_committed_metrics():
+    """The block between the results markers is what `make figures` writes from figures/metrics.json."""
+    from labkit import report
+
+    text = (ROOT / "README.md").read_text()
+    metrics = json.loads((ROOT / "figures" / "metrics.json").read_text())
+    assert report.README_START in text and report.update_readme(text, metrics["evaluate"]) == text
+
+
+def test_results_prose_quotes_the_committed_metrics():
+    """The hand-written sentences under the results block read their numbers from metrics.json."""
+    metrics = json.loads((ROOT / "figures" / "metrics.json").read_text())["evaluate"]
+    head = metrics["summary"]["headline"]
+    bd = {(r["test"], r["anchor"]): r for r in metrics["bd_rate"]}
+    b1, b2, b3, floor = head["b1"], head["b2"], head["b3"], head["jpeg_floor"]
+
+    def pct(v: float) -> str:
+        return f"{v:+.0f} %".replace("-", "−")
+
+    quotes = [
+        f"SSIM {b2['resae_ssim']:.3f} against {b2['jpeg_ssim']:.3f} with JPEG at {b2['jpeg_bits_ratio']:.1f}× ResAE's bits, "
+        f"and {b3['resae_ssim']:.3f} against {b3['jpeg_ssim']:.3f} at {b3['jpeg_bits_ratio']:.1f}×",
+        f"its smallest files (q={floor['quality']}) average {floor['mean_bpp']:.3f} bpp, {b1['jpeg_bits_ratio']:.1f}× ResAE's",
+        f"it reaches SSIM {b1['jpeg_ssim']:.3f} against ResAE's {b1['resae_ssim']:.3f}",
+        f"BD-rates {pct(bd['resae', 'jpeg-opt']['bd_rate_ssim_pct'])} and {pct(bd['resae', 'jpeg2000']['bd_rate_ssim_pct'])}",
+        f"their BD-rates are {pct(bd['resae', 'webp']['bd_rate_ssim_pct'])} and {pct(bd['resae', 'avif']['bd_rate_ssim_pct'])}",
+        "where the curves overlap, " + " and ".join(
+            f"{bd['resae', a]['ssim_overlap'][0]:.3f}–{bd['resae', a]['ssim_overlap'][1]:.3f}" for a in ("webp", "avif")),
+        f"than AE2 (BD-rate {bd['resae', 'ae2']['bd_rate_psnr_pct']:+.1f} %) and than optimized JPEG "
+        f"({bd['resae', 'jpeg-opt']['bd_rate_psnr_pct']:+.1f} %)",
+    ]
+    words = _readme_words()
+    missing = [q for q in quotes if q not in words]
+    assert not missing, f"README prose does not quote metrics.json: {missing}"
+
+
+def test_decoder_speed_claims_quote_their_benchmark():
+    net = json.loads((ROOT / "benchmarks/results/bench_codec_resae-rd-fast.json").read_text())["networks"]
+    words = _readme_words()
+    assert f"takes **{net['decoder_over_encoder']:.2f}× the encoder's time per pixel**" in words
+    assert (f"decoder does {net['decoder_over_encoder_macs']:.2f}× its encoder's work and takes "
+            f"{net['decoder_over_encoder']:.2f}× its time") in words
+
+
+def test_python_example_runs():
+    """The README's Python example runs as written and round-trips an image."""
+    text = (ROOT / "README.md").read_text()
+    code = text.split("```python", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["decoded"].shape == scope["image"].shape and isinstance(scope["data"], bytes)

@@ -94,10 +94,12 @@ def test_rounded_keeps_six_significant_digits_and_arrays():
 
 
 def test_jpeg_floor_and_caption():
-    sweeps = [dict(codec="jpeg", quality=q, image=i, bpp=bpp) for q, i, bpp in
-              ((1, 0, 0.4), (1, 1, 0.5), (5, 0, 0.6), (5, 1, 0.7))] + [dict(codec="webp", quality=0, image=0, bpp=0.1)]
-    assert report.jpeg_floor(sweeps) == {"codec": "jpeg", "quality": 1, "mean_bpp": pytest.approx(0.45),
+    sweeps = [dict(codec="jpeg-opt", quality=q, image=i, bpp=bpp) for q, i, bpp in
+              ((1, 0, 0.4), (1, 1, 0.5), (5, 0, 0.6), (5, 1, 0.7))] + [dict(codec="webp", quality=0, image=0, bpp=0.1),
+                                                                      dict(codec="jpeg", quality=1, image=0, bpp=0.9)]
+    assert report.jpeg_floor(sweeps) == {"codec": "jpeg-opt", "quality": 1, "mean_bpp": pytest.approx(0.45),
                                          "min_bpp": 0.4, "max_bpp": 0.5}
+    assert report.jpeg_floor(sweeps, "jpeg")["mean_bpp"] == 0.9
     assert report.jpeg_floor([]) is None
     cap = report.jpeg_caption(dict(ssim=0.6, bpp=0.45, quality=3, target_bpp=0.15, matched_to="resae"))
     assert cap == "SSIM 0.600, 0.450 bpp\nq=3: 3.0× ResAE's bits"
@@ -226,21 +228,31 @@ def test_training_summary_names_every_stage_of_the_shipped_default_model():
     assert row["b_train"] == "1..5"
 
 
-def test_rd_curves_keep_every_b_label_inside_the_axes():
-    """A label that would sit left of a point at the left edge goes to its right instead."""
+def test_rd_curves_keep_every_b_label_inside_the_axes_and_apart():
+    """Each "b=" label takes a free spot: inside its panel (a point at the left edge included), and
+    no two labels overlap, even where two models' points nearly coincide (ResAE and AE1 at b=1)."""
+    import matplotlib.pyplot as plt
     import matplotlib.text
 
     from labkit import plots
 
-    curves = {"resae": {"b": [1, 2], "bpp": [0.3, 0.5], "ssim": [0.5, 0.6]},
-              "resae-rd": {"b": [1, 2], "bpp": [0.01, 0.4], "ssim": [0.4, 0.7]}}  # 2nd model: right-aligned labels
+    curves = {"resae": {"b": [1, 2, 3], "bpp": [0.066, 0.198, 0.36], "ssim": [0.508, 0.729, 0.79]},
+              "ae1": {"b": [1, 2, 3], "bpp": [0.064, 0.14, 0.28], "ssim": [0.50, 0.62, 0.70]},
+              "ae2": {"b": [1, 2, 3], "bpp": [0.061, 0.158, 0.32], "ssim": [0.24, 0.433, 0.54]},
+              "resae-rd": {"b": [1, 2], "bpp": [0.001, 0.4], "ssim": [0.4, 0.7]}}
     fig = plots.rd_curves(curves, "ssim", annotate=report.b_labels(curves, list(curves)))
-    texts = {(t.get_text(), t.get_color()): t for t in fig.axes[0].texts if isinstance(t, matplotlib.text.Annotation)}
-    rd_colour = plots.style_for("resae-rd")["color"]
-    edge, inner = texts[("b=1", rd_colour)], texts[("b=2", rd_colour)]
-    assert edge.get_ha() == "left" and edge.xyann[0] > 0
-    assert inner.get_ha() == "right" and inner.xyann[0] < 0
-    import matplotlib.pyplot as plt
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    texts = [t for t in ax.texts if isinstance(t, matplotlib.text.Annotation)]
+    assert len(texts) == 11
+    inside = ax.get_window_extent(renderer).expanded(1.01, 1.01)
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for t, box in zip(texts, boxes):
+        assert inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1), t.get_text()
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (a, b)
     plt.close(fig)
 
 

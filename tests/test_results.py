@@ -48,7 +48,7 @@ def test_recorded_rd_tables_follow_todays_rules(path):
     """
     bench_rd = _bench_rd()
     result = json.loads(path.read_text())
-    fresh = bench_rd.derived_tables(result["curves"], bench_rd.recorded_vs_webp(result))
+    fresh = bench_rd.derived_tables(result["curves"])
     for key, value in fresh.items():
         if key in result or value:
             assert result[key] == value, f"{key} in {path.name} is stale: run bench_rd.py --rederive {path.name}"
@@ -64,3 +64,22 @@ def test_rederive_rewrites_only_stale_tables(tmp_path):
     assert bench_rd.rederive(path) == ["criteria"]
     assert json.loads(path.read_text()) == result
     assert bench_rd.rederive(path) == []
+
+
+FULLSIZE_RESULTS = [p for p in FILES if p.name.startswith("bench_fullsize")]
+
+
+@pytest.mark.parametrize("path", FULLSIZE_RESULTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_recorded_fullsize_bd_rates_follow_todays_rules(path):
+    """bench_fullsize's BD-rates are what today's labkit.rd makes of its curves (else: bench_fullsize.py --rederive)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_fullsize_under_test", ROOT / "benchmarks" / "bench_fullsize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = json.loads(path.read_text())
+    models = list(dict.fromkeys(r["test"] for r in result["bd"]))
+    classic = [a for a in dict.fromkeys(r["anchor"] for r in result["bd"]) if a not in models]
+    assert len(FULLSIZE_RESULTS) >= 3 and classic
+    assert module.jsonable(module.bd_rows(result["curves"], models, classic)) == result["bd"], \
+        f"stale: run bench_fullsize.py --rederive {path.name}"
