@@ -712,8 +712,8 @@ COMMANDS: dict[str, Command] = {
     "demo": Command(
         "comparison figure: RAW, ResAE, the rate-distortion models, AE2 and JPEG, from the shipped weights",
         "Write a comparison figure of a few embedded test tiles at each b: the original, ResAE (the seed's "
-        "model), each rate-distortion model that has weights (ResAE-RD, ResAE-RD-fast), AE2, and JPEG at the "
-        "quality that matches ResAE's bits.",
+        "model), each rate-distortion model that has weights (ResAE-RD, ResAE-RD-fast), AE2, and JPEG (optimized Huffman "
+        "tables) at the quality that matches ResAE's bits.",
         _args_demo, _cmd_demo),
     "bench": Command(
         "encode+decode time of a 128x128 and a 768x512 image, one thread",

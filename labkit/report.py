@@ -151,9 +151,9 @@ def comparison_figure(images: Sequence[np.ndarray], learned: Sequence[Record], m
                       title: str | None = None):
     """RAW / the learned models / JPEG at the bpp nearest the reference model's, for ``n`` images at bit depth b.
 
-    Under each picture: SSIM and real bpp; under JPEG also its Pillow quality and its bpp
-    as a multiple of the model it was matched to (the course method: per image, the JPEG
-    quality whose file size is nearest that model's).
+    Under each picture: SSIM and real bpp; under JPEG also its quality and its bpp as a multiple
+    of the model it was matched to (the course method: per image, the JPEG quality whose file
+    size is nearest that model's; optimized Huffman tables, :data:`labkit.baselines.MATCHED_JPEG`).
     """
     idx = spread_indices(len(images), n)
     columns: dict[str, list[Record]] = {}
