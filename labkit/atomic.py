@@ -128,6 +128,10 @@ def check_target(path: str | os.PathLike[str], source: str | os.PathLike[str] | 
     if st is not None and not overwrite:
         raise WriteError(f"refusing to write {target}: it already exists (pass --overwrite, or overwrite=True, "
                          "to replace it)")
+    if st is not None and (not st.st_mode & 0o222 or not os.access(target, os.W_OK)):
+        # replacing goes through the folder, which a read-only file does not stop: honour the file's own mode
+        raise WriteError(f"refusing to replace {target}: it is read-only for you (mode {stat.S_IMODE(st.st_mode):04o}); "
+                         "make it writable (chmod u+w) or choose another output name")
     return target
 
 
@@ -177,7 +181,7 @@ def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] 
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
+        os.chmod(tmp_path, _mode_for(target))  # mkstemp makes 0600: the replaced file's mode, else the usual one
         check_target(target, source)  # still a regular file (or absent) right before replacing it
         _place(tmp_path, target, overwrite)
     finally:
@@ -216,7 +220,27 @@ def _place(tmp: Path, target: Path, overwrite: bool) -> None:
                             else "; choose another output path")) from err
 
 
+def _mode_for(target: Path) -> int:
+    """Permission bits for the new ``target``: those of the file it replaces (so ``--overwrite`` keeps a
+    private file private), else ``0o666`` less the umask, as any new file gets."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode) & 0o777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def _umask() -> int:
+    """The process umask, read without changing it where the kernel reports it (Linux); else set and restored.
+
+    Setting it, even briefly, races with files other threads create meanwhile.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

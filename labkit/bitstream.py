@@ -488,6 +488,10 @@ def unpack(data: bytes, *, verify: bool = True, weights_tag: int | None = None) 
         named = _name_for(MODEL_IDS, data[3], "model", "the file was written by a newer labkit")
         tag = weights_tag if weights_tag is not None else SHIPPED_WEIGHTS_TAGS.get(named)
         against = "these weights" if weights_tag is not None else f"the shipped {named!r} weights"
+        if verify and tag is None and named not in spec.MODEL_NAMES:   # an id kept for a retired experiment
+            raise BitstreamError(f"this file was written by model {named!r}, an experiment this version of labkit "
+                                 "no longer builds (its id stays reserved); decode it with the labkit version that "
+                                 "wrote it")
         if verify and tag is None:
             raise BitstreamError(f"this file's CRC covers the weights that decode it, and model {named!r} ships none "
                                 "here; decode it with the weights that wrote it (labkit decode --weights DIR)")

@@ -45,6 +45,46 @@ def _positive_int(text: str) -> int:
     return value
 
 
+#: Seeds go to torch, NumPy and Python alike; NumPy's legacy generators take at most 32 bits.
+SEED_MAX = 2**32 - 1
+
+
+def _seed(text: str) -> int:
+    """A whole number from 0 to :data:`SEED_MAX` (``--seed``)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {SEED_MAX}, got {value}")
+    return value
+
+
+def _seconds(text: str, *, zero_ok: bool) -> float:
+    """A finite number of seconds, > 0 (or >= 0 with ``zero_ok``)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds {'>= 0' if zero_ok else '> 0'}, "
+                                         f"got {text!r}")
+    return value
+
+
+def _budget_seconds(text: str) -> float:
+    return _seconds(text, zero_ok=False)
+
+
+def _interval_seconds(text: str) -> float:
+    return _seconds(text, zero_ok=True)
+
+
 def _model(text: str) -> str:
     """A registered model name in any case (``AE2`` -> ``ae2``)."""
     import argparse
@@ -82,14 +122,43 @@ def _add_context(p: argparse.ArgumentParser) -> None:
                         f"as resae-rd-fast does for b=1..5; else {DEFAULT_CONTEXT})")
 
 
+def _folder_name(text: str) -> str:
+    """A non-empty folder name (``--weights ''`` used to mean the shipped weights, silently)."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder name, got an empty one (leave --weights out for the "
+                                         "shipped weights)")
+    return text
+
+
 def _add_weights(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", default=None, metavar="DIR",
+    p.add_argument("--weights", type=_folder_name, default=None, metavar="DIR",
                    help="folder of checkpoints <model>/model.pt + config.json, or one run folder "
                         "(labkit train --out DIR) of the model the file names (default: the shipped ones)")
 
 
+def _named_output(text: str, suffix: str) -> Path:
+    """The output path of ``text``, refusing names that cannot be the file meant: ``-`` (no standard
+    output here), a trailing slash (a folder's name; ``Path`` would drop it) and a bare suffix
+    such as ``.lkc`` (a hidden file with no suffix at all)."""
+    import os
+    from pathlib import Path
+
+    if text == "-":
+        raise ValueError(f"'-' (standard output) is not supported; name an output file, such as out{suffix}")
+    if text.endswith(("/", os.sep)):
+        raise ValueError(f"output {text} ends in '/', so it names a folder; pass a file name, such as "
+                         f"{text}out{suffix}")
+    if Path(text).name.lower() == suffix:
+        raise ValueError(f"output {text} is a suffix without a name; name the file, such as photo{suffix}")
+    return Path(text)
+
+
 def _check_input(path: Path, what: str) -> None:
     """Refuse an input that is missing, a folder, or not a regular file (a device, a pipe)."""
+    if str(path) == "-":
+        raise ValueError(f"'-' (standard input) is not supported; pass the {what} as a file")
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a directory; pass a file")
     if not path.exists():
@@ -169,7 +238,7 @@ def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=_scale_rule, default=d.scale,
                    help="encoder's rule for the stored scale ymax: max, or a percentile such as p99.9 "
                         "(default %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="(default %(default)s)")
+    p.add_argument("--seed", type=_seed, default=d.seed, help="0 to 2**32-1 (default %(default)s)")
     p.add_argument("--crop", type=_positive_int, default=d.crop,
                    help="training crop size, a multiple of 8 (default %(default)s)")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loader workers (default %(default)s)")
@@ -177,9 +246,9 @@ def _args_train(p: argparse.ArgumentParser) -> None:
                    help="epochs between validations (default %(default)s)")
     p.add_argument("--max-val-images", type=_positive_int, default=None, help="validate on at most this many images")
     p.add_argument("--max-steps", type=_positive_int, default=None, help="cap on optimizer steps")
-    p.add_argument("--checkpoint-every", type=float, default=d.checkpoint_every_s,
+    p.add_argument("--checkpoint-every", type=_interval_seconds, default=d.checkpoint_every_s,
                    help="min seconds between last.pt writes, 0: every epoch (default %(default)s)")
-    p.add_argument("--time-budget", type=float, default=None, help="seconds; stops at an epoch boundary")
+    p.add_argument("--time-budget", type=_budget_seconds, default=None, help="seconds; stops at an epoch boundary")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:1 ... (default %(default)s)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 on CUDA (faster, less reproducible)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
@@ -212,7 +281,11 @@ def _refine_steps(text: str) -> int:
     except ValueError:
         steps = -1
     if steps < 0:
-        hint = "" if text.lstrip("-").isdigit() else " (a bare --refine goes after the input and output names)"
+        try:            # a number of the wrong kind (2.5, 1e9, nan) is not a misplaced file name
+            float(text)
+            hint = ""
+        except ValueError:
+            hint = " (a bare --refine goes after the input and output names)"
         raise argparse.ArgumentTypeError(f"refinement steps must be a whole number >= 0, got {text!r}{hint}")
     from .spec import REFINE_MAX_STEPS, REFINE_STEPS
 
@@ -444,7 +517,7 @@ def _add_overwrite(p: argparse.ArgumentParser) -> None:
 def _cmd_encode(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    src, dst = Path(args.input), Path(args.output)
+    src, dst = Path(args.input), _named_output(args.output, ".lkc")
     _check_input(src, "input image")
     _check_output(dst, src, ".lkc", overwrite=args.overwrite)
     if dst.suffix.lower() != ".lkc" and not args.force_suffix:
@@ -481,7 +554,7 @@ def _args_decode(p: argparse.ArgumentParser) -> None:
 def _cmd_decode(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    src, dst = Path(args.input), Path(args.output)
+    src, dst = Path(args.input), _named_output(args.output, ".png")
     _check_input(src, "input file")
     _check_output(dst, src, ".png", overwrite=args.overwrite)
     from .codec import decode_file
@@ -494,7 +567,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 def _args_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help=".lkc file")
     p.add_argument("--json", action="store_true", help="print the header as one JSON object")
-    p.add_argument("--weights", default=None, metavar="DIR",
+    p.add_argument("--weights", type=_folder_name, default=None, metavar="DIR",
                    help="check the CRC against the weights in DIR/<model> (a file written with your own weights; "
                         "loads them, so torch). Default: the shipped weights' tag, without loading anything")
 
@@ -624,7 +697,7 @@ def _args_demo(p: argparse.ArgumentParser) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    out_path = Path(args.out)
+    out_path = _named_output(args.out, ".png")
     _check_output(out_path, suffix=".png", overwrite=args.overwrite)  # as encode and decode: nothing replaced unasked
     if out_path.suffix.lower() != ".png":
         raise ValueError(f"output {out_path} should end in .png (the demo figure is a PNG)")

@@ -267,6 +267,7 @@ class Codec:
         learned = context in coder.PRIOR_MODES
         self.increment = (priors.INCREMENT if learned else coder.DEFAULT_INCREMENT) if increment is None else increment
         self.limit = (priors.LIMIT if learned else coder.DEFAULT_LIMIT) if limit is None else limit
+        _check_coder_settings(b, context, self.increment, self.limit)  # here, not at the first encode
         if colour_map is not None and not isinstance(colour_map, bool):
             raise CodecError(f"colour_map must be True, False or None (the model's default), got {colour_map!r}")
         #: whether the encoder fits and (when it pays) sends a colour map
@@ -431,6 +432,7 @@ class Codec:
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decompress ``.lkc`` bytes written by this codec's model into a uint8 H x W x 3 array."""
+        _check_file_bytes(data)
         return self._decode_parsed(*self._unpack(data))
 
     def _unpack(self, data: bytes) -> tuple[Header, bytes]:
@@ -535,6 +537,25 @@ class Codec:
 _MODEL_CACHE: dict[tuple[str, str, int | None], Codec] = {}
 
 
+def _check_file_bytes(data: Any) -> None:
+    """``CodecError`` unless ``data`` is the bytes of a file (a path, str, number or None is not)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise CodecError(f"decode takes the file's bytes, got {type(data).__name__}; for a path use "
+                         "decode(pathlib.Path(p).read_bytes()) or labkit.codec.decode_file")
+
+
+def _check_coder_settings(b: int, context: str, increment: Any, limit: Any) -> None:
+    """``CodecError`` unless the coder and the ``.lkc`` header take these settings (checked when the codec is made)."""
+    if isinstance(increment, (int, np.integer)) and not isinstance(increment, bool) \
+            and not 1 <= increment <= bitstream.MAX_INCREMENT:
+        raise CodecError(f"increment must be a whole number in 1..{bitstream.MAX_INCREMENT} (the header's field), "
+                         f"got {increment!r}")
+    try:
+        coder.check_settings(1 << b, context, increment, limit)
+    except ValueError as err:
+        raise CodecError(str(err)) from None
+
+
 def decode(data: bytes, weights_dir: str | os.PathLike[str] | None = None) -> np.ndarray:
     """Decode any ``.lkc`` file: the model, b and coder settings all come from its header.
 
@@ -544,9 +565,7 @@ def decode(data: bytes, weights_dir: str | os.PathLike[str] | None = None) -> np
     :class:`labkit.bitstream.ChecksumError` that says to pass their folder, instead of being
     decoded to noise.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise CodecError(f"decode takes the file's bytes, got {type(data).__name__}; for a path use "
-                         "decode(pathlib.Path(p).read_bytes()) or labkit.codec.decode_file")
+    _check_file_bytes(data)
     try:
         header, _ = bitstream.unpack(data)  # CRC first: against the shipped weights of the model it names
     except bitstream.ChecksumError:
@@ -560,8 +579,20 @@ def decode(data: bytes, weights_dir: str | os.PathLike[str] | None = None) -> np
         stamp = None
     key = (header.model, str(weights_dir or WEIGHTS_DIR), stamp)
     if key not in _MODEL_CACHE:
-        _MODEL_CACHE[key] = Codec.from_pretrained(header.model, b=header.b, context=header.context,
-                                                  weights_dir=weights_dir)
+        if header.model not in spec.MODEL_NAMES:   # an id kept in the format for a retired experiment
+            raise CodecError(f"this file was written by model {header.model!r}, an experiment this version of labkit "
+                             "no longer builds (its bitstream id stays reserved); decode it with the labkit version "
+                             "that wrote it")
+        try:
+            _MODEL_CACHE[key] = Codec.from_pretrained(header.model, b=header.b, context=header.context,
+                                                      weights_dir=weights_dir)
+        except CodecError as err:
+            if not str(err).startswith("context mode"):
+                raise
+            # the header asks for settings no encoder of this model writes: say so in the decoder's terms
+            raise CodecError(f"corrupt or crafted file: its header asks {header.model} for b={header.b} with the "
+                             f"{header.context!r} context, which that model's files never use "
+                             f"({str(err).split('; use context')[0]})") from None
     return _MODEL_CACHE[key].decode(data)
 
 

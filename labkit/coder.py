@@ -75,6 +75,7 @@ __all__ = [
     "TERMINATIONS",
     "PayloadError",
     "PRIOR_MODES",
+    "check_settings",
     "check_prior",
     "context_id",
     "context_name",
@@ -123,6 +124,11 @@ def context_name(id: int) -> str:
         f"unknown context id {id!r}; valid ids: 0..{len(CONTEXT_MODES) - 1} "
         f"({', '.join(f'{i}={n}' for i, n in enumerate(CONTEXT_MODES))})"
     )
+
+
+def check_settings(alphabet_size: int, context: str, increment: int, limit: int) -> None:
+    """``ValueError`` naming the first setting the coder does not take (what ``encode`` would raise)."""
+    _check_params(alphabet_size, context, increment, limit)
 
 
 def _check_params(alphabet_size, context, increment, limit) -> int:

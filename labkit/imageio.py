@@ -6,12 +6,14 @@ wherever it comes from:
 
 * 8-bit RGB is used as is (no warning);
 * grey (``L``, ``1``, ``H x W`` or ``H x W x 1`` arrays) is replicated to 3 channels;
-* alpha (``RGBA``, ``LA``, ``PA``, palette with transparency, ``H x W x 4`` / ``x 2``
-  arrays) is composited onto white;
+* alpha (``RGBA``, ``LA``, ``PA``, palette with transparency, an RGB or grey PNG's transparent
+  colour, ``H x W x 4`` / ``x 2`` arrays) is composited onto white;
 * palette, CMYK, YCbCr, ... go through Pillow's RGB conversion;
-* 16-bit (``I;16*``, ``I``, 16-bit RGB PNG, ``uint16`` arrays, and wider integer arrays with a value
-  above 255) keeps the top 8 bits (``>> 8``); wider integer arrays whose values all lie in 0..255
-  (``img.astype(int)``, a nested list) are 8-bit values and are taken as they are;
+* 16-bit (``I;16*``, 16-bit RGB PNG, ``uint16`` arrays, and wider integer arrays or mode ``I``
+  images with a value above 255) keeps the top 8 bits (``>> 8``); wider integer arrays and mode
+  ``I`` images whose values all lie in 0..255 (``img.astype(int)``, a nested list, such an array
+  saved as TIFF) are 8-bit values and are taken as they are;
+* a PIL image is read as its file is (first frame, EXIF orientation, colour-profile note);
 * multi-frame files: the first frame;
 * an EXIF orientation (phone photos) is applied, so the pixels stand as every viewer
   shows them;
@@ -90,7 +92,8 @@ def as_rgb8(image: Any, *, name: str | None = None, stacklevel: int = 2, max_pix
     if isinstance(image, (str, os.PathLike)):
         return load(image, stacklevel=stacklevel + 1, max_pixels=max_pixels)
     if _is_pil(image):
-        return _pil_to_rgb8(image, [], name or "PIL image", stacklevel + 1)
+        rawmodes = [str(getattr(t, "args", "")) for t in (getattr(image, "tile", None) or [])]
+        return _opened_to_rgb8(image, rawmodes, name or "PIL image", stacklevel + 1)
     return _array_to_rgb8(image, name or "array", stacklevel + 1)
 
 
@@ -166,21 +169,57 @@ def _on_white(im: Any) -> np.ndarray:
     return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"), dtype=np.uint8).copy()
 
 
+#: EXIF orientations that move pixels (1 is upright; anything outside 1..8 is not a valid value).
+_EXIF_TURNS = range(2, 9)
+
+
+def _opened_to_rgb8(im: Any, rawmodes: list[str], source: str, stacklevel: int) -> np.ndarray:
+    """An opened Pillow image (from a file or the caller) to uint8 RGB, the same way whichever it is.
+
+    Its first frame, its EXIF orientation applied, a colour profile other than sRGB noted: a
+    PIL image handed to :func:`as_rgb8` gives the pixels and warnings its file gives :func:`load`.
+    """
+    from PIL import ImageOps
+
+    if getattr(im, "n_frames", 1) > 1:
+        _warn(source, f"has {im.n_frames} frames; using the first", stacklevel)
+    im.load()
+    _note_colour_profile(im, source, stacklevel + 1)
+    orientation = im.getexif().get(0x0112, 1)
+    if orientation in _EXIF_TURNS:
+        upright = ImageOps.exif_transpose(im)
+        _warn(source, f"EXIF orientation {orientation}; pixels turned upright as viewers show them "
+                      f"({im.width}x{im.height} -> {upright.width}x{upright.height})", stacklevel)
+        return _pil_to_rgb8(upright, rawmodes, source, stacklevel + 1)
+    return _pil_to_rgb8(im, rawmodes, source, stacklevel + 1)
+
+
 def _pil_to_rgb8(im: Any, rawmodes: list[str], source: str, stacklevel: int) -> np.ndarray:
     """Convert an opened Pillow image to uint8 RGB, warning about any change."""
     mode = im.mode
+    sixteen = any(";16" in r for r in rawmodes)
+    if mode in ("RGB", "L") and "transparency" in im.info:   # a colour key (PNG tRNS): alpha by another name
+        _warn(source, f"mode {mode} with a transparent colour; composited onto white, converted to RGB", stacklevel)
+        return _on_white(im)
     if mode == "RGB":
-        if any(";16" in r for r in rawmodes):
+        if sixteen:
             _warn(source, "16-bit RGB; reduced to 8 bits per channel (>> 8)", stacklevel)
         return np.asarray(im, dtype=np.uint8).copy()
     if mode in _GREY16:
         a = np.asarray(im).astype(np.int64)
         if a.size and (a.min() < 0 or a.max() > 65535):
             raise DataError(f"{source}: mode {mode} values outside 0..65535; convert it to 8-bit RGB PNG first")
-        _warn(source, f"mode {mode} (16-bit grey); reduced to 8-bit RGB (>> 8)", stacklevel)
+        if mode == "I" and (not a.size or a.max() <= 255):
+            # 32-bit integer pixels holding 8-bit values (an int array saved as TIFF): >> 8 made them black
+            _warn(source, "mode I (32-bit integer) pixels, all in 0..255, taken as 8-bit; replicated to RGB",
+                  stacklevel)
+            return np.ascontiguousarray(np.repeat(a.astype(np.uint8)[..., None], 3, axis=2))
+        what = "16-bit grey" if mode != "I" else "32-bit integer grey, values up to 65535 taken as 16-bit"
+        _warn(source, f"mode {mode} ({what}); reduced to 8-bit RGB (>> 8)", stacklevel)
         return np.ascontiguousarray(np.repeat((a >> 8).astype(np.uint8)[..., None], 3, axis=2))
     if mode in _ALPHA or (mode == "P" and "transparency" in im.info):
-        _warn(source, f"mode {mode} has alpha; composited onto white, converted to RGB", stacklevel)
+        depth = "16-bit, reduced to 8 bits, and " if sixteen else ""
+        _warn(source, f"mode {mode} has alpha; {depth}composited onto white, converted to RGB", stacklevel)
         return _on_white(im)
     if mode in _VIA_PILLOW:
         _warn(source, f"mode {mode}; converted to RGB", stacklevel)
@@ -248,7 +287,7 @@ def load(path: str | os.PathLike[str], *, stacklevel: int = 2, max_pixels: int |
     DataError
         Missing file, not an image, unsupported mode.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     from .settings import pixel_cap_excess
 
@@ -259,20 +298,12 @@ def load(path: str | os.PathLike[str], *, stacklevel: int = 2, max_pixels: int |
             message = pixel_cap_excess(width, height, max_pixels) if max_pixels is not None else None
             if message:
                 raise DataError(f"{path}: {message}")
-            if getattr(im, "n_frames", 1) > 1:
-                _warn(str(path), f"has {im.n_frames} frames; using the first", stacklevel)
             rawmodes = [str(getattr(t, "args", "")) for t in (im.tile or [])]
-            im.load()
-            _note_colour_profile(im, str(path), stacklevel + 1)
-            orientation = im.getexif().get(0x0112, 1)
-            if orientation not in (0, 1):
-                upright = ImageOps.exif_transpose(im)
-                _warn(str(path), f"EXIF orientation {orientation}; pixels turned upright as viewers show them "
-                                 f"({width}x{height} -> {upright.width}x{upright.height})", stacklevel)
-                return _pil_to_rgb8(upright, rawmodes, str(path), stacklevel + 1)
-            return _pil_to_rgb8(im, rawmodes, str(path), stacklevel + 1)
+            return _opened_to_rgb8(im, rawmodes, str(path), stacklevel + 1)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; check the path") from None
+    except PermissionError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or 'permission denied'}); check its permissions") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not an image file") from None
     except Image.DecompressionBombError as e:

@@ -326,6 +326,54 @@ def _make_loader(train_images: np.ndarray, cfg: TrainConfig,
     return loader, gen
 
 
+def _available_memory() -> int | None:
+    """Bytes the kernel says a new allocation can use without swapping (``MemAvailable``); None off Linux."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+#: A training step may take this share of the memory available when it starts.
+TRAIN_MEMORY_SHARE = 0.8
+
+
+def _check_batch_memory(model: nn.Module, cfg: TrainConfig, n_images: int, device: torch.device) -> None:
+    """Refuse, before the first step, a CPU batch whose forward + backward would not fit in free memory.
+
+    The batch is ``min(batch_size, n_images)`` crops (a batch larger than the data set is the whole
+    set); its working set is estimated as :func:`labkit.inference.training_bytes_per_pixel` of the
+    encoder and the decoder, measured on one crop in eval mode (no statistics change). A GPU run
+    is left to torch, whose out-of-memory error names the device.
+    """
+    from .inference import training_bytes_per_pixel
+
+    free = _available_memory()
+    if device.type != "cpu" or free is None or not hasattr(model, "encoder"):
+        return
+    side, batch = cfg.crop, min(cfg.batch_size, n_images)
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.zeros((1, 3, side, side))
+        with torch.inference_mode():
+            y = model.encoder(x)
+        per_pixel = (training_bytes_per_pixel(model.encoder, x, side * side)
+                     + training_bytes_per_pixel(model.decoder, y, side * side))
+    finally:
+        model.train(was_training)
+    need = per_pixel * side * side * batch
+    if need > TRAIN_MEMORY_SHARE * free:
+        fits = max(1, int(TRAIN_MEMORY_SHARE * free / (per_pixel * side * side)))
+        raise ValueError(f"a batch of {batch} crops of {side}x{side} needs about {need / 2**30:.1f} GiB for "
+                         f"{cfg.model}'s training step (forward and backward), but this machine has "
+                         f"{free / 2**30:.1f} GiB available; pass a smaller batch size (--batch-size; at most about {fits})")
+
+
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW with weight decay on weights only (not on biases or BatchNorm)."""
     decay, no_decay = [], []
@@ -472,6 +520,7 @@ def _fit(model: nn.Module, train_images: np.ndarray, val_images: np.ndarray | No
 
     _model_identity(model, cfg)  # fail early on a name mismatch
     loader, gen = _make_loader(train_images, cfg, device)
+    _check_batch_memory(model, cfg, len(loader.dataset), device)
     val = None
     if val_images is not None and len(val_images):
         val = _images_to_tensor(val_images[: cfg.max_val_images] if cfg.max_val_images else val_images)

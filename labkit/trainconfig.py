@@ -86,8 +86,12 @@ class TrainConfig:
             raise ValueError(f"crop must be divisible by 8, got {self.crop}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise ValueError(f"time_budget_s must be positive, got {self.time_budget_s}")
+        if self.time_budget_s is not None and not (math.isfinite(self.time_budget_s) and self.time_budget_s > 0):
+            raise ValueError(f"time_budget_s must be a positive finite number, got {self.time_budget_s}")
+        if not (math.isfinite(self.checkpoint_every_s) and self.checkpoint_every_s >= 0):
+            raise ValueError(f"checkpoint_every_s must be a finite number >= 0, got {self.checkpoint_every_s}")
+        if not 0 <= int(self.seed) < 2**32:
+            raise ValueError(f"seed must be from 0 to {2**32 - 1}, got {self.seed}")
         if not (math.isfinite(self.rate_weight) and self.rate_weight >= 0):
             raise ValueError(f"rate_weight must be a finite number >= 0, got {self.rate_weight}")
         if not (math.isfinite(self.lr) and self.lr > 0):

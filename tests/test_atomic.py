@@ -143,3 +143,41 @@ def test_signal_handler_is_restored_after_the_write(tmp_path):
         assert signal.getsignal(signal.SIGTERM) is not before
         tmp.write_bytes(b"1")
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_replacing_a_file_keeps_its_permissions(tmp_path):
+    """--overwrite of a private file (0600) used to leave it 0644, readable by everyone."""
+    from labkit import atomic
+
+    target = tmp_path / "private.png"
+    target.write_bytes(b"old")
+    target.chmod(0o600)
+    atomic.write_bytes(target, b"new")
+    assert target.read_bytes() == b"new" and (target.stat().st_mode & 0o777) == 0o600
+    fresh = tmp_path / "fresh.png"
+    atomic.write_bytes(fresh, b"x")
+    assert (fresh.stat().st_mode & 0o777) == 0o666 & ~atomic._umask()
+
+
+def test_a_read_only_file_is_not_replaced(tmp_path):
+    """Its folder being writable does not make a 0444 file fair game (a rename would have replaced it)."""
+    from labkit import atomic
+
+    target = tmp_path / "keep.png"
+    target.write_bytes(b"old")
+    target.chmod(0o444)
+    with pytest.raises(atomic.WriteError, match=r"refusing to replace .*keep.png: it is read-only for you "
+                                                r"\(mode 0444\); make it writable \(chmod u\+w\)"):
+        atomic.write_bytes(target, b"new")
+    assert target.read_bytes() == b"old" and not [p for p in tmp_path.iterdir() if p.name.startswith(".lk-")]
+
+
+def test_the_umask_is_read_without_changing_it():
+    from labkit import atomic
+
+    before = os.umask(0o027)
+    try:
+        assert atomic._umask() == 0o027
+        assert os.umask(0o027) == 0o027          # still what was set
+    finally:
+        os.umask(before)

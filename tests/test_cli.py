@@ -822,3 +822,41 @@ def test_info_shows_what_a_damaged_file_claims_and_fails(workdir, lkc_bytes, cap
         assert out.out.splitlines()[-1].endswith("CRC over the bytes and the decoder's weights: MISMATCH: the fields "
                                                  "above are what the file says; the error below says why")
     assert (workdir / "bad.lkc").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["encode", "-", "x.lkc"], "'-' (standard input) is not supported; pass the input image as a file"),
+    (["encode", "IMG", "-"], "'-' (standard output) is not supported; name an output file, such as out.lkc"),
+    (["encode", "IMG", ".lkc"], "output .lkc is a suffix without a name; name the file, such as photo.lkc"),
+    (["encode", "IMG", "out.lkc/"], "output out.lkc/ ends in '/', so it names a folder"),
+    (["decode", "x.lkc", ".png"], "output .png is a suffix without a name"),
+    (["demo", "--out", "figs/"], "output figs/ ends in '/', so it names a folder"),
+    (["decode", "x.lkc", "y.png", "--weights", ""], "argument --weights: expected a folder name, got an empty one"),
+    (["train", "--model", "ae1", "--out", "r", "--seed", "-1"], "argument --seed: must be from 0 to 4294967295"),
+    (["train", "--model", "ae1", "--out", "r", "--seed", "99999999999999999999"], "argument --seed: must be from 0"),
+    (["train", "--model", "ae1", "--out", "r", "--time-budget", "nan"],
+     "argument --time-budget: expected a finite number of seconds > 0, got 'nan'"),
+    (["train", "--model", "ae1", "--out", "r", "--checkpoint-every", "-5"],
+     "argument --checkpoint-every: expected a finite number of seconds >= 0"),
+])
+def test_names_and_numbers_that_cannot_mean_what_was_meant_are_refused(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "img.png")
+    argv = [str(tmp_path / "img.png") if a == "IMG" else a for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:            # argparse's usage errors
+        code = exit_.code
+    assert code != 0 and message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png"]   # nothing written
+
+
+@pytest.mark.parametrize("steps", ["2.5", "1e9", "nan"])
+def test_a_refine_count_of_the_wrong_kind_gets_no_file_name_hint(steps):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        cli._refine_steps(steps)
+    assert "bare --refine" not in str(err.value)
+    with pytest.raises(argparse.ArgumentTypeError, match="a bare --refine goes after the input and output names"):
+        cli._refine_steps("photo.png")

@@ -962,3 +962,46 @@ def test_colour_floor_removes_the_cast_of_a_whole_photo_at_b2(monkeypatch):
     assert len(plain.data) < len(floored.data) < 1.15 * len(plain.data)
     assert floored.data[22 + bitstream.stored_colour_map_bytes(floored.header):] == \
         plain.data[22 + bitstream.stored_colour_map_bytes(plain.header):]  # same symbols: only the map differs
+
+
+@pytest.mark.parametrize("settings, match", [
+    (dict(increment=0), r"increment must be a whole number in 1\.\.255"),
+    (dict(increment=300), r"increment must be a whole number in 1\.\.255"),
+    (dict(increment=2.5), r"increment must be an integer >= 1"),
+    (dict(limit=1), r"limit must be an integer with alphabet_size \+ increment <= limit"),
+    (dict(limit=10**6), r"limit must be an integer with alphabet_size \+ increment <= limit <= 65535"),
+])
+def test_coder_settings_are_checked_when_the_codec_is_made(settings, match):
+    with pytest.raises(CodecError, match=match):
+        Codec.from_pretrained("resae", b=2, **settings)
+
+
+@pytest.mark.parametrize("data", ["abc", None, 10**13, 10**8])
+def test_the_decode_method_takes_bytes_only(data):
+    """Codec.decode checks the type as labkit.codec.decode does (10**13 used to be a MemoryError)."""
+    with pytest.raises(CodecError, match="decode takes the file's bytes"):
+        Codec.from_pretrained("resae", b=2).decode(data)
+
+
+def _retagged(data: bytes, **change) -> bytes:
+    import dataclasses
+
+    header, payload = bitstream.unpack(data)
+    return bitstream.pack(dataclasses.replace(header, **change), payload)
+
+
+def test_a_file_of_a_retired_model_says_which_labkit_decodes_it():
+    data = Codec.from_pretrained("resae", b=2).encode(np.full((16, 16, 3), 100, np.uint8))
+    labkit.codec._MODEL_CACHE.clear()
+    with pytest.raises(BitstreamError, match="'resae-ps', an experiment this version of labkit no longer builds"):
+        labkit.codec.decode(_retagged(data, model="resae-ps"))
+
+
+def test_a_header_asking_for_settings_no_encoder_writes_is_called_corrupt_not_given_encoder_advice():
+    data = Codec.from_pretrained(b=2).encode(np.full((16, 16, 3), 100, np.uint8))
+    assert bitstream.unpack(data)[0].context == "learned"
+    labkit.codec._MODEL_CACHE.clear()                    # a fresh process: the codec is built from the header
+    with pytest.raises(CodecError, match=r"corrupt or crafted file: its header asks resae-rd-fast for b=7 with "
+                                         r"the 'learned' context") as err:
+        labkit.codec.decode(_retagged(data, b=7))
+    assert "use context" not in str(err.value)

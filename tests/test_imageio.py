@@ -271,3 +271,86 @@ def test_saving_a_gif_warns_that_it_keeps_256_colours(tmp_path):
         warnings.simplefilter("error")
         IO.save(rgb, tmp_path / "x.png")                                          # lossless: no warning
         IO.save(np.zeros((16, 16, 3), np.uint8), tmp_path / "black.gif")          # one colour: GIF keeps it
+
+
+def _messages(record) -> list[str]:
+    return [str(w.message) for w in record if issubclass(w.category, LabkitDataWarning)]
+
+
+def test_mode_i_with_8_bit_values_is_not_made_black(tmp_path):
+    """A 32-bit integer TIFF holding 0..255 (an int array saved by PIL) is 8-bit, as the same array is."""
+    g = (np.arange(48 * 64) % 256).reshape(48, 64).astype(np.int32)
+    path = tmp_path / "i.tif"
+    Image.fromarray(g).save(path)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        out = IO.load(path)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        same_array = IO.as_rgb8(g.astype(np.int64))
+    assert np.array_equal(out[..., 0], g.astype(np.uint8)) and np.array_equal(out, same_array)
+    assert any("32-bit integer" in m and "taken as 8-bit" in m and "16-bit" not in m for m in _messages(record))
+    wide = g * 256                                       # values past 255: 16-bit content, kept >> 8
+    Image.fromarray(wide).save(path)
+    with pytest.warns(LabkitDataWarning, match="taken as 16-bit"):
+        assert np.array_equal(IO.load(path)[..., 0], g.astype(np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_transparent_colour_is_composited_like_alpha(tmp_path, mode):
+    a = np.zeros((8, 8, 3), np.uint8)
+    a[:4] = 200
+    im = Image.fromarray(a if mode == "RGB" else a[..., 0])
+    path = tmp_path / "key.png"
+    im.save(path, transparency=(0, 0, 0) if mode == "RGB" else 0)
+    with pytest.warns(LabkitDataWarning, match="transparent colour; composited onto white"):
+        out = IO.load(path)
+    assert (out[6, 6] == 255).all() and (out[0, 0] == 200).all()
+
+
+def test_a_pil_image_reads_as_its_file_does(tmp_path):
+    """EXIF orientation, frames and warnings: as_rgb8(Image.open(f)) equals load(f), whichever way in."""
+    im = Image.fromarray(_rgb(30, 40))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    im.save(path, exif=exif.tobytes())
+    with warnings.catch_warnings(record=True) as by_path:
+        warnings.simplefilter("always")
+        from_path = IO.load(path)
+    with warnings.catch_warnings(record=True) as by_pil, Image.open(path) as opened:
+        warnings.simplefilter("always")
+        from_pil = IO.as_rgb8(opened)
+    assert from_pil.shape == (40, 30, 3) and np.array_equal(from_pil, from_path)
+    assert [m.split(": ", 1)[1] for m in _messages(by_pil)] == [m.split(": ", 1)[1] for m in _messages(by_path)]
+    gif = tmp_path / "two.gif"
+    Image.fromarray(_rgb()).save(gif, save_all=True, append_images=[Image.fromarray(255 - _rgb())])
+    with Image.open(gif) as opened, warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        IO.as_rgb8(opened)
+    assert any("2 frames; using the first" in m for m in _messages(record))
+
+
+@pytest.mark.parametrize("orientation", [0, 9, 65535])
+def test_an_invalid_exif_orientation_turns_nothing_and_says_nothing(tmp_path, orientation):
+    im = Image.fromarray(_rgb(30, 40))
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "odd.jpg"
+    im.save(path, exif=exif.tobytes())
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert IO.load(path).shape == (30, 40, 3)
+    assert not any("orientation" in m for m in _messages(record))
+
+
+def test_an_unreadable_file_says_so_not_to_resave_it(tmp_path, monkeypatch):
+    path = tmp_path / "secret.png"
+    Image.fromarray(_rgb()).save(path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(DataError, match=r"secret.png: cannot be read \(Permission denied\); check its permissions"):
+        IO.load(path)

@@ -216,3 +216,22 @@ def test_data_stream_is_the_one_of_recorded_runs(monkeypatch):
         cfg = TrainConfig(model="ae1", batch_size=4, crop=32, seed=0, epochs=3, max_steps=7)
         fit(build_model("ae1", seed=0), images, images[:4], cfg, progress=progress, log=lambda s: None)
         assert seen[:3] == ["fc09ab", "831400", "e93415"] and seen[-1] == "5d91c0" and len(seen) == 7
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_before_the_first_step(monkeypatch):
+    """--batch-size 100000 on the default pool (395 crops) took 15 GB and counting; now it is named and refused."""
+    from labkit import train as T
+    from labkit.models import build_model
+    from labkit.trainconfig import TrainConfig
+
+    model = build_model("ae1")
+    cfg = TrainConfig(model="ae1", batch_size=100000)
+    monkeypatch.setattr(T, "_available_memory", lambda: 4 * 2**30)
+    with pytest.raises(ValueError, match=r"a batch of 395 crops of 128x128 needs about \d+\.\d GiB for ae1's training "
+                                         r"step .* 4\.0 GiB available; pass a smaller batch size \(--batch-size; "
+                                         r"at most about \d+\)"):
+        T._check_batch_memory(model, cfg, 395, torch.device("cpu"))
+    assert model.training                                   # measured in eval mode, left as it was
+    T._check_batch_memory(model, TrainConfig(model="ae1", batch_size=16), 395, torch.device("cpu"))  # 1.3 GiB: fine
+    monkeypatch.setattr(T, "_available_memory", lambda: None)  # not Linux: nothing to check against
+    T._check_batch_memory(model, cfg, 395, torch.device("cpu"))
