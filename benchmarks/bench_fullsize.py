@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from labkit import atomic, photos, rd, spec  # noqa: E402
+from labkit import atomic, photos, rd, report, spec  # noqa: E402
 from labkit.data import DEFAULT_SOURCES  # noqa: E402
 from labkit.speed import cpu_name  # noqa: E402
 from labkit.workflow import jsonable  # noqa: E402
@@ -96,7 +96,8 @@ def main() -> int:
     learned = photos.evaluate_learned_photos(args.models, test_photos, args.bits, scales=scales,
                                              refine=refine, weights_dir=args.weights_dir)
     classic = photos.evaluate_classic_photos(args.classic, test_photos)
-    curves = {**mean_curve(learned, "b"), **mean_curve(classic, "quality")}
+    # rounded as the file keeps them, so a --rederive of the file computes the same BD-rates
+    curves = report.rounded({**mean_curve(learned, "b"), **mean_curve(classic, "quality")})
     bd = bd_rows(curves, args.models, args.classic)
     colour = photos.evaluate_learned_photos(args.models, photos.COLOUR_PHOTOS, args.bits, scales=scales,
                                             refine=refine, weights_dir=args.weights_dir)

@@ -149,10 +149,10 @@ def main() -> int:
         curves = {n: curves[n] for n in [*MODELS, "jpeg-matched", *SWEEPS] if n in curves}   # display order
     tables = derived_tables(curves)
     crit, bd, equal = tables["criteria"], tables["bd_rate"], tables["at_equal_rate"]
-    floor = report.jpeg_floor(sweeps)
     # which JPEG the "jpeg-matched" curve is (files without this key matched Pillow's default JPEG)
     matched_jpeg = (baselines.MATCHED_JPEG if matched else
                     (earlier or {}).get("matched_jpeg", "jpeg") if "jpeg-matched" in borrowed.get("curves", []) else None)
+    floor = report.jpeg_floor(sweeps, matched_jpeg)   # the floor of the JPEG that was matched
     data = args.data_dir or "embedded default test split"
     print(f"data: {data} ({len(images)} test images); weights: {wdir}; context={args.context or 'the model default'}"
           + (f"; scale searched per image for {', '.join(scales)}" if scales else "")

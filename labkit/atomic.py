@@ -28,7 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WriteError", "atomic_path", "check_target", "name_too_long", "write_bytes", "write_text"]
+__all__ = ["WriteError", "atomic_path", "check_target", "name_too_long", "refuse_read_only", "write_bytes",
+           "write_text"]
 
 
 class WriteError(OSError):
@@ -128,11 +129,24 @@ def check_target(path: str | os.PathLike[str], source: str | os.PathLike[str] | 
     if st is not None and not overwrite:
         raise WriteError(f"refusing to write {target}: it already exists (pass --overwrite, or overwrite=True, "
                          "to replace it)")
-    if st is not None and (not st.st_mode & 0o222 or not os.access(target, os.W_OK)):
-        # replacing goes through the folder, which a read-only file does not stop: honour the file's own mode
-        raise WriteError(f"refusing to replace {target}: it is read-only for you (mode {stat.S_IMODE(st.st_mode):04o}); "
-                         "make it writable (chmod u+w) or choose another output name")
     return target
+
+
+def refuse_read_only(target: Path) -> None:
+    """``WriteError`` when the existing ``target`` may not be written by this user: replacing goes
+    through the folder, which a read-only file does not stop, so the file's own mode is honoured here."""
+    try:
+        st = os.stat(target)
+    except OSError:
+        return
+    if st.st_mode & 0o222 and os.access(target, os.W_OK):
+        return
+    mode = f"{stat.S_IMODE(st.st_mode):04o}"
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid() and os.geteuid() != 0:
+        raise WriteError(f"refusing to replace {target}: it belongs to another user (uid {st.st_uid}, mode {mode}) "
+                         "and is not writable by you; choose another output name")
+    raise WriteError(f"refusing to replace {target}: it is read-only (mode {mode}); make it writable "
+                     "(chmod u+w) or choose another output name")
 
 
 def name_too_long(target: Path) -> str:
@@ -168,6 +182,8 @@ def atomic_path(path: str | os.PathLike[str], *, source: str | os.PathLike[str] 
         else :class:`WriteError` and nothing is replaced.
     """
     target = check_target(path, source, overwrite)
+    if overwrite:
+        refuse_read_only(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # a short fixed prefix: the output's own name may already be as long as the file system allows
@@ -215,9 +231,20 @@ def _place(tmp: Path, target: Path, overwrite: bool) -> None:
         if err.errno == errno.ENAMETOOLONG:
             raise WriteError(name_too_long(target)) from None
         raise WriteError(f"cannot write {target}: {err.strerror or err}"
-                         + ("; it may be read-only or immutable (lsattr shows an i), or its folder is not "
-                            "writable: choose another output name" if err.errno in (errno.EPERM, errno.EACCES)
+                         + ("; " + _why_not_replaced(target) if err.errno in (errno.EPERM, errno.EACCES)
                             else "; choose another output path")) from err
+
+
+def _why_not_replaced(target: Path) -> str:
+    """The likely reason the file system refused to put a file at ``target``, with what to do."""
+    try:
+        folder, existing = os.stat(target.parent), os.stat(target)
+    except OSError:
+        return "its folder may not be writable: choose another output name"
+    if folder.st_mode & stat.S_ISVTX and hasattr(os, "geteuid") and existing.st_uid != os.geteuid():
+        return (f"its folder is sticky (like /tmp) and the file belongs to another user (uid {existing.st_uid}), "
+                "who alone may replace it: choose another output name")
+    return ("it may be immutable (lsattr shows an i), or its folder is not writable: choose another output name")
 
 
 def _mode_for(target: Path) -> int:

@@ -180,7 +180,7 @@ def _check_output(path: Path, source: Path | None = None, suffix: str | None = N
     existing file, so that a mistyped name cannot replace one (``suffix``: for the hint)."""
     from pathlib import Path
 
-    from .atomic import check_target, name_too_long
+    from .atomic import check_target, name_too_long, refuse_read_only
 
     parent = path.parent if str(path.parent) else Path(".")
     try:
@@ -205,6 +205,8 @@ def _check_output(path: Path, source: Path | None = None, suffix: str | None = N
         raise ValueError(f"output {path} is the input file; choose another output name")
     if not overwrite and (path.exists() or path.is_symlink()):
         raise FileExistsError(f"output {path} already exists; choose another name, or pass --overwrite to replace it")
+    if overwrite and path.is_file():
+        refuse_read_only(path)  # before the work, not after it
 
 
 # ----------------------------------------------------------------------------- train

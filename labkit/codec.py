@@ -590,9 +590,9 @@ def decode(data: bytes, weights_dir: str | os.PathLike[str] | None = None) -> np
             if not str(err).startswith("context mode"):
                 raise
             # the header asks for settings no encoder of this model writes: say so in the decoder's terms
-            raise CodecError(f"corrupt or crafted file: its header asks {header.model} for b={header.b} with the "
-                             f"{header.context!r} context, which that model's files never use "
-                             f"({str(err).split('; use context')[0]})") from None
+            raise CodecError(f"its header asks {header.model} for b={header.b} with the {header.context!r} context, "
+                             f"which these weights cannot decode ({str(err).split('; use context')[0]}): a corrupt "
+                             "or crafted file, or one written with a coder prior these weights do not carry") from None
     return _MODEL_CACHE[key].decode(data)
 
 

@@ -58,7 +58,7 @@ def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[i
     learned = evaluate_learned(models, images, bits, context, keep_recon=True, progress=False)
     reference = REFERENCE if REFERENCE in names else names[0]
     matched = evaluate_matched_jpeg(images, select(learned, codec=reference), keep_recon=True)
-    originals, labels, columns = [], [], {name: [] for name in names + ["jpeg"]}
+    originals, labels, columns = [], [], {name: [] for name in names + ["jpeg-matched"]}
     for b in bits:
         for i, img in enumerate(images):
             originals.append(img)
@@ -66,7 +66,7 @@ def run_demo(out: str | os.PathLike[str] = "demo.png", bits: list[int] | tuple[i
             for name in names:
                 columns[name].append(select(learned, codec=name, b=b, image=i)[0])
             j = select(matched, b=b, image=i)[0]
-            columns["jpeg"].append(dict(j, caption=jpeg_caption(j)))
+            columns["jpeg-matched"].append(dict(j, caption=jpeg_caption(j)))
     fig = plots.comparison_grid(originals, columns, row_labels=labels,
                                 title=f"labkit demo.  Under each picture: SSIM and real bpp.\nJPEG (optimized Huffman "
                                       f"tables): the quality q whose bpp is nearest {plots.label(reference)}'s")

@@ -81,8 +81,12 @@ def evaluate_matched_jpeg(images: Sequence[np.ndarray], targets: Sequence[Record
     """The course's JPEG comparison: per image, the JPEG quality whose real bpp is nearest each target's bpp.
 
     The records are named ``jpeg-matched`` whichever JPEG ``codec`` is (``matched_codec`` says
-    which; by default :data:`labkit.baselines.MATCHED_JPEG`, optimized Huffman tables).
+    which; by default :data:`labkit.baselines.MATCHED_JPEG`, optimized Huffman tables). ``codec``
+    must be a JPEG of :data:`labkit.baselines.CODECS`: the course compares with JPEG.
     """
+    if baselines.CODECS.get(codec) is None or baselines.CODECS[codec].pillow_format != "JPEG":
+        raise ValueError(f"the course's matched comparison is with JPEG; {codec!r} is not one of "
+                         f"{', '.join(n for n, c in baselines.CODECS.items() if c.pillow_format == 'JPEG')}")
     out: list[Record] = []
     for t in targets:
         img = images[t["image"]]

@@ -176,16 +176,22 @@ _EXIF_TURNS = range(2, 9)
 def _opened_to_rgb8(im: Any, rawmodes: list[str], source: str, stacklevel: int) -> np.ndarray:
     """An opened Pillow image (from a file or the caller) to uint8 RGB, the same way whichever it is.
 
-    Its first frame, its EXIF orientation applied, a colour profile other than sRGB noted: a
-    PIL image handed to :func:`as_rgb8` gives the pixels and warnings its file gives :func:`load`.
+    The frame it is at (the first, fresh from a file), its EXIF orientation applied, a colour
+    profile other than sRGB noted: a PIL image handed to :func:`as_rgb8` straight from
+    ``Image.open`` gives the pixels and warnings its file gives :func:`load`. The orientation is
+    applied only to such an image (Pillow sets its ``format``): one the caller made from it
+    (``transpose``, ``rotate``, ``crop``, ``convert``, ...) keeps the tag but may already stand
+    upright, so it is taken as it is.
     """
     from PIL import ImageOps
 
     if getattr(im, "n_frames", 1) > 1:
-        _warn(source, f"has {im.n_frames} frames; using the first", stacklevel)
+        frame = im.tell()
+        _warn(source, f"has {im.n_frames} frames; using " + ("the first" if frame == 0 else
+                                                             f"frame {frame}, the one it is at"), stacklevel)
     im.load()
     _note_colour_profile(im, source, stacklevel + 1)
-    orientation = im.getexif().get(0x0112, 1)
+    orientation = im.getexif().get(0x0112, 1) if getattr(im, "format", None) else 1
     if orientation in _EXIF_TURNS:
         upright = ImageOps.exif_transpose(im)
         _warn(source, f"EXIF orientation {orientation}; pixels turned upright as viewers show them "
@@ -198,8 +204,17 @@ def _pil_to_rgb8(im: Any, rawmodes: list[str], source: str, stacklevel: int) -> 
     """Convert an opened Pillow image to uint8 RGB, warning about any change."""
     mode = im.mode
     sixteen = any(";16" in r for r in rawmodes)
-    if mode in ("RGB", "L") and "transparency" in im.info:   # a colour key (PNG tRNS): alpha by another name
-        _warn(source, f"mode {mode} with a transparent colour; composited onto white, converted to RGB", stacklevel)
+    if mode in ("RGB", "L", "1", "I;16", "I;16B", "I;16L") and "transparency" in im.info:
+        # a colour key (PNG tRNS): alpha by another name
+        depth = "16-bit, reduced to 8 bits, " if sixteen or mode.startswith("I;16") else ""
+        _warn(source, f"mode {mode} with a transparent colour; {depth}composited onto white, converted to RGB",
+              stacklevel)
+        if mode.startswith("I;16"):
+            key = int(im.info["transparency"]) if isinstance(im.info["transparency"], int) else None
+            a = np.asarray(im).astype(np.int64)
+            grey = (a >> 8).astype(np.uint8)
+            alpha = np.where(a == key, 0, 255).astype(np.uint8)
+            return _composite_on_white(np.stack([grey, alpha], axis=2))
         return _on_white(im)
     if mode == "RGB":
         if sixteen:
@@ -303,6 +318,8 @@ def load(path: str | os.PathLike[str], *, stacklevel: int = 2, max_pixels: int |
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; check the path") from None
     except PermissionError as e:
+        if path.is_dir():   # Windows answers a folder with PermissionError
+            raise DataError(f"{path}: is a folder, not an image file") from None
         raise DataError(f"{path}: cannot be read ({e.strerror or 'permission denied'}); check its permissions") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not an image file") from None

@@ -29,16 +29,16 @@ STYLE: dict[str, dict[str, Any]] = {
     "resae-rd-fast-v2": dict(color="k", marker="2", ls="-.", label="ResAE-RD-fast v2 (trained whole, GPU 2026-11-27)"),
     "ae2": dict(color="C0", marker="s", ls="-", label="AE2 (course, noise)"),
     "ae1": dict(color="C9", marker="^", ls="-", label="AE1 (course, plain)"),
-    "jpeg-matched": dict(color="C1", marker="x", ls="none", label="JPEG optimize at ResAE's bpp (course)"),
+    "jpeg-matched": dict(color="C5", marker="x", ls="none", label="JPEG (optimized) at ResAE's bpp (course)"),
     "jpeg": dict(color="C1", marker=".", ls="--", label="JPEG (Pillow default)"),
-    "jpeg-opt": dict(color="C5", marker=".", ls="--", label="JPEG optimize=True"),
+    "jpeg-opt": dict(color="C5", marker=".", ls="--", label="JPEG (optimized Huffman tables)"),
     "webp": dict(color="C2", marker=".", ls="--", label="WebP"),
     "avif": dict(color="C4", marker=".", ls="--", label="AVIF"),
     "jpeg2000": dict(color="C7", marker=".", ls="--", label="JPEG 2000"),
 }
 LABELS = {"raw": "RAW", "resae": "ResAE", "resae-rd": "ResAE-RD", "resae-rd-fast": "ResAE-RD-fast",
-          "resae-rd-fast-v1": "ResAE-RD-fast v1", "resae-rd-fast-v2": "ResAE-RD-fast v2", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG",
-          "jpeg-matched": "JPEG at ResAE's bpp", "jpeg-opt": "JPEG optimize", "webp": "WebP", "avif": "AVIF",
+          "resae-rd-fast-v1": "ResAE-RD-fast v1", "resae-rd-fast-v2": "ResAE-RD-fast v2", "ae2": "AE2", "ae1": "AE1", "jpeg": "JPEG (default)",
+          "jpeg-matched": "JPEG at ResAE's bpp", "jpeg-opt": "JPEG (optimized)", "webp": "WebP", "avif": "AVIF",
           "jpeg2000": "JPEG 2000", "ae1/ae2": "AE1 / AE2 (course)"}
 
 
@@ -144,8 +144,8 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
             xlim = (0.0, 1.6 * max(learned))
     # with a zoom panel, the zoomed models' "b=" labels are written there only
     pending = _rd_panel(ax, curves, metric, xlim, {n: v for n, v in (annotate or {}).items() if n not in zoomed})
-    if xlim:
-        ax.set_ylim(*_visible_ylim(curves, metric, list(curves), xlim))
+    if xlim and (limits := _visible_ylim(curves, metric, list(curves), xlim)):
+        ax.set_ylim(*limits)
     heading = title or f"Mean {'SSIM' if metric == 'ssim' else 'PSNR'} vs bpp"
     if not zoomed:
         ax.set_title(heading + (" (zoomed to the learned codecs' range)" if xlim else ""))
@@ -154,8 +154,11 @@ def rd_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str =
         ax.set_title("the learned codecs' range" if xlim else "every codec", fontsize=9)
         zx = (0.0, 1.2 * max(max(curves[n]["bpp"]) for n in zoomed))
         zax = axes[0, 1]
-        pending += _rd_panel(zax, curves, metric, zx, {n: v for n, v in (annotate or {}).items() if n in zoomed})
-        zax.set_ylim(*_visible_ylim(curves, metric, zoomed, zx))
+        # the course's JPEG at ResAE's bpp belongs to ResAE's points, not to the zoomed models': left out there
+        pending += _rd_panel(zax, {n: c for n, c in curves.items() if n != "jpeg-matched"}, metric, zx,
+                             {n: v for n, v in (annotate or {}).items() if n in zoomed})
+        if limits := _visible_ylim(curves, metric, zoomed, zx):
+            zax.set_ylim(*limits)
         zax.set_title(f"zoomed on {' and '.join(label(n) for n in zoomed)}", fontsize=9)
     # outside the axes, so that it hides no point or label
     axes[0, -1].legend(*ax.get_legend_handles_labels(), fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0),
@@ -172,10 +175,10 @@ def _rd_panel(ax: plt.Axes, curves: Mapping[str, Mapping[str, Sequence[float]]],
     for name, c in curves.items():
         order = np.argsort(c["bpp"])
         x, y = np.asarray(c["bpp"])[order], np.asarray(c[metric])[order]
-        ax.plot(x, y, ms=5, lw=1.4, **style_for(name))
+        line, = ax.plot(x, y, ms=5, lw=1.4, **style_for(name))
         if annotate and name in annotate:
             for xi, yi, t in zip(np.asarray(c["bpp"]), np.asarray(c[metric]), annotate[name]):
-                pending.append((ax, float(xi), float(yi), t, style_for(name).get("color")))
+                pending.append((ax, float(xi), float(yi), t, style_for(name).get("color"), line))
     ax.set_xlabel("bits per pixel (real file size)")
     ax.set_ylabel("SSIM (mean over RGB)" if metric == "ssim" else "PSNR (dB, RGB)")
     if xlim:
@@ -184,46 +187,73 @@ def _rd_panel(ax: plt.Axes, curves: Mapping[str, Mapping[str, Sequence[float]]],
     return pending
 
 
-#: Where a "b=…" label may sit around its point: (dx, dy) in points and its alignment, in the
-#: order tried when several spots are equally free.
+#: Where a "b=…" label may sit around its point: (dx, dy) in points from the point to the label's
+#: anchor and its alignment, in the order tried when several spots score the same.
 _LABEL_SPOTS = [((6, 4), "left"), ((6, -11), "left"), ((-6, 4), "right"), ((-6, -11), "right"),
-                ((0, 7), "center"), ((0, -15), "center"), ((10, -3), "left"), ((-10, -3), "right")]
+                ((0, 7), "center"), ((0, -15), "center"), ((10, -3), "left"), ((-10, -3), "right"),
+                ((12, 9), "left"), ((12, -16), "left"), ((-12, 9), "right"), ((-12, -16), "right")]
+
+
+def _curve_cloud(line: Any, step: float = 3.0) -> np.ndarray:
+    """Display coordinates along a drawn line, every ``step`` pixels (its markers alone if it has no line)."""
+    xy = line.axes.transData.transform(line.get_xydata())
+    xy = xy[np.isfinite(xy).all(axis=1)]   # an infinite PSNR (a lossless file) is not drawn
+    if line.get_linestyle() in ("None", "none", "", " ") or len(xy) < 2:
+        return xy
+    pieces = [xy[:1]]
+    for a, b in zip(xy[:-1], xy[1:]):
+        n = max(1, min(int(np.hypot(*(b - a)) // step), 10_000))
+        t = np.linspace(0.0, 1.0, n + 1)[1:, None]
+        pieces.append(a + t * (b - a))
+    return np.concatenate(pieces)
 
 
 def _place_labels(fig: plt.Figure, pending: Sequence[tuple], fontsize: float = 7.0) -> None:
-    """Write each label at the spot around its point that overlaps the fewest labels, markers and edges.
+    """Write each label at the spot around its point where it is least in the way and least ambiguous.
 
-    Greedy, in the order given: a label's box (its text's extent at ``fontsize``) is scored
-    against the labels already written (heavily), every plotted point of its axes and the axes'
-    edges (a label must not leave its panel); ties go to the first spot of :data:`_LABEL_SPOTS`.
+    Greedy, in the order given. A spot's score adds: leaving the panel (never chosen if avoidable),
+    covering a label already written, covering another curve's marker or line (its own line counts
+    less), sitting nearer another curve's marker than its own point (the label would be read as
+    that point's), and a little for distance. Ties go to the first spot of :data:`_LABEL_SPOTS`.
     """
     if not pending:
         return
     renderer = fig.canvas.get_renderer()
     scale = fig.dpi / 72.0
-    placed: dict[plt.Axes, list[tuple[float, float, float, float]]] = {}
-    points: dict[plt.Axes, np.ndarray] = {}
+    placed: dict[Any, list[tuple[float, float, float, float]]] = {}
+    clouds: dict[Any, np.ndarray] = {}
+    markers: dict[Any, np.ndarray] = {}
     for ax, *_ in pending:
-        if ax not in points:
-            xy = [line.get_xydata() for line in ax.get_lines() if len(line.get_xydata())]
-            points[ax] = ax.transData.transform(np.concatenate(xy)) if xy else np.zeros((0, 2))
-    for ax, x, y, text, colour in pending:
+        for line in ax.get_lines():
+            if line not in clouds and len(line.get_xydata()):
+                clouds[line] = _curve_cloud(line)
+                drawn = ax.transData.transform(line.get_xydata())
+                markers[line] = (drawn[np.isfinite(drawn).all(axis=1)] if line.get_marker() not in ("None", None, "")
+                                 else np.zeros((0, 2)))
+    for ax, x, y, text, colour, own in pending:
         px, py = ax.transData.transform((x, y))
         box = ax.get_window_extent(renderer)
         probe = ax.text(0, 0, text, fontsize=fontsize)
         extent = probe.get_window_extent(renderer)
         probe.remove()
         w, h = extent.width, extent.height
+        others = [line for line in ax.get_lines() if line is not own and line in clouds]
         best, best_score = _LABEL_SPOTS[0], math.inf
         for (dx, dy), ha in _LABEL_SPOTS:
             x0 = px + dx * scale - {"left": 0.0, "center": w / 2, "right": w}[ha]
             y0 = py + dy * scale
             rect = (x0, y0, x0 + w, y0 + h)
-            score = 100.0 * (rect[0] < box.x0 or rect[2] > box.x1 or rect[1] < box.y0 or rect[3] > box.y1)
-            score += 10.0 * sum(_overlap(rect, other) for other in placed.get(ax, []))
-            near = points[ax]
-            score += 3.0 * float(np.sum((near[:, 0] > rect[0] - 2) & (near[:, 0] < rect[2] + 2)
-                                        & (near[:, 1] > rect[1] - 2) & (near[:, 1] < rect[3] + 2)))
+            cx, cy = x0 + w / 2, y0 + h / 2
+            score = 1000.0 * (rect[0] < box.x0 or rect[2] > box.x1 or rect[1] < box.y0 or rect[3] > box.y1)
+            score += 100.0 * sum(_overlap(rect, other) for other in placed.get(ax, []))
+            for line in others:
+                score += 4.0 * _inside(clouds[line], rect, 1.0) + 20.0 * _inside(markers[line], rect, 3.0)
+                if len(markers[line]):
+                    nearest = float(np.min(np.hypot(markers[line][:, 0] - cx, markers[line][:, 1] - cy)))
+                    score += 30.0 * (nearest < np.hypot(px - cx, py - cy))
+            if own in clouds:
+                score += 1.0 * _inside(clouds[own], rect, 1.0)
+            score += 0.05 * float(np.hypot(px - cx, py - cy))
             if score < best_score:
                 best, best_score = ((dx, dy), ha), score
         (dx, dy), ha = best
@@ -231,6 +261,14 @@ def _place_labels(fig: plt.Figure, pending: Sequence[tuple], fontsize: float = 7
                     annotation_clip=True)
         x0 = px + dx * scale - {"left": 0.0, "center": w / 2, "right": w}[ha]
         placed.setdefault(ax, []).append((x0, py + dy * scale, x0 + w, py + dy * scale + h))
+
+
+def _inside(points: np.ndarray, rect: tuple[float, float, float, float], pad: float) -> int:
+    """How many of ``points`` (display coordinates) fall inside ``rect`` grown by ``pad`` pixels."""
+    if not len(points):
+        return 0
+    return int(np.sum((points[:, 0] > rect[0] - pad) & (points[:, 0] < rect[2] + pad)
+                      & (points[:, 1] > rect[1] - pad) & (points[:, 1] < rect[3] + pad)))
 
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -241,30 +279,37 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 
 
 def _visible_ylim(curves: Mapping[str, Mapping[str, Sequence[float]]], metric: str, lowest: Sequence[str],
-                  xlim: tuple[float, float]) -> tuple[float, float]:
+                  xlim: tuple[float, float]) -> tuple[float, float] | None:
     """Quality range of a panel that shows ``xlim``: from the lowest point of the ``lowest`` curves
     inside it to the best any codec reaches inside it (points inside, and each curve where it
-    crosses the right edge), so no part of the axis is empty of data."""
+    crosses the right edge), so no part of the axis is empty of data.
+
+    Non-finite values (the infinite PSNR of a lossless file, a missing point) are skipped; None
+    when nothing finite lies inside ``xlim`` (the caller keeps matplotlib's own limits).
+    """
+    def finite(c: Mapping[str, Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+        x, y = np.asarray(c["bpp"], float), np.asarray(c[metric], float)
+        keep = np.isfinite(x) & np.isfinite(y)
+        order = np.argsort(x[keep])
+        return x[keep][order], y[keep][order]
+
     low, high = math.inf, -math.inf
     for n in lowest:
-        x, y = np.asarray(curves[n]["bpp"], float), np.asarray(curves[n][metric], float)
+        x, y = finite(curves[n])
         inside = y[(x >= xlim[0]) & (x <= xlim[1])]
         if inside.size:
-            low = min(low, float(inside.min()))
-            high = max(high, float(inside.max()))
+            low, high = min(low, float(inside.min())), max(high, float(inside.max()))
     for c in curves.values():
-        x, y = np.asarray(c["bpp"], float), np.asarray(c[metric], float)
+        x, y = finite(c)
         if x.size == 0:
             continue
-        order = np.argsort(x)
-        x, y = x[order], y[order]
-        inside = y[x <= xlim[1]]
+        inside = y[(x >= xlim[0]) & (x <= xlim[1])]
         if inside.size:
             high = max(high, float(inside.max()))
         if x[0] <= xlim[1] <= x[-1]:
             high = max(high, float(np.interp(xlim[1], x, y)))
-    if not math.isfinite(low):
-        low = min(float(np.min(c[metric])) for c in curves.values() if len(c[metric]))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
     pad = 0.06 * (high - low or 1.0)
     return low - pad, high + pad
 
@@ -309,12 +354,19 @@ def training_curves(histories: Mapping[str, Mapping[str, Any]],
                     losses: Mapping[str, str] | None = None) -> plt.Figure:
     """Training loss and validation PSNR per epoch, one line per model (epochs without validation skipped).
 
-    Decoder fits (``resae-rd-fast``: steps of a fine-tune, no epochs) are left out; the training
-    table lists them.
+    A model made in stages (the shipped ``resae-rd-fast``: its epochs, then fine-tunes and a
+    decoder fit counted in steps) is drawn from its first, epoch-based stage (``stage_a`` of its
+    history) and says so in the legend; a history with no epochs at all is left out and named
+    under the figure. A note says what validation PSNR is: the default validation tiles overlap
+    the training windows, so it monitors training and is not a test result.
     """
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-    left_out = []
+    left_out, staged = [], []
     for name, h in histories.items():
+        stage = ""
+        if "val_psnr" not in h and isinstance(h.get("stage_a"), Mapping) and "val_psnr" in h["stage_a"]:
+            h, stage = h["stage_a"], " (stage A)"
+            staged.append(label(name))
         if "val_psnr" not in h:  # a decoder fit (labkit.decoder_fit) logs steps, not epochs
             left_out.append(style_for(name)["label"])
             continue
@@ -322,6 +374,7 @@ def training_curves(histories: Mapping[str, Mapping[str, Any]],
         st = style_for(name)
         st.pop("ls", None)
         st.pop("marker", None)
+        st["label"] += stage
         if losses and name in losses:
             st["label"] = f"{st['label']} — {losses[name]}"
         # a short run (the smoke profile's single epoch) is points, not a line: draw them
@@ -329,25 +382,30 @@ def training_curves(histories: Mapping[str, Mapping[str, Any]],
         val = [(e, v) for e, v in zip(epochs, h["val_psnr"]) if v is not None]
         if val:
             st.pop("label", None)
-            b.plot(*zip(*val), lw=1.2, marker=".", ms=3, label=style_for(name)["label"], **st)
+            b.plot(*zip(*val), lw=1.2, marker=".", ms=3, label=label(name) + stage, **st)
     a.set_yscale("log")
     for ax in (a, b):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole (no 0.96 ... 1.04 ticks)
     a.set_xlabel("epoch"), a.set_ylabel("training loss (each model's objective)")
     b.set_xlabel("epoch"), b.set_ylabel("validation PSNR (dB, hard quantizer, b=3)")
-    b.legend(fontsize=8)
+    b.legend(fontsize=7)
     # each model's objective under both panels (inside the left one it covered the curves and the axis)
     handles, labels = a.get_legend_handles_labels()
     rows = -(-len(labels) // 2)
-    legend_h, note_h = 0.22 * rows + 0.1, (0.25 if left_out else 0.0)  # inches
+    notes = ["Validation PSNR: the network alone on tiles that overlap the training windows; it follows training "
+             "and is not a test result (03_evaluate has those)."]
+    if staged:
+        notes.append(f"{', '.join(staged)}: its first stage (stage A, in epochs) only; its later stages count steps "
+                     "(see the training table).")
+    if left_out:  # say so in the figure, so a missing line reads as a choice, not a bug
+        notes.append(f"Not drawn (no epochs to draw; see the training table): {', '.join(left_out)}")
+    legend_h, note_h = 0.22 * rows + 0.1, 0.17 * len(notes) + 0.08  # inches
     height = 3.4 + legend_h + note_h
     fig.set_size_inches(9, height)
     if labels:
         fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False,
                    bbox_to_anchor=(0.5, note_h / height))
-    if left_out:  # say so in the figure, so a missing line reads as a choice, not a bug
-        fig.text(0.01, 0.08 / height, f"Not drawn (made in stages on two machines, with no per-epoch log to draw; see the training table): "
-                 f"{', '.join(left_out)}", fontsize=7, color="0.3")
+    fig.text(0.01, 0.06 / height, "\n".join(notes), fontsize=7, color="0.3", va="bottom")
     fig.tight_layout(rect=(0, (legend_h + note_h) / height, 1, 1))
     return fig
 
@@ -406,12 +464,13 @@ def architecture_diagram(layers_by_model: Mapping[str, Sequence[Mapping[str, Any
     compact = {k: compact_layers(v) for k, v in layers_by_model.items()}
     n = len(compact)
     height = max(len(v) for v in compact.values())
-    fig, axes = plt.subplots(1, n, figsize=(3.9 * n, 0.36 * height + 1.0), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.9 * n, 0.36 * (height + 0.6) + 1.0), squeeze=False)
     palette = {"Conv2d": "#9ecae1", "ConvTranspose2d": "#fdae6b", "AvgPool2d": "#c7e9c0", "ReLU": "#eeeeee",
                "BatchNorm2d": "#dadaeb", "ResBlock": "#fcbba1", "PixelShuffle": "#fdd0a2", "Upsample": "#fdd0a2",
                "Sigmoid": "#eeeeee"}
+    gap = 0.6   # room under the encoder for the latent's line and its words, clear of the boxes
     for ax, (name, boxes) in zip(axes[0], compact.items()):
-        ax.set_xlim(0, 1), ax.set_ylim(height + 0.5, -1.2)
+        ax.set_xlim(0, 1), ax.set_ylim(height + 0.5 + gap, -1.2)
         ax.axis("off")
         title = label(name) + (f" ({params[name]:,} parameters)" if params and name in params else "")
         ax.set_title(title, fontsize=10)
@@ -419,18 +478,22 @@ def architecture_diagram(layers_by_model: Mapping[str, Sequence[Mapping[str, Any
         encoder = [i for i, box in enumerate(boxes) if box.get("part") == "encoder"]
         latent_at = encoder[-1] if encoder else None   # the encoder's output is the latent y
         for i, box in enumerate(boxes):
-            ax.add_patch(plt.Rectangle((0.02, i - 0.4), 0.96, 0.8, fc=palette.get(box["type"], "#ffffff"), ec="#555555", lw=0.6))
+            y = i + (gap if latent_at is not None and i > latent_at else 0.0)
+            ax.add_patch(plt.Rectangle((0.02, y - 0.4), 0.96, 0.8, fc=palette.get(box["type"], "#ffffff"), ec="#555555", lw=0.6))
             shape = box.get("output_shape")
-            ax.text(0.04, i, box["summary"], va="center", fontsize=7)
-            ax.text(0.96, i, "x".join(str(s) for s in shape) if shape else "", va="center", ha="right", fontsize=7, color="#333333")
+            ax.text(0.04, y, box["summary"], va="center", fontsize=7)
+            ax.text(0.96, y, "x".join(str(s) for s in shape) if shape else "", va="center", ha="right", fontsize=7, color="#333333")
             if i == latent_at:
-                ax.axhline(i + 0.5, color="C3", lw=1.2, ls=":")
-                ax.text(0.5, i + 0.5, "latent y: quantized to b bits, arithmetic-coded, dequantized", color="C3",
-                        fontsize=7, ha="center", va="center", bbox=dict(fc="white", ec="none", pad=0.5))
-    fig.text(0.01, 0.005, "Right of each box: its output, channels x height x width, for a 128x128 input. "
-             "Colours: convolution (blue), transposed convolution (dark orange), upsampling (light orange), "
-             "residual block (red), average pooling (green).", fontsize=7, color="#333333", va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+                ax.axhline(y + 0.5 + gap / 2, color="C3", lw=1.2, ls=":")
+                ax.text(0.5, y + 0.5 + gap / 2, "latent y: quantized to b bits, arithmetic-coded, dequantized",
+                        color="C3", fontsize=7, ha="center", va="center", bbox=dict(fc="white", ec="none", pad=0.5))
+    import textwrap
+
+    key = textwrap.fill("Right of each box: its output, channels x height x width, for a 128x128 input. "
+                        "Colours: convolution (blue), transposed convolution (dark orange), upsampling (light "
+                        "orange), residual block (red), average pooling (green).", int(3.9 * n / 0.055))
+    fig.text(0.01, 0.005, key, fontsize=7, color="#333333", va="bottom")
+    fig.tight_layout(rect=(0, 0.03 * (key.count("\n") + 1), 1, 1))
     return fig
 
 
@@ -446,6 +509,7 @@ def latent_histograms(symbols_by_b: Mapping[int, np.ndarray], title: str = "") -
         ax.set_title(f"b={b}")
         ax.set_xlabel("symbol q")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # symbols are whole (no -0.5 ... 1.5 ticks)
+        ax.set_xlim(-0.6, (1 << b) - 0.4)                        # the alphabet 0 .. 2^b - 1, no tick past it
     axes[0, 0].set_ylabel("frequency")
     if title:
         fig.suptitle(title)

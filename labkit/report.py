@@ -164,7 +164,7 @@ def comparison_figure(images: Sequence[np.ndarray], learned: Sequence[Record], m
     jp = {r["image"]: r for r in select(matched, b=b)}
     target = REFERENCE
     if jp and all(i in jp for i in idx):
-        columns["jpeg"] = [dict(jp[i], caption=jpeg_caption(jp[i])) for i in idx]
+        columns["jpeg-matched"] = [dict(jp[i], caption=jpeg_caption(jp[i])) for i in idx]
         target = jp[idx[0]].get("matched_to", target)
     if title is None:
         title = (f"b = {b}.  Under each picture: SSIM (mean over RGB) and real bpp.\n"
@@ -262,9 +262,9 @@ def criteria_rule() -> str:
 
 
 def rate_table(learned: Sequence[Record], codec: str = REFERENCE) -> list[dict[str, Any]]:
-    """Real vs estimated rate per b: file bpp, header bpp, and the adaptive model's ideal bpp.
+    """Real vs ideal rate per b: file bpp, header bpp, and the adaptive model's ideal bpp.
 
-    ``estimated`` is the ideal code length of the payload under the coder's own adaptive model
+    ``ideal_bpp`` is the ideal code length of the payload under the coder's own adaptive model
     (labkit's independent reference model) plus the real header; the gap to ``real`` is what the
     arithmetic coder loses to finite precision and its final flush. Each is the real bpp scaled
     by its share of the file's bits.
@@ -276,7 +276,7 @@ def rate_table(learned: Sequence[Record], codec: str = REFERENCE) -> list[dict[s
         file_bits = np.array([r["bytes"] * 8.0 for r in rs])
         header = real * np.array([r["header_bytes"] * 8.0 for r in rs]) / file_bits
         est = real * np.array([r["ideal_bits"] for r in rs]) / file_bits + header
-        rows.append(dict(b=b, real_bpp=float(real.mean()), estimated_bpp=float(est.mean()),
+        rows.append(dict(b=b, real_bpp=float(real.mean()), ideal_bpp=float(est.mean()),
                          header_bpp=float(header.mean()), coder_overhead_pct=float(100 * (real.mean() / est.mean() - 1))))
     return rows
 
@@ -374,7 +374,10 @@ CRITERIA_KEY = ("ΔSSIM @ bpp: the model's SSIM minus the anchor's at the model'
                 "against the anchor's at the model's SSIM (negative = fewer). Both are read on the anchor's curve, inside its range.\n"
                 "read at: its b = at the model's point (the bpp and SSIM columns); anchor's b = neither is defined there, so "
                 "the anchor's own point at the same b is read against the model's curve.\n"
-                "holds: yes / no by the rule in the title; n/a = neither reading is defined (no overlap); – = not defined.")
+                "holds: yes / no by the rule in the title; n/a = neither reading is defined (no overlap); – = not defined.\n"
+                "JPEG at ResAE's bpp: optimized JPEG matched per image to ResAE's files (the course's comparison); "
+                "for the other models it is a five-point sample of the JPEG (optimized) curve. "
+                "b = 1 is not listed: the targets read the criterion at b = 2..5 (benchmarks/bench_rd.py also reads b = 1).")
 
 
 def training_summary(models: Sequence[str], weights_dir: str | os.PathLike[str],
@@ -490,14 +493,15 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
         parts = [f"{label(m)} {row[f'{m}_bpp']:.3f} bpp, SSIM {row[f'{m}_ssim']:.3f}, PSNR {row[f'{m}_psnr']:.2f} dB"
                  for m in shown if f"{m}_bpp" in row]
         if j:
-            parts.append(f"JPEG at matched bpp {row['jpeg_bpp']:.3f} bpp ({row['jpeg_bits_ratio']:.1f}× "
+            parts.append(f"{label('jpeg-matched')}: {row['jpeg_bpp']:.3f} bpp ({row['jpeg_bits_ratio']:.1f}× "
                          f"{label(row['jpeg_matched_to'])}'s mean bpp), SSIM {row['jpeg_ssim']:.3f}")
         lines.append(f"- b={b}: " + "; ".join(parts) + ".")
     if floor:
-        lines.append(f"- The matched JPEG has optimized Huffman tables (Pillow's default JPEG gives the same pixels in "
-                     f"more bytes). Its smallest files (q={floor['quality']}) average {floor['mean_bpp']:.3f} bpp "
-                     f"({floor['min_bpp']:.3f}–{floor['max_bpp']:.3f}): below that, \"JPEG at matched bpp\" "
-                     "cannot match the learned codecs' rate.")
+        what = ("optimized JPEG (Huffman tables fitted to the image; Pillow's default JPEG gives the same pixels "
+                "in more bytes)" if floor.get("codec", "jpeg-opt") == "jpeg-opt" else "Pillow's default JPEG")
+        lines.append(f"- {label('jpeg-matched')} is {what}. Its smallest files (q={floor['quality']}) "
+                     f"average {floor['mean_bpp']:.3f} bpp ({floor['min_bpp']:.3f}–{floor['max_bpp']:.3f}): below "
+                     "that it cannot match the learned codecs' rate.")
     anchor = COURSE_ANCHOR
     for test in dict.fromkeys(r["test"] for r in crit):
         rows_ = [r for r in crit if r["test"] == test and r["anchor"] == anchor]
@@ -561,7 +565,8 @@ def headline_table(head: Mapping[str, Any], anchors: Sequence[str] = ("webp", "r
         About twenty lines, no trailing newline.
     """
     n = head.get("n_images")
-    lines = [f"Headline numbers{f' on {n} test images' if n else ''} (mean per image):",
+    what = head.get("test_images", "test images")
+    lines = [f"Headline numbers{f' on {n} {what}' if n else ''} (mean per image):",
              f"  {'b':>2}  {'model':<22}{'bpp':>8}{'PSNR dB':>9}{'SSIM':>8}"]
 
     def order(model: str) -> int:
@@ -576,7 +581,8 @@ def headline_table(head: Mapping[str, Any], anchors: Sequence[str] = ("webp", "r
         names = sorted(found, key=lambda m: (m == "jpeg", order(m)))
         for i, m in enumerate(names):
             name = (f"JPEG ({row['jpeg_bits_ratio']:.1f}x {label(row['jpeg_matched_to'])}'s)"  # nearest it can get
-                    if m == "jpeg" and "jpeg_matched_to" in row and "jpeg_bits_ratio" in row else label(m))
+                    if m == "jpeg" and "jpeg_matched_to" in row and "jpeg_bits_ratio" in row
+                    else label("jpeg-matched" if m == "jpeg" else m))   # the headline's JPEG is the matched one
             lines.append(f"  {str(b) if i == 0 else '':>2}  {name:<22}{row[f'{m}_bpp']:>8.3f}"
                          f"{row[f'{m}_psnr']:>9.2f}{row[f'{m}_ssim']:>8.3f}")
     for key, verdict in sorted(head.get("criterion", {}).items(), key=lambda kv: order(kv[0].partition("_vs_")[0])):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,8 +91,8 @@ class TrainConfig:
             raise ValueError(f"time_budget_s must be a positive finite number, got {self.time_budget_s}")
         if not (math.isfinite(self.checkpoint_every_s) and self.checkpoint_every_s >= 0):
             raise ValueError(f"checkpoint_every_s must be a finite number >= 0, got {self.checkpoint_every_s}")
-        if not 0 <= int(self.seed) < 2**32:
-            raise ValueError(f"seed must be from 0 to {2**32 - 1}, got {self.seed}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be a whole number from 0 to {2**32 - 1}, got {self.seed!r}")
         if not (math.isfinite(self.rate_weight) and self.rate_weight >= 0):
             raise ValueError(f"rate_weight must be a finite number >= 0, got {self.rate_weight}")
         if not (math.isfinite(self.lr) and self.lr > 0):

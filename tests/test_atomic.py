@@ -166,18 +166,48 @@ def test_a_read_only_file_is_not_replaced(tmp_path):
     target = tmp_path / "keep.png"
     target.write_bytes(b"old")
     target.chmod(0o444)
-    with pytest.raises(atomic.WriteError, match=r"refusing to replace .*keep.png: it is read-only for you "
+    with pytest.raises(atomic.WriteError, match=r"refusing to replace .*keep.png: it is read-only "
                                                 r"\(mode 0444\); make it writable \(chmod u\+w\)"):
         atomic.write_bytes(target, b"new")
     assert target.read_bytes() == b"old" and not [p for p in tmp_path.iterdir() if p.name.startswith(".lk-")]
 
 
-def test_the_umask_is_read_without_changing_it():
+def test_the_umask_is_read_without_changing_it(monkeypatch):
+    """Read from /proc/self/status: setting it, even to put it back, races with other threads' new files."""
     from labkit import atomic
 
     before = os.umask(0o027)
     try:
-        assert atomic._umask() == 0o027
-        assert os.umask(0o027) == 0o027          # still what was set
+        if Path("/proc/self/status").exists():   # Linux: read, never set
+            def forbidden(mask):
+                raise AssertionError("os.umask was called")
+            monkeypatch.setattr(atomic.os, "umask", forbidden)
+        assert atomic._umask() == 0o027             # elsewhere: set and put back, the only way there
     finally:
+        monkeypatch.undo()
         os.umask(before)
+
+
+def test_a_file_of_another_user_is_named_as_such(tmp_path, monkeypatch):
+    from labkit import atomic
+
+    target = tmp_path / "theirs.png"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(atomic.os, "geteuid", lambda: target.stat().st_uid + 4242)
+    monkeypatch.setattr(atomic.os, "access", lambda *a, **k: False)
+    with pytest.raises(atomic.WriteError, match=r"it belongs to another user \(uid \d+, mode \d{4}\) and is not writable "
+                                                r"by you; choose another output name"):
+        atomic.write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+
+
+def test_a_refusal_in_a_sticky_folder_says_why(tmp_path, monkeypatch):
+    from labkit import atomic
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o1777)
+    target = folder / "theirs.png"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(atomic.os, "geteuid", lambda: target.stat().st_uid + 4242)
+    assert "sticky (like /tmp) and the file belongs to another user" in atomic._why_not_replaced(target)

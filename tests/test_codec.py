@@ -1001,7 +1001,7 @@ def test_a_header_asking_for_settings_no_encoder_writes_is_called_corrupt_not_gi
     data = Codec.from_pretrained(b=2).encode(np.full((16, 16, 3), 100, np.uint8))
     assert bitstream.unpack(data)[0].context == "learned"
     labkit.codec._MODEL_CACHE.clear()                    # a fresh process: the codec is built from the header
-    with pytest.raises(CodecError, match=r"corrupt or crafted file: its header asks resae-rd-fast for b=7 with "
-                                         r"the 'learned' context") as err:
+    with pytest.raises(CodecError, match=r"its header asks resae-rd-fast for b=7 with the 'learned' context, "
+                                         r"which these weights cannot decode .*: a corrupt or crafted file") as err:
         labkit.codec.decode(_retagged(data, b=7))
     assert "use context" not in str(err.value)

@@ -354,3 +354,28 @@ def test_an_unreadable_file_says_so_not_to_resave_it(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "open", denied)
     with pytest.raises(DataError, match=r"secret.png: cannot be read \(Permission denied\); check its permissions"):
         IO.load(path)
+
+
+def test_a_pil_image_the_caller_turned_is_not_turned_again(tmp_path):
+    """transpose/rotate keep the EXIF tag; only an image straight from Image.open has its orientation applied."""
+    im = Image.fromarray(_rgb(30, 40))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    im.save(path, exif=exif.tobytes())
+    with Image.open(path) as opened, warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        upright = opened.transpose(Image.Transpose.ROTATE_270)
+        assert IO.as_rgb8(upright).shape == (40, 30, 3)
+    assert not any("orientation" in m for m in _messages(record))
+
+
+def test_a_seeked_animation_says_which_frame_it_gives(tmp_path):
+    gif = tmp_path / "two.gif"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(gif, save_all=True,
+                                                        append_images=[Image.fromarray(np.full((8, 8, 3), 255, np.uint8))])
+    with Image.open(gif) as opened, warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        opened.seek(1)
+        assert IO.as_rgb8(opened).mean() == 255
+    assert any("2 frames; using frame 1, the one it is at" in m for m in _messages(record))

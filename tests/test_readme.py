@@ -60,7 +60,8 @@ def test_results_prose_quotes_the_committed_metrics():
         f"and {b3['resae_ssim']:.3f} against {b3['jpeg_ssim']:.3f} at {b3['jpeg_bits_ratio']:.1f}×",
         f"its smallest files (q={floor['quality']}) average {floor['mean_bpp']:.3f} bpp, {b1['jpeg_bits_ratio']:.1f}× ResAE's",
         f"it reaches SSIM {b1['jpeg_ssim']:.3f} against ResAE's {b1['resae_ssim']:.3f}",
-        f"BD-rates {pct(bd['resae', 'jpeg-opt']['bd_rate_ssim_pct'])} and {pct(bd['resae', 'jpeg2000']['bd_rate_ssim_pct'])}",
+        f"ahead of optimized JPEG and JPEG 2000 ({pct(bd['resae', 'jpeg-opt']['bd_rate_ssim_pct'])} and "
+        f"{pct(bd['resae', 'jpeg2000']['bd_rate_ssim_pct'])})",
         f"their BD-rates are {pct(bd['resae', 'webp']['bd_rate_ssim_pct'])} and {pct(bd['resae', 'avif']['bd_rate_ssim_pct'])}",
         "where the curves overlap, " + " and ".join(
             f"{bd['resae', a]['ssim_overlap'][0]:.3f}–{bd['resae', a]['ssim_overlap'][1]:.3f}" for a in ("webp", "avif")),

@@ -120,7 +120,7 @@ def test_comparison_figure_has_a_column_per_listed_model():
     fig = report.comparison_figure(images, learned, matched, 2, n=2, models=["resae", "ae2", "ae1", "resae-rd"],
                                    floor={"quality": 1, "mean_bpp": 0.45})
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["RAW", "ResAE", "ResAE-RD", "AE2", "JPEG"]
+    assert titles == ["RAW", "ResAE", "ResAE-RD", "AE2", "JPEG at ResAE's bpp"]
     assert "q=1: 2.2× ResAE's bits" in fig.axes[4].get_xlabel()
     assert "smallest files (q=1) average 0.45 bpp" in fig._suptitle.get_text()
     import matplotlib.pyplot as plt
@@ -132,7 +132,7 @@ def test_rate_table_scales_the_real_rate_by_bit_shares():
     recs = [dict(codec="resae", b=1, bytes=100, bpp=100 * 8 / 4096, header_bytes=22, ideal_bits=600.0)]
     (row,) = report.rate_table(recs)
     assert row["header_bpp"] == pytest.approx(22 * 8 / 4096)
-    assert row["estimated_bpp"] == pytest.approx((600 + 22 * 8) / 4096)
+    assert row["ideal_bpp"] == pytest.approx((600 + 22 * 8) / 4096)
     assert row["coder_overhead_pct"] == pytest.approx(100 * (800 / 776 - 1))
 
 
@@ -341,3 +341,24 @@ def test_an_anchor_pinned_at_one_point_gives_no_reading_at_those_b():
         r = _row(rows, b=b)
         assert r["holds"] is None and r["where"] == "no overlap (anchor's point is the same at several b)"
     assert _row(rows, b=4)["where"] == "at its b point"
+
+
+def test_rd_curves_draw_a_lossless_point_and_an_empty_range():
+    """PSNR is infinite for a lossless file (a flat tile): the axes skip it instead of raising."""
+    import matplotlib.pyplot as plt
+
+    from labkit import plots
+
+    curves = {"resae": {"b": [1, 2], "bpp": [0.2, 0.4], "psnr": [25.0, 27.0]},
+              "jpeg": {"quality": [1, 90], "bpp": [0.3, 0.5], "psnr": [24.0, float("inf")]}}
+    for kwargs in ({}, {"xlim": (0.0, 0.1)}, {"zoom": ["resae"]}):
+        fig = plots.rd_curves(curves, "psnr", annotate=report.b_labels(curves, ["resae"]), **kwargs)
+        assert all(np.isfinite(ax.get_ylim()).all() for ax in fig.axes)
+        plt.close(fig)
+
+
+def test_the_matched_comparison_is_with_jpeg_only():
+    from labkit import evaluate
+
+    with pytest.raises(ValueError, match="the course's matched comparison is with JPEG; 'webp' is not one of jpeg, jpeg-opt"):
+        evaluate.evaluate_matched_jpeg([], [], codec="webp")
