@@ -352,19 +352,43 @@ def load_dataset(data_dir: str | os.PathLike, split: Literal["train", "test"],
     return np.stack(images)
 
 
-def split_train_val(images: np.ndarray, val_fraction: float = 0.1,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic random split: ``round(val_fraction * N)`` images (at least 1 when
-    0 < fraction and N >= 2) go to val; both parts keep their original order."""
+def _split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, taken) indices of :func:`split_train_val`, each in their original order."""
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    n = len(images)
     n_val = int(round(val_fraction * n))
     if val_fraction > 0 and n >= 2:
         n_val = min(max(n_val, 1), n - 1)
     perm = np.random.default_rng(seed).permutation(n)
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def split_train_val(images: np.ndarray, val_fraction: float = 0.1,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic random split: ``round(val_fraction * N)`` images (at least 1 when
+    0 < fraction and N >= 2) go to val; both parts keep their original order."""
+    train_idx, val_idx = _split_indices(len(images), val_fraction, seed)
     return images[train_idx], images[val_idx]
+
+
+#: A course folder without ``test/`` holds out this share of ``train/`` as its test set ...
+HOLDOUT_FRACTION = 0.15
+#: ... drawn with this seed, the same for every run seed, so that ``-p seed 1`` retrains on other
+#: validation images but is tested on the same held-out images (1 is what seed 0 used before).
+HOLDOUT_SEED = 1
+
+
+def held_out_names(data_dir: str | os.PathLike) -> list[str] | None:
+    """The files of ``data_dir/train/`` that :func:`get_splits` holds out as the test set, in order.
+
+    None when the folder has a ``test/`` part (nothing is held out) or no ``train/``. The same files on every
+    run and for every seed (:data:`HOLDOUT_SEED`); adding an image to ``train/`` draws them anew.
+    """
+    root = Path(data_dir)
+    if (root / "test").is_dir() or not (root / "train").is_dir():   # a missing train/ is get_splits' error to give
+        return None
+    files = _sorted_files([p for p in (root / "train").iterdir() if not p.name.startswith(".") and p.is_file()])
+    return [files[i].name for i in _split_indices(len(files), HOLDOUT_FRACTION, HOLDOUT_SEED)[1]]
 
 
 def get_splits(data_dir: str | os.PathLike | None = None, seed: int = 0,
@@ -373,7 +397,8 @@ def get_splits(data_dir: str | os.PathLike | None = None, seed: int = 0,
 
     * ``data_dir=None``: default dataset; val = 10% of the train tiles (by ``seed``).
     * user data: val = 15% of ``train/``; test = ``test/``. Without a ``test/`` folder,
-      15% of ``train/`` is held out as test first (with a warning), then val is taken.
+      :data:`HOLDOUT_FRACTION` of ``train/`` is held out as test first (with a warning; the
+      same images for every ``seed``, :func:`held_out_names`), then val is taken (by ``seed``).
     """
     if data_dir is None:
         frac = 0.1 if val_fraction is None else val_fraction
@@ -390,9 +415,10 @@ def get_splits(data_dir: str | os.PathLike | None = None, seed: int = 0,
         if len(pool) < 2:
             raise DataError(f"{root}: train/ holds {len(pool)} image(s) and there is no test/ folder, so no test "
                             "image is left after training's; add a test/ folder or at least one more image")
-        warnings.warn(f"{root}: no test/ folder; holding out 15% of train/ as test",
+        pool, test = split_train_val(pool, HOLDOUT_FRACTION, HOLDOUT_SEED)
+        warnings.warn(f"{root}: no test/ folder; holding out {HOLDOUT_FRACTION:.0%} of train/ ({len(test)} images, the "
+                      "same for every seed; labkit.data.held_out_names lists them) as the test set",
                       LabkitDataWarning, stacklevel=2)
-        pool, test = split_train_val(pool, 0.15, seed + 1)
     train, val = split_train_val(pool, frac, seed)
     return {"train": train, "val": val, "test": test}
 

@@ -105,16 +105,20 @@ def grid_columns(records: Sequence[dict[str, Any]], models: Sequence[str], b: in
                 for r in records if r["codec"] == m and r["b"] == b] for m in models}
 
 
-def row_label(name: str) -> str:
-    """A photo's name and whether the default models trained on it (``data.DEFAULT_SOURCES``).
+def row_label(name: str, trained_on_default: bool = True) -> str:
+    """A photo's name and whether the models shown trained on it.
 
-    The issue's four photos include two of the default training photos (astronaut, chelsea);
-    the label says so beside the picture, so their numbers are not read as unseen ones.
+    The four photos include two of the embedded training photos (astronaut, chelsea,
+    ``data.DEFAULT_SOURCES``): models trained on the embedded data (the shipped weights) saw
+    them, and the label says so beside the picture, so their numbers are not read as unseen ones.
+    Models retrained on a course folder (``trained_on_default=False``) saw none of them.
     """
     from .data import DEFAULT_SOURCES
 
+    if not trained_on_default:
+        return f"{Path(name).stem}\n(not in training)"
     seen = ("in training" if name in DEFAULT_SOURCES["train"] else
-            "test photo" if name in DEFAULT_SOURCES["test"] else "not in training")
+            "a test photo" if name in DEFAULT_SOURCES["test"] else "not in training")
     return f"{Path(name).stem}\n({seen})"
 
 

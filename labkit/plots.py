@@ -190,8 +190,7 @@ def _rd_panel(ax: plt.Axes, curves: Mapping[str, Mapping[str, Sequence[float]]],
 #: Where a "b=…" label may sit around its point: (dx, dy) in points from the point to the label's
 #: anchor and its alignment, in the order tried when several spots score the same.
 _LABEL_SPOTS = [((6, 4), "left"), ((6, -11), "left"), ((-6, 4), "right"), ((-6, -11), "right"),
-                ((0, 7), "center"), ((0, -15), "center"), ((10, -3), "left"), ((-10, -3), "right"),
-                ((12, 9), "left"), ((12, -16), "left"), ((-12, 9), "right"), ((-12, -16), "right")]
+                ((0, 7), "center"), ((0, -15), "center"), ((10, -3), "left"), ((-10, -3), "right")]
 
 
 def _curve_cloud(line: Any, step: float = 3.0) -> np.ndarray:
@@ -247,13 +246,13 @@ def _place_labels(fig: plt.Figure, pending: Sequence[tuple], fontsize: float = 7
             score = 1000.0 * (rect[0] < box.x0 or rect[2] > box.x1 or rect[1] < box.y0 or rect[3] > box.y1)
             score += 100.0 * sum(_overlap(rect, other) for other in placed.get(ax, []))
             for line in others:
-                score += 4.0 * _inside(clouds[line], rect, 1.0) + 20.0 * _inside(markers[line], rect, 3.0)
+                score += 1.5 * _inside(clouds[line], rect, 1.0) + 20.0 * _inside(markers[line], rect, 3.0)
                 if len(markers[line]):
                     nearest = float(np.min(np.hypot(markers[line][:, 0] - cx, markers[line][:, 1] - cy)))
-                    score += 30.0 * (nearest < np.hypot(px - cx, py - cy))
+                    score += 40.0 * (nearest < np.hypot(px - cx, py - cy))
             if own in clouds:
-                score += 1.0 * _inside(clouds[own], rect, 1.0)
-            score += 0.05 * float(np.hypot(px - cx, py - cy))
+                score += 0.5 * _inside(clouds[own], rect, 1.0)
+            score += 0.3 * float(np.hypot(px - cx, py - cy))
             if score < best_score:
                 best, best_score = ((dx, dy), ha), score
         (dx, dy), ha = best
@@ -351,14 +350,15 @@ def difference_view(original: np.ndarray, recons: Mapping[str, Mapping[str, Any]
 
 
 def training_curves(histories: Mapping[str, Mapping[str, Any]],
-                    losses: Mapping[str, str] | None = None) -> plt.Figure:
+                    losses: Mapping[str, str] | None = None, validation_overlaps: bool = True) -> plt.Figure:
     """Training loss and validation PSNR per epoch, one line per model (epochs without validation skipped).
 
     A model made in stages (the shipped ``resae-rd-fast``: its epochs, then fine-tunes and a
     decoder fit counted in steps) is drawn from its first, epoch-based stage (``stage_a`` of its
     history) and says so in the legend; a history with no epochs at all is left out and named
-    under the figure. A note says what validation PSNR is: the default validation tiles overlap
-    the training windows, so it monitors training and is not a test result.
+    under the figure. A note says what validation PSNR is: the embedded data's validation tiles
+    overlap the training windows (``validation_overlaps``), so there it monitors training and is
+    not a test result; a course folder's validation images are its own.
     """
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
     left_out, staged = [], []
@@ -392,8 +392,10 @@ def training_curves(histories: Mapping[str, Mapping[str, Any]],
     # each model's objective under both panels (inside the left one it covered the curves and the axis)
     handles, labels = a.get_legend_handles_labels()
     rows = -(-len(labels) // 2)
-    notes = ["Validation PSNR: the network alone on tiles that overlap the training windows; it follows training "
-             "and is not a test result (03_evaluate has those)."]
+    notes = [("Validation PSNR: the network alone on tiles that overlap the training windows; it follows training "
+              "and is not a test result (03_evaluate has those).") if validation_overlaps else
+             ("Validation PSNR: the network alone on validation images kept out of training; the test results "
+              "(with the codec's own choices) are in 03_evaluate.")]
     if staged:
         notes.append(f"{', '.join(staged)}: its first stage (stage A, in epochs) only; its later stages count steps "
                      "(see the training table).")

@@ -429,6 +429,23 @@ def _finetune_steps(meta: Mapping[str, Any]) -> int | None:
     return sum(steps) if steps else None
 
 
+def histogram_facts(symbols_by_b: Mapping[int, np.ndarray]) -> str:
+    """One markdown line per fact the symbol histograms show, computed (the prose above them is general).
+
+    Per b: the most frequent symbol and its share, and the share of the top symbol 2^b - 1 beside
+    the one below it (the top bin collects each image's largest values, the maximum included).
+    """
+    mode, top = [], []
+    for b in sorted(symbols_by_b):
+        counts = np.bincount(np.asarray(symbols_by_b[b]).ravel(), minlength=1 << b).astype(float)
+        p = counts / max(counts.sum(), 1.0)
+        mode.append(f"b={b}: {int(p.argmax())} ({100 * p.max():.1f} %)")
+        if b >= 2:
+            top.append(f"b={b}: {100 * p[-1]:.2g} % (the one below: {100 * p[-2]:.2g} %)")
+    return ("- Most frequent symbol: " + "; ".join(mode) + ".\n"
+            + ("- Top symbol 2^b − 1: " + "; ".join(top) + "." if top else ""))
+
+
 def context_savings(table: Mapping[int, Mapping[str, float]]) -> list[dict[str, Any]]:
     """Per b: bits saved by each context mode relative to the memoryless (``none``) coder, in percent."""
     rows = []
@@ -519,13 +536,19 @@ def summary(curves_: Curves, learned: Sequence[Record], matched: Sequence[Record
         if not others:
             continue
         fails: dict[str, list[int]] = {}
+        unread: dict[str, list[int]] = {}
         for r in others:
-            if r["holds"] is False:
-                fails.setdefault(r["anchor"], []).append(r["b"])
+            if r["holds"] is not True:
+                (fails if r["holds"] is False else unread).setdefault(r["anchor"], []).append(r["b"])
         head.setdefault("criterion_fails", {})[test] = fails
-        lines.append(f"- Course criterion, {label(test)} vs JPEG and the classic codecs: " + (
-            "fails against " + "; ".join(f"{label(a)} at b = {', '.join(map(str, bs))}" for a, bs in fails.items())
-            if fails else "fails against none") + ".")
+        if unread:
+            head.setdefault("criterion_unread", {})[test] = unread
+        where = ("fails against " + "; ".join(f"{label(a)} at b = {', '.join(map(str, bs))}" for a, bs in fails.items())
+                 if fails else "fails against none")
+        if unread:
+            where += ("; cannot be read (no overlap) against "
+                      + "; ".join(f"{label(a)} at b = {', '.join(map(str, bs))}" for a, bs in unread.items()))
+        lines.append(f"- Course criterion, {label(test)} vs JPEG and the classic codecs: {where}.")
     for test in dict.fromkeys(r["test"] for r in bd):
         for metric, name in (("ssim", "SSIM"), ("psnr", "PSNR")):
             rows_ = [r for r in bd if r["test"] == test]

@@ -50,7 +50,12 @@ class Run:
         """What this run does, in a few lines (printed at the top of every notebook)."""
         data = self.data_dir or "embedded default (scikit-image photos)"
         if self.data_dir and not (Path(self.data_dir) / "test").is_dir():
-            data += "  [no test/ folder: 15% of train/ is held out as the test set]"
+            from .data import HOLDOUT_FRACTION, held_out_names
+
+            names = held_out_names(self.data_dir) or []
+            shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+            data += (f"  [no test/ folder: {HOLDOUT_FRACTION:.0%} of train/ is held out as the test set, the same "
+                     f"for every seed: {shown}]")
         dest = self.fig_dir
         if dest.name.startswith(".") and dest.name.endswith(".staging"):
             dest = dest.parent / dest.name[1:-len(".staging")]
@@ -166,9 +171,29 @@ def test_description(run: Run) -> str:
         photos = " and ".join(Path(name).stem for name in DEFAULT_SOURCES["test"])
         return f"test tiles (128×128) of {photos}, photos no model saw in training"
     folder = Path(run.data_dir)
+    what = f"test images of {folder.name}/test" if (folder / "test").is_dir() else f"images held out of {folder.name}/train"
+    trained = (f"models retrained on {folder.name}'s other images" if run.retrain else
+               f"the shipped weights, trained on the embedded photos, not on {folder.name}")
+    return f"{what} ({trained})"
+
+
+def test_files(run: Run) -> list[str] | None:
+    """The file names of a course folder's test images (its ``test/`` files, or those held out of
+    ``train/``), in the order the report numbers them; None for the embedded data."""
+    from .data import _sorted_files, held_out_names
+
+    if run.data_dir is None:
+        return None
+    folder = Path(run.data_dir)
     if (folder / "test").is_dir():
-        return f"test images of {folder.name}/test"
-    return f"images held out of {folder.name}/train"
+        return [p.name for p in _sorted_files([p for p in (folder / "test").iterdir()
+                                               if not p.name.startswith(".") and p.is_file()])]
+    return held_out_names(folder)
+
+
+def trained_on_default(run: Run) -> bool:
+    """Whether the run's models were trained on the embedded photos (shipped weights, or retrained on them)."""
+    return run.data_dir is None or not run.retrain
 
 
 def architectures(run: Run) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:

@@ -248,3 +248,26 @@ def test_photo_tiles_cuts_as_the_test_photos_and_refuses_a_photo_without_tiles(t
         D.photo_tiles([small])
     with pytest.raises(D.DataError, match="no 128x128 tile"):
         D.photo_tiles([])
+
+
+def test_the_held_out_test_images_are_named_and_the_same_for_every_seed(tmp_path):
+    """A course folder without test/: the held-out images do not move with the run's seed, and are listed."""
+    import warnings
+
+    train = tmp_path / "course" / "train"
+    train.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(train / f"{i}.png")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        a = D.get_splits(tmp_path / "course", seed=0)
+        b = D.get_splits(tmp_path / "course", seed=7)
+    assert np.array_equal(a["test"], b["test"]) and not np.array_equal(a["val"], b["val"])
+    names = D.held_out_names(tmp_path / "course")
+    assert len(names) == 3 == len(a["test"])
+    assert np.array_equal(np.stack([D.load_image(train / n) for n in names]), a["test"])
+    assert any("(3 images, the same for every seed; labkit.data.held_out_names lists them)" in str(w.message)
+               for w in record)
+    (tmp_path / "course" / "test").mkdir()
+    assert D.held_out_names(tmp_path / "course") is None

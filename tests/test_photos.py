@@ -20,3 +20,12 @@ def test_grid_columns_and_colour_table():
     assert list(cols) == ["a", "b"] and len(cols["a"]) == 2 and "ΔE 2.0" in cols["a"][0]["caption"]
     table = photos.colour_table(recs, ["a"], ["x.png", "y.png"])
     assert table == [{"model": "a", "b": 2, "x": 2.0, "y": 2.0}, {"model": "a", "b": 3, "x": 3.0, "y": 3.0}]
+
+
+def test_row_labels_say_what_the_models_shown_trained_on():
+    from labkit import photos
+
+    assert photos.row_label("astronaut.png") == "astronaut\n(in training)"      # the shipped weights saw it
+    assert photos.row_label("coffee.png") == "coffee\n(a test photo)"
+    assert photos.row_label("camera.png") == "camera\n(not in training)"
+    assert photos.row_label("astronaut.png", trained_on_default=False) == "astronaut\n(not in training)"

@@ -362,3 +362,19 @@ def test_the_matched_comparison_is_with_jpeg_only():
 
     with pytest.raises(ValueError, match="the course's matched comparison is with JPEG; 'webp' is not one of jpeg, jpeg-opt"):
         evaluate.evaluate_matched_jpeg([], [], codec="webp")
+
+
+def test_histogram_facts_are_computed_from_the_symbols():
+    symbols = {1: np.array([0, 0, 0, 1]), 3: np.array([2, 2, 1, 7, 7, 0, 2, 2])}
+    text = report.histogram_facts(symbols)
+    assert "b=1: 0 (75.0 %); b=3: 2 (50.0 %)" in text
+    assert "b=3: 25 % (the one below: 0 %)" in text
+
+
+def test_summary_names_where_the_criterion_cannot_be_read():
+    crit = [dict(test="resae-rd-fast", anchor=a, b=b, holds=h) for a, b, h in
+            (("ae2", 2, True), ("webp", 2, None), ("webp", 4, False), ("avif", 4, False))]
+    out = report.summary({}, [], [], crit, [], n_images=1)
+    assert ("Course criterion, ResAE-RD-fast vs JPEG and the classic codecs: fails against WebP at b = 4; AVIF at "
+            "b = 4; cannot be read (no overlap) against WebP at b = 2.") in out["text"]
+    assert out["headline"]["criterion_unread"] == {"resae-rd-fast": {"webp": [2]}}

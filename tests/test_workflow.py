@@ -156,3 +156,17 @@ def test_a_profile_finetune_continues_the_trained_model_in_its_folder(tmp_path):
     assert len(tracked) == recal["layers"] and set(tracked) == {workflow.FINETUNE_RECALIBRATION_BATCHES}
     row = report.training_summary(["resae"], tmp_path / "run", histories)[0]
     assert row["finetune_steps"] == ft["steps"] and row["train_s"] == meta["train_seconds"]
+
+
+def test_the_test_description_says_what_the_models_trained_on(tmp_path):
+    from labkit import workflow
+
+    (tmp_path / "course" / "train").mkdir(parents=True)
+    shipped = workflow.Run.__new__(workflow.Run)
+    object.__setattr__(shipped, "data_dir", str(tmp_path / "course"))
+    object.__setattr__(shipped, "retrain", False)
+    assert workflow.test_description(shipped) == ("images held out of course/train (the shipped weights, trained on "
+                                                  "the embedded photos, not on course)")
+    object.__setattr__(shipped, "retrain", True)
+    assert workflow.test_description(shipped).endswith("(models retrained on course's other images)")
+    assert not workflow.trained_on_default(shipped)
