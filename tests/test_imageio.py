@@ -308,13 +308,19 @@ def test_a_transparent_colour_is_composited_like_alpha(tmp_path, mode):
     assert (out[6, 6] == 255).all() and (out[0, 0] == 200).all()
 
 
-def test_a_pil_image_reads_as_its_file_does(tmp_path):
-    """EXIF orientation, frames and warnings: as_rgb8(Image.open(f)) equals load(f), whichever way in."""
+def _phone_jpeg(tmp_path: Path, orientation: int) -> Path:
+    """A 40x30 JPEG whose EXIF orientation tag is ``orientation`` (6: turn 90 degrees to stand upright)."""
     im = Image.fromarray(_rgb(30, 40))
     exif = im.getexif()
-    exif[0x0112] = 6
+    exif[0x0112] = orientation
     path = tmp_path / "phone.jpg"
     im.save(path, exif=exif.tobytes())
+    return path
+
+
+def test_a_pil_image_reads_as_its_file_does(tmp_path):
+    """EXIF orientation, frames and warnings: as_rgb8(Image.open(f)) equals load(f), whichever way in."""
+    path = _phone_jpeg(tmp_path, orientation=6)
     with warnings.catch_warnings(record=True) as by_path:
         warnings.simplefilter("always")
         from_path = IO.load(path)
@@ -333,11 +339,7 @@ def test_a_pil_image_reads_as_its_file_does(tmp_path):
 
 @pytest.mark.parametrize("orientation", [0, 9, 65535])
 def test_an_invalid_exif_orientation_turns_nothing_and_says_nothing(tmp_path, orientation):
-    im = Image.fromarray(_rgb(30, 40))
-    exif = im.getexif()
-    exif[0x0112] = orientation
-    path = tmp_path / "odd.jpg"
-    im.save(path, exif=exif.tobytes())
+    path = _phone_jpeg(tmp_path, orientation)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         assert IO.load(path).shape == (30, 40, 3)
@@ -358,11 +360,7 @@ def test_an_unreadable_file_says_so_not_to_resave_it(tmp_path, monkeypatch):
 
 def test_a_pil_image_the_caller_turned_is_not_turned_again(tmp_path):
     """transpose/rotate keep the EXIF tag; only an image straight from Image.open has its orientation applied."""
-    im = Image.fromarray(_rgb(30, 40))
-    exif = im.getexif()
-    exif[0x0112] = 6
-    path = tmp_path / "phone.jpg"
-    im.save(path, exif=exif.tobytes())
+    path = _phone_jpeg(tmp_path, orientation=6)
     with Image.open(path) as opened, warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         upright = opened.transpose(Image.Transpose.ROTATE_270)
