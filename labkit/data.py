@@ -381,7 +381,9 @@ HOLDOUT_SEED = 1
 def held_out_names(data_dir: str | os.PathLike) -> list[str] | None:
     """The files of ``data_dir/train/`` that :func:`get_splits` holds out as the test set, in order.
 
-    None when the folder has a ``test/`` part (nothing is held out) or no ``train/``. The same files on every
+    For ``get_splits(..., tile=False)``, which the notebooks use (with ``tile=True`` tiles are held
+    out, not files). None when the folder has a ``test/`` part (nothing is held out) or no
+    ``train/``. The same files on every
     run and for every seed (:data:`HOLDOUT_SEED`); adding an image to ``train/`` draws them anew.
     """
     root = Path(data_dir)
@@ -416,9 +418,10 @@ def get_splits(data_dir: str | os.PathLike | None = None, seed: int = 0,
             raise DataError(f"{root}: train/ holds {len(pool)} image(s) and there is no test/ folder, so no test "
                             "image is left after training's; add a test/ folder or at least one more image")
         pool, test = split_train_val(pool, HOLDOUT_FRACTION, HOLDOUT_SEED)
-        warnings.warn(f"{root}: no test/ folder; holding out {HOLDOUT_FRACTION:.0%} of train/ ({len(test)} images, the "
-                      "same for every seed; labkit.data.held_out_names lists them) as the test set",
-                      LabkitDataWarning, stacklevel=2)
+        which = ("tiles, the same for every seed" if tile else
+                 "images, the same for every seed; labkit.data.held_out_names lists them")
+        warnings.warn(f"{root}: no test/ folder; holding out {HOLDOUT_FRACTION:.0%} of train/ ({len(test)} {which}) "
+                      "as the test set", LabkitDataWarning, stacklevel=2)
     train, val = split_train_val(pool, frac, seed)
     return {"train": train, "val": val, "test": test}
 

@@ -441,7 +441,7 @@ def histogram_facts(symbols_by_b: Mapping[int, np.ndarray]) -> str:
         p = counts / max(counts.sum(), 1.0)
         mode.append(f"b={b}: {int(p.argmax())} ({100 * p.max():.1f} %)")
         if b >= 2:
-            top.append(f"b={b}: {100 * p[-1]:.2g} % (the one below: {100 * p[-2]:.2g} %)")
+            top.append(f"b={b}: {100 * p[-1]:.3f} % (the one below: {100 * p[-2]:.3f} %)")
     return ("- Most frequent symbol: " + "; ".join(mode) + ".\n"
             + ("- Top symbol 2^b − 1: " + "; ".join(top) + "." if top else ""))
 
@@ -612,9 +612,11 @@ def headline_table(head: Mapping[str, Any], anchors: Sequence[str] = ("webp", "r
         test, _, anchor = key.partition("_vs_")
         held, failed, undef = verdict.get("holds_at", []), verdict.get("fails_at", []), verdict.get("undefined_at", [])
         lines.append(f"Course criterion, {label(test)} vs {label(anchor)}: {criterion_words(held, failed, undef)}")
+    unread_all = head.get("criterion_unread", {})
     for test, fails in sorted(head.get("criterion_fails", {}).items(), key=lambda kv: order(kv[0])):
         where = "; ".join(f"{label(a)} at b = {', '.join(map(str, bs))}" for a, bs in fails.items()) or "none"
-        lines.append(f"  {label(test)} fails it against: {where}")
+        unread = "; ".join(f"{label(a)} at b = {', '.join(map(str, bs))}" for a, bs in unread_all.get(test, {}).items())
+        lines.append(f"  {label(test)} fails it against: {where}" + (f" (cannot be read against {unread})" if unread else ""))
     psnr, ssim = head.get("bd_rate_psnr_pct", {}), head.get("bd_rate_ssim_pct", {})
 
     def pct(v: Any) -> str:

@@ -55,7 +55,7 @@ class Run:
             names = held_out_names(self.data_dir) or []
             shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
             data += (f"  [no test/ folder: {HOLDOUT_FRACTION:.0%} of train/ is held out as the test set, the same "
-                     f"for every seed: {shown}]")
+                     "for every seed" + (f": {shown}]" if names else "]"))
         dest = self.fig_dir
         if dest.name.startswith(".") and dest.name.endswith(".staging"):
             dest = dest.parent / dest.name[1:-len(".staging")]
@@ -186,9 +186,12 @@ def test_files(run: Run) -> list[str] | None:
         return None
     folder = Path(run.data_dir)
     if (folder / "test").is_dir():
-        return [p.name for p in _sorted_files([p for p in (folder / "test").iterdir()
-                                               if not p.name.startswith(".") and p.is_file()])]
-    return held_out_names(folder)
+        names = [p.name for p in _sorted_files([p for p in (folder / "test").iterdir()
+                                                if not p.name.startswith(".") and p.is_file()])]
+    else:
+        names = held_out_names(folder) or []
+    n = run.settings.get("n_test")   # the profile's cap, as test_images applies it
+    return names[:n] if n else names
 
 
 def trained_on_default(run: Run) -> bool:

@@ -368,7 +368,7 @@ def test_histogram_facts_are_computed_from_the_symbols():
     symbols = {1: np.array([0, 0, 0, 1]), 3: np.array([2, 2, 1, 7, 7, 0, 2, 2])}
     text = report.histogram_facts(symbols)
     assert "b=1: 0 (75.0 %); b=3: 2 (50.0 %)" in text
-    assert "b=3: 25 % (the one below: 0 %)" in text
+    assert "b=3: 25.000 % (the one below: 0.000 %)" in text
 
 
 def test_summary_names_where_the_criterion_cannot_be_read():

@@ -170,3 +170,19 @@ def test_the_test_description_says_what_the_models_trained_on(tmp_path):
     object.__setattr__(shipped, "retrain", True)
     assert workflow.test_description(shipped).endswith("(models retrained on course's other images)")
     assert not workflow.trained_on_default(shipped)
+
+
+def test_test_files_name_the_images_the_report_evaluates(tmp_path):
+    from labkit import workflow
+
+    (tmp_path / "course" / "test").mkdir(parents=True)
+    for name in ("10.png", "2.png", "1.png", ".hidden.png"):
+        (tmp_path / "course" / "test" / name).write_bytes(b"")
+    run = workflow.Run.__new__(workflow.Run)
+    object.__setattr__(run, "data_dir", str(tmp_path / "course"))
+    object.__setattr__(run, "settings", {"n_test": 2})   # the smoke profile's cap
+    assert workflow.test_files(run) == ["1.png", "2.png"]
+    object.__setattr__(run, "settings", {})
+    assert workflow.test_files(run) == ["1.png", "2.png", "10.png"]
+    object.__setattr__(run, "data_dir", None)
+    assert workflow.test_files(run) is None
