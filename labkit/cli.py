@@ -536,6 +536,13 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     bpp = bits_per_pixel(nbytes, header.height, header.width)
     print(f"{dst}: {nbytes} bytes, {bpp:.4f} bpp ({header.width}x{header.height}, model={header.model}, "
           f"b={header.b}, context={header.context}, colour map {_colour_map_words(header.colour_grid)})")
+    from .profiles import PROFILES
+
+    measured = PROFILES["default"]["bits"]
+    if header.b > max(measured):   # the coder takes up to 8 bits; the models and the report stop at 5
+        print(f"labkit: note: b={header.b} is past b = {min(measured)}..{max(measured)}, where the models were trained "
+              "and the report measures them: the file is valid, but its quality is not known to beat "
+              f"b={max(measured)}'s, and no coder prior covers it (context={header.context})", file=sys.stderr)
     return 0
 
 

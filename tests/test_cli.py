@@ -860,3 +860,12 @@ def test_a_refine_count_of_the_wrong_kind_gets_no_file_name_hint(steps):
     assert "bare --refine" not in str(err.value)
     with pytest.raises(argparse.ArgumentTypeError, match="a bare --refine goes after the input and output names"):
         cli._refine_steps("photo.png")
+
+
+def test_a_bit_depth_past_the_measured_range_gets_a_note(tmp_path, capsys):
+    Image.fromarray(np.full((16, 16, 3), 120, np.uint8)).save(tmp_path / "img.png")
+    assert main(["encode", str(tmp_path / "img.png"), str(tmp_path / "b6.lkc"), "--b", "6"]) == 0
+    err = capsys.readouterr().err
+    assert "labkit: note: b=6 is past b = 1..5, where the models were trained and the report measures them" in err
+    assert main(["encode", str(tmp_path / "img.png"), str(tmp_path / "b5.lkc"), "--b", "5"]) == 0
+    assert "note:" not in capsys.readouterr().err
