@@ -284,6 +284,12 @@ def _sorted_files(files: list[Path]) -> list[Path]:
         return sorted(files, key=lambda p: p.name)
 
 
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The files of ``folder`` that :func:`load_folder` reads, in its order (hidden files and
+    sub-folders skipped; numeric order when every stem is an integer)."""
+    return _sorted_files([p for p in Path(folder).iterdir() if not p.name.startswith(".") and p.is_file()])
+
+
 def load_folder(path: str | os.PathLike) -> list[np.ndarray]:
     """All images of one folder, as uint8 HxWx3 arrays in numeric/name order.
 
@@ -297,10 +303,10 @@ def load_folder(path: str | os.PathLike) -> list[np.ndarray]:
         hint = (f"; {parent} itself holds {len(loose)} file(s): move the training images into {path}/"
                 if loose and path.name in ("train", "test") else "")
         raise DataError(f"{path}: folder not found{hint}; {COURSE_LAYOUT}")
-    files = [p for p in path.iterdir() if not p.name.startswith(".") and p.is_file()]
+    files = image_files(path)
     if not files:
         raise DataError(f"{path}: folder holds no images; {COURSE_LAYOUT}")
-    return [load_image(p) for p in _sorted_files(files)]
+    return [load_image(p) for p in files]
 
 
 def to_tiles(images: Sequence[np.ndarray] | np.ndarray, size: int = TILE,
@@ -389,7 +395,7 @@ def held_out_names(data_dir: str | os.PathLike) -> list[str] | None:
     root = Path(data_dir)
     if (root / "test").is_dir() or not (root / "train").is_dir():   # a missing train/ is get_splits' error to give
         return None
-    files = _sorted_files([p for p in (root / "train").iterdir() if not p.name.startswith(".") and p.is_file()])
+    files = image_files(root / "train")
     return [files[i].name for i in _split_indices(len(files), HOLDOUT_FRACTION, HOLDOUT_SEED)[1]]
 
 

@@ -239,10 +239,8 @@ def _place_labels(fig: plt.Figure, pending: Sequence[tuple], fontsize: float = 7
         others = [line for line in ax.get_lines() if line is not own and line in clouds]
         best, best_score = _LABEL_SPOTS[0], math.inf
         for (dx, dy), ha in _LABEL_SPOTS:
-            x0 = px + dx * scale - {"left": 0.0, "center": w / 2, "right": w}[ha]
-            y0 = py + dy * scale
-            rect = (x0, y0, x0 + w, y0 + h)
-            cx, cy = x0 + w / 2, y0 + h / 2
+            rect = _label_box(px, py, dx * scale, dy * scale, ha, w, h)
+            cx, cy = rect[0] + w / 2, rect[1] + h / 2
             score = 1000.0 * (rect[0] < box.x0 or rect[2] > box.x1 or rect[1] < box.y0 or rect[3] > box.y1)
             score += 100.0 * sum(_overlap(rect, other) for other in placed.get(ax, []))
             for line in others:
@@ -258,8 +256,13 @@ def _place_labels(fig: plt.Figure, pending: Sequence[tuple], fontsize: float = 7
         (dx, dy), ha = best
         ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=fontsize, color=colour,
                     annotation_clip=True)
-        x0 = px + dx * scale - {"left": 0.0, "center": w / 2, "right": w}[ha]
-        placed.setdefault(ax, []).append((x0, py + dy * scale, x0 + w, py + dy * scale + h))
+        placed.setdefault(ax, []).append(_label_box(px, py, dx * scale, dy * scale, ha, w, h))
+
+
+def _label_box(px: float, py: float, dx: float, dy: float, ha: str, w: float, h: float) -> tuple[float, float, float, float]:
+    """Display box (x0, y0, x1, y1) of a ``w`` x ``h`` label offset by (dx, dy) pixels from (px, py), aligned ``ha``."""
+    x0 = px + dx - {"left": 0.0, "center": w / 2, "right": w}[ha]
+    return x0, py + dy, x0 + w, py + dy + h
 
 
 def _inside(points: np.ndarray, rect: tuple[float, float, float, float], pad: float) -> int:

@@ -180,14 +180,13 @@ def test_description(run: Run) -> str:
 def test_files(run: Run) -> list[str] | None:
     """The file names of a course folder's test images (its ``test/`` files, or those held out of
     ``train/``), in the order the report numbers them; None for the embedded data."""
-    from .data import _sorted_files, held_out_names
+    from .data import held_out_names, image_files
 
     if run.data_dir is None:
         return None
     folder = Path(run.data_dir)
     if (folder / "test").is_dir():
-        names = [p.name for p in _sorted_files([p for p in (folder / "test").iterdir()
-                                                if not p.name.startswith(".") and p.is_file()])]
+        names = [p.name for p in image_files(folder / "test")]
     else:
         names = held_out_names(folder) or []
     n = run.settings.get("n_test")   # the profile's cap, as test_images applies it

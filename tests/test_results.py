@@ -23,13 +23,18 @@ def test_results_have_no_nan_or_infinity(path):
     json.loads(path.read_text(), parse_constant=_refuse)
 
 
-def _bench_rd():
+def _bench(name: str):
+    """Import ``benchmarks/<name>.py`` as a module (its functions make the recorded tables)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_rd_under_test", ROOT / "benchmarks" / "bench_rd.py")
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _bench_rd():
+    return _bench("bench_rd")
 
 
 RD_RESULTS = [p for p in FILES if p.name.startswith("bench_rd") or p.name.startswith("rate_proxy")]
@@ -72,11 +77,7 @@ FULLSIZE_RESULTS = [p for p in FILES if p.name.startswith("bench_fullsize")]
 @pytest.mark.parametrize("path", FULLSIZE_RESULTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_recorded_fullsize_bd_rates_follow_todays_rules(path):
     """bench_fullsize's BD-rates are what today's labkit.rd makes of its curves (else: bench_fullsize.py --rederive)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_fullsize_under_test", ROOT / "benchmarks" / "bench_fullsize.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _bench("bench_fullsize")
     result = json.loads(path.read_text())
     models = list(dict.fromkeys(r["test"] for r in result["bd"]))
     classic = [a for a in dict.fromkeys(r["anchor"] for r in result["bd"]) if a not in models]
