@@ -319,7 +319,14 @@ def build_model(name: str, *, seed: int | None = None, **cfg: Any) -> _AutoEncod
                 model = cls(**cfg)
     except TypeError as e:
         raise ValueError(f"bad config for model {name!r} ({cls.__name__}): {e}") from None
-    model.config = {"name": name, "noise": fixed["noise"], **model.config}
+    built = dict(model.config)
+    for key in _DEFAULTS.get(name, {}):
+        # the class leaves out an argument equal to its own default, but rebuilding by name would
+        # put the name's default there instead (resae-rd-fast with decoder_blocks == (blocks, blocks)
+        # came back with [2, 1]): record what the model was built with
+        if key not in built:
+            built[key] = list(cfg[key]) if isinstance(cfg[key], tuple) else cfg[key]
+    model.config = {"name": name, "noise": fixed["noise"], **built}
     return model
 
 

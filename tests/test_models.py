@@ -148,3 +148,17 @@ def test_fast_decoder_shares_the_encoder_and_runs_nothing_at_full_resolution():
 def test_resae_decoder_options_are_checked(bad, match):
     with pytest.raises(ValueError, match=match):
         build_model("resae", **bad)
+
+
+@pytest.mark.parametrize("name, cfg", [
+    ("resae-rd-fast", {"widths": [8, 8, 16], "blocks": 1, "decoder_blocks": [1, 1]}),   # equal to the class's own rule
+    ("resae-rd-fast", {"widths": [8, 8, 16], "blocks": 1, "head": "conv", "latent_channels": 16}),
+    ("resae-rd", {"widths": [8, 8, 16], "blocks": 1, "latent_channels": 16}),
+])
+def test_a_config_rebuilds_the_layout_it_came_from(name, cfg):
+    """A model's config rebuilds that model, also where an argument equals the class's default but not
+    the name's (the name's default must not creep back in: the weights would not fit)."""
+    model = build_model(name, **cfg)
+    again = build_model(name, **{k: v for k, v in model.config.items() if k not in ("name", "noise")})
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert again.config == model.config
