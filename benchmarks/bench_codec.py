@@ -2,6 +2,7 @@
 
     python benchmarks/bench_codec.py [--repeats 10]
     python benchmarks/bench_codec.py --model resae-rd-fast --refine 30   # also the encode with latent refinement
+    python benchmarks/bench_codec.py --model resae-rd-fast --vs resae --weights-dir W   # your weights W/resae-rd-fast/ against the shipped resae
 
 Speed (one CPU thread, best of N, the CPU's name printed beside every number):
 encode + decode of a 128x128 and a 768x512 image (real photo content) with the
@@ -74,11 +75,13 @@ def _pillow_times(img: np.ndarray, fmt: str, repeats: int) -> dict:
             "bpp": len(data) * 8 / (img.shape[0] * img.shape[1])}
 
 
-def speed_ratios(model: str, repeats: int, colour_map: bool | None = None, refine: int = 0) -> dict:
+def speed_ratios(model: str, repeats: int, colour_map: bool | None = None, refine: int = 0,
+                 weights_dir: str | None = None) -> dict:
     """Codec vs Pillow WebP/JPEG encode+decode, same images, same run (``colour_map``: the
     codec's setting, None = the model's default; with a map the encoder also runs the decoder;
-    ``refine``: steps of encoder-side latent refinement)."""
-    codec = Codec.from_pretrained(model, b=2, colour_map=colour_map, refine=refine)
+    ``refine``: steps of encoder-side latent refinement; ``weights_dir``: a folder of
+    ``<model>/`` checkpoints instead of the shipped weights)."""
+    codec = Codec.from_pretrained(model, b=2, colour_map=colour_map, refine=refine, weights_dir=weights_dir)
     out = {"colour_map": codec.colour_map, "refine": refine, "coder_context": codec.context}
     for size, img in _images().items():
         data = codec.encode(img)
@@ -126,10 +129,10 @@ def multiply_adds(net: torch.nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-def network_split(model: str, repeats: int) -> dict:
+def network_split(model: str, repeats: int, weights_dir: str | None = None) -> dict:
     """ns per pixel of the encoder and decoder networks (768x512), the decoder before the fusion,
     and where the time goes: each network's multiply-adds per pixel and the rate it runs them at."""
-    net = load_pretrained(model)[0]
+    net = load_pretrained(model, weights_dir)[0]
     fast = inference.optimize_for_inference(net)
     folded = copy.deepcopy(net).eval()
     with torch.no_grad():
@@ -161,15 +164,27 @@ def main() -> int:
                    help="also time MODEL in the same run and print --model's encode+decode time over it")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="also time the encode with STEPS of latent refinement (best of min(--repeats, 3))")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_codec.json"))
+    p.add_argument("--weights-dir", default=None, metavar="DIR",
+                   help="time --model's weights from DIR/<model>/ (e.g. your own retrained ones); --vs stays the "
+                        "shipped weights, so the ratio compares yours with the shipped reference")
+    p.add_argument("--out", default=None,
+                   help="JSON file for the results (default: benchmarks/results/bench_codec.json; with "
+                        "--weights-dir, bench_codec.json inside that folder, so a run of your own weights never "
+                        "replaces a committed result)")
     args = p.parse_args()
+    if args.out is None:
+        args.out = str(Path(args.weights_dir) / "bench_codec.json" if args.weights_dir
+                       else Path(__file__).parent / "results" / "bench_codec.json")
+    wdir = args.weights_dir
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     torch.set_num_threads(1)
 
     cpu = cpu_name()
     results: dict = {"model": args.model, "cpu": cpu, "threads": 1, "speed": {}, "context": {}}
-    results["speed"] = speed_ratios(args.model, args.repeats)
+    if wdir:
+        results["weights_dir"] = str(wdir)
+    results["speed"] = speed_ratios(args.model, args.repeats, weights_dir=wdir)
     print(f"codec speed vs Pillow (quality {PIL_QUALITY}), model={args.model} b=2 {results['speed']['coder_context']} "
           f"context, one thread, best of {args.repeats}, CPU: {cpu}")
     for size, r in sizes(results["speed"]):
@@ -179,7 +194,7 @@ def main() -> int:
               f"codec/WebP {r['codec_over_webp']:5.1f}x  codec/JPEG {r['codec_over_jpeg']:5.1f}x")
     if args.vs:
         other = speed_ratios(args.vs, args.repeats)
-        again = speed_ratios(args.model, args.repeats)  # once more after, so load drifts hit both
+        again = speed_ratios(args.model, args.repeats, weights_dir=wdir)  # once more after, so load drifts hit both
         # The ratio's numerator is the better of the two runs of the model, so the file keeps both
         # runs and the two totals the ratio divides.
         results["vs"] = {"model": args.vs, "speed": other, "speed_again": again, "ratio": {}, "total_ms": {}}
@@ -191,21 +206,21 @@ def main() -> int:
             print(f"  {size:>8}: {args.model} {mine:7.2f} ms vs {args.vs} {other[size]['codec']['total_ms']:7.2f} ms "
                   f"encode+decode: {ratio:.2f}x")
     if results["speed"]["colour_map"]:
-        plain = speed_ratios(args.model, args.repeats, colour_map=False)
+        plain = speed_ratios(args.model, args.repeats, colour_map=False, weights_dir=wdir)
         results["speed_without_colour_map"] = plain
         for size, r in sizes(plain):
             with_map = results["speed"][size]["codec"]
             print(f"  {size:>8}: without the colour map {r['codec']['encode_ms']:7.2f} + {r['codec']['decode_ms']:7.2f} ms "
                   f"(the map's fit costs {with_map['encode_ms'] / r['codec']['encode_ms']:.2f}x the encode time)")
     if args.refine:
-        refined = speed_ratios(args.model, min(args.repeats, 3), refine=args.refine)
+        refined = speed_ratios(args.model, min(args.repeats, 3), refine=args.refine, weights_dir=wdir)
         results["speed_with_refine"] = refined
         for size, r in sizes(refined):
             plain_ms = results["speed"][size]["codec"]
             print(f"  {size:>8}: with --refine {args.refine}: encode {r['codec']['encode_ms']:9.1f} ms "
                   f"({r['codec']['encode_ms'] / plain_ms['encode_ms']:.1f}x the plain encode), "
                   f"{r['codec']['bpp']:.3f} bpp against {plain_ms['bpp']:.3f}")
-    split = network_split(args.model, args.repeats)
+    split = network_split(args.model, args.repeats, wdir)
     results["networks"] = split
     print(f"  networks at {split['size']}: encoder {split['encoder_ns_per_px']:.0f} ns/px, decoder "
           f"{split['decoder_ns_per_px']:.0f} ns/px ({split['decoder_over_encoder']:.2f}x the encoder; before the "
@@ -215,9 +230,9 @@ def main() -> int:
           f"{split['decoder_over_encoder_macs']:.2f}x the encoder's {split['encoder_macs_per_px']:.0f}, and runs them at "
           f"{split['decoder_gmacs_per_s']:.1f} GMAC/s against the encoder's {split['encoder_gmacs_per_s']:.1f}")
 
-    net = load_pretrained(args.model)[0]
+    net = load_pretrained(args.model, wdir)[0]
     images = default_dataset("test")
-    prior = Codec.from_pretrained(args.model).coder_prior  # the model's coder prior tables, if it ships them
+    prior = Codec.from_pretrained(args.model, weights_dir=wdir).coder_prior  # the model's coder prior tables, if it ships them
     table = {b: evaluate.coding_table(evaluate.latent_symbols(net, images, b), b, prior=prior.get(b))
              for b in (1, 2, 3, 4, 5)}
     results["context"]["bits_per_symbol"] = table

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from labkit import coder
+from labkit.codec import CodecError
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -56,3 +58,17 @@ def test_reference_coder_round_trips_and_codes_the_same_model(bench_coder):
                                                    coder.DEFAULT_LIMIT), stream)
     ours = coder.encode(stream, 16, "none")
     assert abs(len(payload) - len(ours)) <= 8, (len(payload), len(ours))
+
+
+def test_bench_codec_times_the_weights_it_is_given(tmp_path):
+    """``--weights-dir`` times W/<model>/, not the shipped weights: an empty folder is refused by name,
+    a folder holding the model is timed (and its files decode)."""
+    bench_codec = _load("bench_codec")
+    with pytest.raises(CodecError, match=re.escape(str(tmp_path / "empty"))):
+        bench_codec.speed_ratios("resae", 1, weights_dir=str(tmp_path / "empty"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "resae").symlink_to(Path(__file__).resolve().parent.parent / "labkit" / "weights" / "resae")
+    out = bench_codec.speed_ratios("resae", 1, weights_dir=str(mine))
+    assert [size for size, _ in bench_codec.sizes(out)] == ["128x128", "768x512"]
+    assert all(row["codec"]["bpp"] > 0 for _, row in bench_codec.sizes(out))
