@@ -5,8 +5,9 @@
     python benchmarks/bench_codec.py --model resae-rd-fast --vs resae --weights-dir W   # your weights W/resae-rd-fast/ against the shipped resae
 
 Speed (one CPU thread, best of N, the CPU's name printed beside every number):
-encode + decode of a 128x128 and a 768x512 image (real photo content) with the
-shipped ResAE at b=2 (network + quantizer + coder + container), and Pillow's WebP
+encode + decode of a 128x128 and a 768x512 image (real photo content) with
+``--model`` (default: the shipped ResAE; ``--weights-dir``: yours) at b=2 (network +
+quantizer + coder + container), and Pillow's WebP
 and JPEG (quality 75) encode + decode of the *same* images *in the same run*; the
 ratios codec / WebP and codec / JPEG mean the same thing on any CPU.
 Where the time goes: the encoder and decoder networks alone, in ns per pixel, and
@@ -14,7 +15,7 @@ the decoder before the upsampling fusion of ``labkit.inference`` (BN folded only
 as the codec ran before), measured in the same run; and each network's multiply-adds
 per pixel with the rate (GMAC/s) it runs them at, which separates "more work" from
 "slower work".
-Context coding: real payload bits per latent symbol of the shipped ResAE on the
+Context coding: real payload bits per latent symbol of that model on the
 embedded test split for b = 1..5, per context mode, and the saving vs memoryless.
 """
 from __future__ import annotations
@@ -156,6 +157,12 @@ def network_split(model: str, repeats: int, weights_dir: str | None = None) -> d
             "fusion_speedup": dec_before / dec}
 
 
+def default_out(weights_dir: str | None) -> Path:
+    """Where the JSON goes without ``--out``: the committed results for the shipped weights, the
+    weights folder itself for ``--weights-dir`` (so timing your own weights never replaces a result)."""
+    return Path(weights_dir) / "bench_codec.json" if weights_dir else Path(__file__).parent / "results" / "bench_codec.json"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=10)
@@ -173,8 +180,7 @@ def main() -> int:
                         "replaces a committed result)")
     args = p.parse_args()
     if args.out is None:
-        args.out = str(Path(args.weights_dir) / "bench_codec.json" if args.weights_dir
-                       else Path(__file__).parent / "results" / "bench_codec.json")
+        args.out = str(default_out(args.weights_dir))
     wdir = args.weights_dir
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -198,11 +204,13 @@ def main() -> int:
         # The ratio's numerator is the better of the two runs of the model, so the file keeps both
         # runs and the two totals the ratio divides.
         results["vs"] = {"model": args.vs, "speed": other, "speed_again": again, "ratio": {}, "total_ms": {}}
+        # the same name on both sides (your weights of a model against its shipped ones) keeps both times
+        mine_key = args.model if args.vs != args.model else f"{args.model} ({wdir or 'again'})"
         for size, r in sizes(results["speed"]):
             mine = min(r["codec"]["total_ms"], again[size]["codec"]["total_ms"])
             ratio = mine / other[size]["codec"]["total_ms"]
             results["vs"]["ratio"][size] = ratio
-            results["vs"]["total_ms"][size] = {args.model: mine, args.vs: other[size]["codec"]["total_ms"]}
+            results["vs"]["total_ms"][size] = {mine_key: mine, args.vs: other[size]["codec"]["total_ms"]}
             print(f"  {size:>8}: {args.model} {mine:7.2f} ms vs {args.vs} {other[size]['codec']['total_ms']:7.2f} ms "
                   f"encode+decode: {ratio:.2f}x")
     if results["speed"]["colour_map"]:

@@ -249,6 +249,10 @@ class ResAE(_AutoEncoder):
         else:
             layers += [nn.Conv2d(c1, 12, 3, padding=1), nn.PixelShuffle(2)]  # 1/2 -> 1/1
         self.decoder = nn.Sequential(*layers, nn.Sigmoid())
+        #: every constructor argument as the layout used it (``labkit.models.build_model`` records
+        #: from here what a name's defaults set, so a config rebuilds the same layout)
+        self.arguments = {"widths": list(widths), "blocks": int(blocks), "upsample": upsample,
+                          "latent_channels": lat, "decoder_blocks": list(dec_blocks), "head": head}
         self.config = {"widths": list(widths), "blocks": int(blocks), "upsample": upsample}
         if self.latent_channels != 16:
             self.config["latent_channels"] = self.latent_channels
@@ -325,7 +329,7 @@ def build_model(name: str, *, seed: int | None = None, **cfg: Any) -> _AutoEncod
         # put the name's default there instead (resae-rd-fast with decoder_blocks == (blocks, blocks)
         # came back with [2, 1]): record what the model was built with
         if key not in built:
-            built[key] = list(cfg[key]) if isinstance(cfg[key], tuple) else cfg[key]
+            built[key] = getattr(model, "arguments", {}).get(key, cfg[key])
     model.config = {"name": name, "noise": fixed["noise"], **built}
     return model
 

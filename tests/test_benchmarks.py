@@ -61,11 +61,16 @@ def test_reference_coder_round_trips_and_codes_the_same_model(bench_coder):
 
 
 def test_bench_codec_times_the_weights_it_is_given(tmp_path):
-    """``--weights-dir`` times W/<model>/, not the shipped weights: an empty folder is refused by name,
-    a folder holding the model is timed (and its files decode)."""
+    """``--weights-dir`` times W/<model>/, not the shipped weights: a missing folder and a folder
+    without the model are refused by name, a folder holding the model is timed; the JSON goes into W."""
     bench_codec = _load("bench_codec")
+    with pytest.raises(CodecError, match=re.escape(str(tmp_path / "missing"))):
+        bench_codec.speed_ratios("resae", 1, weights_dir=str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
     with pytest.raises(CodecError, match=re.escape(str(tmp_path / "empty"))):
         bench_codec.speed_ratios("resae", 1, weights_dir=str(tmp_path / "empty"))
+    assert bench_codec.default_out(str(tmp_path)) == tmp_path / "bench_codec.json"
+    assert bench_codec.default_out(None) == BENCH / "results" / "bench_codec.json"
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "resae").symlink_to(Path(__file__).resolve().parent.parent / "labkit" / "weights" / "resae")

@@ -162,3 +162,12 @@ def test_a_config_rebuilds_the_layout_it_came_from(name, cfg):
     again = build_model(name, **{k: v for k, v in model.config.items() if k not in ("name", "noise")})
     assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
     assert again.config == model.config
+
+
+def test_a_config_records_the_values_the_layout_used():
+    """Equal layouts get equal configs: a default left to the class (``None``) or given as a tuple is
+    recorded as the layout used it."""
+    small = {"widths": [8, 8, 16], "blocks": 1}
+    configs = [build_model("resae-rd-fast", **small, decoder_blocks=v).config for v in (None, (1, 1), [1, 1])]
+    assert configs[0] == configs[1] == configs[2] and configs[0]["decoder_blocks"] == [1, 1]
+    assert build_model("resae-rd", **small, latent_channels=16.0).config["latent_channels"] == 16

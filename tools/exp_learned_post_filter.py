@@ -79,11 +79,13 @@ class PostFilter(nn.Module):
 
 
 def code_all(images: np.ndarray, b: int) -> np.ndarray:
+    """Each image through the shipped codec at ``b`` (whole file, colour maps as shipped): decoded uint8."""
     codec = Codec.from_pretrained(MODEL, b=b)
     return np.stack([codec.decode(codec.encode(img)) for img in images])
 
 
 def cmd_pairs(args: argparse.Namespace) -> None:
+    """Code the training pool and the held-out photo's tiles at every b; cache (original, decoded)."""
     torch.set_num_threads(1)
     args.cache.mkdir(parents=True, exist_ok=True)
     sets = {"train": training_splits()["train"], "val": holdout_tiles()}
@@ -95,6 +97,7 @@ def cmd_pairs(args: argparse.Namespace) -> None:
 
 
 def to_t(a: np.ndarray) -> torch.Tensor:
+    """uint8 ``[N, H, W, 3]`` to float ``[N, 3, H, W]`` in 0..1."""
     return torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float().div_(255)
 
 
@@ -117,6 +120,7 @@ def val_gain(net: PostFilter, val: dict[str, np.ndarray]) -> tuple[float, list[f
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    """Train one filter on random crops of the cached pairs; keep the best validation's weights."""
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
@@ -169,6 +173,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def curves(images: list[np.ndarray], nets: dict[str, PostFilter]) -> tuple[dict, dict]:
+    """Mean bpp / PSNR / SSIM per b without and with each filter, and the filters' time beside the decode's."""
     out = {v: {"bpp": [], "psnr": [], "ssim": []} for v in ("none", *nets)}
     times = {"decode_s": 0.0, **{f"{v}_s": 0.0 for v in nets}}
     for b in BITS:
@@ -196,10 +201,14 @@ def curves(images: list[np.ndarray], nets: dict[str, PostFilter]) -> tuple[dict,
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    """Every trained filter in the cache through the codec on the test sets; write the JSON."""
     torch.set_num_threads(1)
     nets, meta = {}, {}
-    for path in sorted(args.cache.glob("filter_*.pt")):
-        ck = torch.load(path, weights_only=False)
+    found = sorted(args.cache.glob("filter_*.pt"))
+    if not found:
+        raise SystemExit(f"no trained filters (filter_*.pt) in {args.cache}: run the pairs and train steps first")
+    for path in found:
+        ck = torch.load(path, weights_only=True)
         net = PostFilter(ck["width"], ck["depth"])
         net.load_state_dict(ck["state"])
         net.eval()
@@ -225,8 +234,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                   f"filter time / decode time {ratio[v]}")
         result["sets"][name] = {"curves": c, "bd_rate_vs_none": bd, "filter_time_over_decode": ratio,
                                 "times_s": {k: round(v, 3) for k, v in times.items()}}
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {OUT.relative_to(ROOT)}")
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {args.out}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=OUT, help="the evaluate step's JSON (default: the committed result)")
     args = p.parse_args(argv)
     {"pairs": cmd_pairs, "train": cmd_train, "evaluate": cmd_evaluate}[args.step](args)
     return 0

@@ -31,15 +31,35 @@ CPU_HOUR = ROOT / "benchmarks" / "results" / "experiments" / "cpu60m_avx512.json
 CPU_HOUR_RUN = "/work/runs/g27/e2e/c"
 
 
+#: what each step of exp_lite_layout.sh leaves in a run folder (checked before anything is read)
+NEEDED = {"run": ("c/config.json", "t0", "t1", "t2", "t3", "a.log", "b.log"),
+          "eval": ("cmp.json", "rd.json", "fs.json"), "speed": ("wd/bench_codec.json",)}
+
+
 def _json(path: Path) -> dict:
+    """A JSON file's contents."""
     return json.loads(path.read_text())
 
 
 def _last_line(path: Path, prefix: str) -> str:
-    return [line for line in path.read_text().splitlines() if line.startswith(prefix)][-1]
+    """The last line of a log that starts with ``prefix`` (the run's summary line)."""
+    lines = [line for line in path.read_text().splitlines() if line.startswith(prefix)]
+    if not lines:
+        raise SystemExit(f"{path} has no line starting {prefix!r}: that step did not finish; rerun it")
+    return lines[-1]
+
+
+def _check(run: Path) -> None:
+    """Refuse a run folder a step of exp_lite_layout.sh has not finished, naming the step."""
+    for step, files in NEEDED.items():
+        missing = [f for f in files if not (run / f).is_file()]
+        if missing:
+            raise SystemExit(f"{run}: missing {', '.join(missing)}; run `tools/exp_lite_layout.sh {step} "
+                             f"{run.name}` with RUNS={run.parent} first")
 
 
 def _speed(bench: dict) -> dict:
+    """The ratios a bench_codec.py --vs resae run measured, and where the networks' time goes."""
     out = {"encode_decode_over_resae": {k: round(v, 3) for k, v in bench["vs"]["ratio"].items()},
            "total_ms": bench["vs"]["total_ms"]}
     if "speed_without_colour_map" in bench:
@@ -62,14 +82,16 @@ def _vs_cpu_hour(curve: dict) -> dict:
 
 
 def collect(run: Path) -> dict:
+    """One run folder's layout, times and results (see the module docstring)."""
+    _check(run)
     config = _json(run / "c" / "config.json")
     times = [int((run / f"t{i}").read_text()) for i in range(4)]
-    rd = _json(run / "rd.json")
+    bench_rd = _json(run / "rd.json")
     fs = _json(run / "fs.json")
     cmp_ = _json(run / "cmp.json")
     key = next(k for k in cmp_["bd_rate_vs_first"])
-    vs_webp = [r for r in rd["bd_rate"] if r["test"] == MODEL and r["anchor"] == "webp"][0]
-    vs_resae = [r for r in rd["bd_rate"] if r["test"] == MODEL and r["anchor"] == "resae"][0]
+    vs_webp = [r for r in bench_rd["bd_rate"] if r["test"] == MODEL and r["anchor"] == "webp"][0]
+    vs_resae = [r for r in bench_rd["bd_rate"] if r["test"] == MODEL and r["anchor"] == "resae"][0]
     photos_webp = {r["metric"]: r for r in fs["bd"] if r["test"] == MODEL and r["anchor"] == "webp"}
     delta_e = {}
     for r in fs["colour"]:
@@ -89,14 +111,17 @@ def collect(run: Path) -> dict:
             "bd_rate_vs_webp": {m: vs_webp[f"bd_rate_{m}_pct"] if vs_webp[f"{m}_left_out"] is None
                                 else vs_webp[f"{m}_left_out"] for m in ("psnr", "ssim")},
             "bd_rate_vs_resae": {m: vs_resae[f"bd_rate_{m}_pct"] for m in ("psnr", "ssim")},
-            "at_webp_bpp": rd["at_equal_rate"][f"{MODEL} vs webp"],
+            "at_webp_bpp": bench_rd["at_equal_rate"][f"{MODEL} vs webp"],
+            "criterion_vs_ae2": [{k: r[k] for k in ("b", "bpp", "ssim", "dssim_at_equal_bpp", "holds")}
+                                 for r in bench_rd["criteria"] if r["test"] == MODEL and r["anchor"] == "ae2"],
         },
         "coffee_rocket_full_size": {
             "curve": fs["curves"][MODEL],
             "bd_rate_vs_webp": {m: r["value"] if r["value"] is not None else r["reason"] for m, r in photos_webp.items()},
-            "max_delta_e_by_b_four_photos": delta_e,
+            "largest_photo_mean_delta_e_by_b": delta_e,   # the worst of the four photos' mean CIE76 ΔE
         },
         "speed": _speed(_json(run / "wd" / "bench_codec.json")),
+        "speed_cpu": _json(run / "wd" / "bench_codec.json")["cpu"],
     }
 
 
@@ -107,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     result = {
         "what": __doc__.split("\n\n")[2].replace("\n", " "),
-        "cpu": cpu_name(),
+        "cpu": cpu_name(),   # the machine that collected; each run's speed_cpu is the one that timed it
+        "runs_folder": str(args.runs),
         "commands": ["tools/exp_lite_layout.sh run NAME 'MODEL_CFG_JSON' 1800 1740  (two runs side by side, one thread each)",
                      "tools/exp_lite_layout.sh eval NAME", "tools/exp_lite_layout.sh speed NAME ... (alone)",
                      "python tools/exp_lite_layout.py NAME ..."],

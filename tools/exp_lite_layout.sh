@@ -11,15 +11,20 @@
 #   tools/exp_lite_layout.sh speed NAME [NAME ...]      # run alone: it times on one core
 #   python tools/exp_lite_layout.py NAME [NAME ...]     # collects benchmarks/results/experiments/lite_layout.json
 #
-# RUNS (default /tmp/labkit_lite) holds the runs; nothing there is committed.
+# RUNS (default /tmp/labkit_lite) holds the runs; nothing there is committed. The committed JSON's
+# runs were made with RUNS=/work/runs/lite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-/tmp/labkit_lite}
+RUNS=$(realpath -m "${RUNS:-/tmp/labkit_lite}")
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 PY=${PY:-.venv/bin/python}
-step=$1; shift
+usage() { echo "usage: $0 run NAME 'MODEL_CFG_JSON' [STAGE_A_S STAGE_B_S] | eval NAME | speed NAME [NAME ...]" >&2; exit 2; }
+step=${1:-}
+[ $# -ge 2 ] || usage
+shift
 case "$step" in
   run)
+    [ $# -ge 2 ] || usage
     N=$1; CFG=$2; SA=${3:-1800}; SB=${4:-1740}; R=$RUNS/$N
     mkdir -p "$R"
     GH=$($PY -c "import matplotlib.cbook as c; print(c.get_sample_data('grace_hopper.jpg', asfileobj=False))")
@@ -37,6 +42,7 @@ case "$step" in
     ;;
   eval)
     N=$1; R=$RUNS/$N; W=$R/wd
+    [ -f "$R/c/coder_prior.npz" ] || { echo "no finished run in $R: run '$0 run $N ...' first" >&2; exit 2; }
     mkdir -p "$W" && ln -sfn "$R/c" "$W/resae-rd-fast"
     $PY tools/compare_checkpoints.py labkit/weights/resae-rd-fast "$R/c" --out "$R/cmp.json" > "$R/cmp.txt" 2>&1
     $PY benchmarks/bench_rd.py --weights-dir "$W" --curves-from benchmarks/results/bench_rd.json --out "$R/rd.json" > "$R/rd.txt" 2>&1
@@ -44,9 +50,12 @@ case "$step" in
     ;;
   speed)
     for N in "$@"; do
+      [ -d "$RUNS/$N/wd" ] || { echo "no evaluated run in $RUNS/$N: run '$0 eval $N' first" >&2; exit 2; }
+    done
+    for N in "$@"; do
       $PY benchmarks/bench_codec.py --model resae-rd-fast --vs resae --weights-dir "$RUNS/$N/wd" --repeats 10 > "$RUNS/$N/speed.txt" 2>&1
     done
     $PY benchmarks/bench_codec.py --model resae-rd-fast --vs resae --repeats 10 --out "$RUNS/shipped_speed.json" > "$RUNS/shipped_speed.txt" 2>&1
     ;;
-  *) echo "usage: $0 run|eval|speed ..." >&2; exit 2 ;;
+  *) usage ;;
 esac
